@@ -1,0 +1,57 @@
+"""The ``zqyy`` command: database, demo data, imports and the demo runner.
+
+Each subcommand delegates to the module that owns the job; this file only parses arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from zqyy_assets.lib import db, embedded_pg
+from zqyy_assets.lib.migrations import apply_migrations
+
+
+def _server_url() -> str:
+    """DATABASE_URL's server when set, else the embedded server (started if needed)."""
+    url = os.environ.get("DATABASE_URL")
+    return url if url else db.with_database(embedded_pg.start("demo"), db.APP_DATABASE)
+
+
+def cmd_db_up(args: argparse.Namespace) -> None:
+    app_url = _server_url()
+    db.ensure_database(app_url, db.database_name(app_url))
+    db.ensure_database(app_url, db.DAGSTER_DATABASE)
+    applied = apply_migrations(app_url)
+    if args.print_env:
+        print(f"export DATABASE_URL='{app_url}'")
+        print(f"export DAGSTER_PG_URL='{db.dagster_storage_url(app_url)}'")
+    else:
+        print(f"database ready: {app_url} (migrations applied now: {applied or 'none'})", file=sys.stderr)
+
+
+def cmd_db_down(args: argparse.Namespace) -> None:
+    print("stopped" if embedded_pg.stop("demo") else "not running")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zqyy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("db-up", help="start the embedded Postgres (unless DATABASE_URL is set) and migrate")
+    p.add_argument("--print-env", action="store_true", help="print shell exports for DATABASE_URL and DAGSTER_PG_URL")
+    p.set_defaults(func=cmd_db_up)
+
+    p = sub.add_parser("db-down", help="stop the embedded Postgres")
+    p.set_defaults(func=cmd_db_down)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
