@@ -1,0 +1,20 @@
+"""The one Dagster entry point: every domain's definitions, bound to resources from the environment."""
+
+import dagster as dg
+
+from zqyy_assets.defs.dws.assets import dws_assistant_member, dws_finance_area_daily, dws_member_profile
+from zqyy_assets.defs.dws.checks import dws_checks
+from zqyy_assets.defs.ods.assets import ods_assets
+from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
+
+defs = dg.Definitions(
+    assets=[*ods_assets, dws_finance_area_daily, dws_member_profile, dws_assistant_member],
+    asset_checks=dws_checks,
+    resources={
+        "postgres": PostgresResource(database_url=dg.EnvVar("DATABASE_URL")),
+        "venue_calendar": VenueCalendarResource(
+            timezone=dg.EnvVar("VENUE_TIMEZONE"),
+            business_day_cutoff_hours=dg.EnvVar.int("BUSINESS_DAY_CUTOFF_HOURS"),
+        ),
+    },
+)
