@@ -16,7 +16,6 @@ import pytest
 from zqyy_assets.lib import db, embedded_pg
 from zqyy_assets.lib.migrations import apply_migrations
 
-os.environ.setdefault("DAGSTER_HOME", "")  # tests build their own Dagster instances
 
 
 def _drop(server_url: str, name: str) -> None:

@@ -35,6 +35,17 @@ def cmd_db_down(args: argparse.Namespace) -> None:
     print("stopped" if embedded_pg.stop("demo") else "not running")
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from zqyy_assets.demo import run_demo
+
+    sys.exit(
+        run_demo(
+            sites=args.sites, days=args.days, seed=args.seed, host=args.host,
+            dagster_port=args.dagster_port, api_port=args.api_port, serve=not args.no_serve,
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zqyy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db-down", help="stop the embedded Postgres")
     p.set_defaults(func=cmd_db_down)
+    p = sub.add_parser("demo", help="bring up Postgres, the demo venue, DWS, the Dagster UI and the API")
+    p.add_argument("--sites", type=int, default=2)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--dagster-port", type=int, default=3000)
+    p.add_argument("--api-port", type=int, default=8000)
+    p.add_argument("--no-serve", action="store_true", help="prepare data and DWS, then exit")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -1,0 +1,38 @@
+# Two commands: `make demo` and `make test`. Everything they need is installed here, into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export VENUE_TIMEZONE ?= Asia/Shanghai
+export BUSINESS_DAY_CUTOFF_HOURS ?= 6
+
+.PHONY: demo test install bench db-down clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: Postgres + demo venue + DWS + Dagster UI (:3000) + API (:8000); Ctrl-C stops all
+demo: install
+	$(BIN)/zqyy demo $(DEMO_ARGS)
+
+## make test: the whole suite on a real (embedded) Postgres
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make bench: benchmarks in bench/ (figures go into the README)
+bench: install
+	$(BIN)/python bench/bench_dws.py
+
+db-down:
+	$(BIN)/zqyy db-down
+
+clean:
+	-$(BIN)/zqyy db-down
+	rm -rf .pgdata .dagster_home

@@ -1,0 +1,27 @@
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import Settings
+from zqyy_assets.lib import db
+
+
+def test_health_reports_database_and_schema_version(client: TestClient) -> None:
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["schema_version"].startswith("000")
+
+
+def test_health_is_503_when_schema_is_missing(pg_server_url: str) -> None:
+    name = "zqyy_t_health_unmigrated"
+    db.ensure_database(pg_server_url, name)
+    try:
+        settings = Settings(database_url=db.with_database(pg_server_url, name), db_pool_min_size=1, db_pool_max_size=2)
+        with TestClient(create_app(settings)) as client:
+            response = client.get("/api/health")
+        assert response.status_code == 503
+        assert response.json()["database"] == "unavailable"
+    finally:
+        with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

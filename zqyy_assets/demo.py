@@ -1,0 +1,129 @@
+"""``zqyy demo``: bring up the whole stack on one machine, reusing what an earlier run built.
+
+Order: Postgres (embedded unless DATABASE_URL is set) and migrations -> the demo venue (only
+if ODS is empty) -> DWS materialized as a Dagster run (only if behind ODS) -> Dagster UI with
+its daemon and the API as child processes. Ctrl-C stops every process this command started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from zqyy_assets.lib import db, embedded_pg
+from zqyy_assets.lib.migrations import apply_migrations
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def _prepare_environment() -> tuple[str, bool]:
+    """Export DATABASE_URL / DAGSTER_PG_URL / DAGSTER_HOME for this process and its children."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        app_url, started_embedded = external, False
+    else:
+        app_url, started_embedded = db.with_database(embedded_pg.start("demo"), db.APP_DATABASE), True
+    db.ensure_database(app_url, db.database_name(app_url))
+    db.ensure_database(app_url, db.DAGSTER_DATABASE)
+    applied = apply_migrations(app_url)
+    _say(f"database ready ({'embedded' if started_embedded else 'DATABASE_URL'}); migrations applied now: {applied or 'none'}")
+
+    os.environ["DATABASE_URL"] = app_url
+    os.environ.setdefault("DAGSTER_PG_URL", db.dagster_storage_url(app_url))
+    os.environ.setdefault("VENUE_TIMEZONE", "Asia/Shanghai")
+    os.environ.setdefault("BUSINESS_DAY_CUTOFF_HOURS", "6")
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return app_url, started_embedded
+
+
+def _ensure_demo_venue(app_url: str, sites: int, days: int, seed: int) -> None:
+    with db.connect(app_url) as conn:
+        existing = conn.execute("SELECT count(*) AS n FROM ods.sites").fetchone()["n"]
+    if existing:
+        _say(f"ODS already holds {existing} site(s); keeping them")
+        return
+    from zqyy_assets.defs.ods.generator import generate_demo_venue
+
+    _say(f"generating the demo venue: {sites} site(s) x {days} days (seed {seed})")
+    counts = generate_demo_venue(app_url, sites=sites, days=days, seed=seed, end_date=date.today())
+    _say("loaded " + ", ".join(f"{table} {n}" for table, n in counts.items()))
+
+
+def _ensure_dws(app_url: str) -> None:
+    import dagster as dg
+
+    from zqyy_assets.defs.dws.refresh import materialize_dws, ods_date_range
+    from zqyy_assets.lib.resources import VenueCalendarResource
+
+    calendar = VenueCalendarResource(
+        timezone=os.environ["VENUE_TIMEZONE"], business_day_cutoff_hours=int(os.environ["BUSINESS_DAY_CUTOFF_HOURS"])
+    )
+    span = ods_date_range(app_url, calendar)
+    if span.first is None:
+        _say("ODS has no settlements; nothing to materialize")
+        return
+    if span.dws_is_current:
+        _say(f"DWS is current (through {span.dws_last})")
+        return
+    _say(f"materializing DWS for {span.first}..{span.last} as one Dagster run")
+    started = time.perf_counter()
+    result = materialize_dws(dg.DagsterInstance.get(), app_url, span.first, span.last, calendar)
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    _say(f"DWS done in {time.perf_counter() - started:.1f} s; checks: {checks}")
+
+
+def _start_services(host: str, dagster_port: int, api_port: int) -> list[subprocess.Popen]:
+    bin_dir = Path(sys.executable).parent
+    common = {"cwd": PROJECT_ROOT, "env": os.environ.copy()}
+    dagster = subprocess.Popen(
+        [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-h", host, "-p", str(dagster_port)], **common
+    )
+    api = subprocess.Popen(
+        [str(bin_dir / "uvicorn"), "api.main:app", "--host", host, "--port", str(api_port)], **common
+    )
+    return [dagster, api]
+
+
+def run_demo(*, sites: int, days: int, seed: int, host: str, dagster_port: int, api_port: int, serve: bool) -> int:
+    app_url, started_embedded = _prepare_environment()
+    children: list[subprocess.Popen] = []
+    try:
+        _ensure_demo_venue(app_url, sites, days, seed)
+        _ensure_dws(app_url)
+        if not serve:
+            return 0
+        children = _start_services(host, dagster_port, api_port)
+        _say(f"Dagster UI: http://{host}:{dagster_port}")
+        _say(f"API:       http://{host}:{api_port}/docs  (health: /api/health)")
+        _say("Ctrl-C stops everything this command started")
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        _say("a service exited; stopping the rest")
+        return 1
+    except KeyboardInterrupt:
+        _say("stopping")
+        return 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if started_embedded:
+            embedded_pg.stop("demo")
+            _say("embedded Postgres stopped")
