@@ -17,4 +17,4 @@ def test_resources_are_bound_from_environment() -> None:
     # Secrets and URLs come from the environment at run time, never from import-time branching.
     postgres = defs.resources["postgres"]
     assert isinstance(postgres.database_url, dg.EnvVar)
-    assert str(postgres.database_url) == "DATABASE_URL"
+    assert postgres.database_url.env_var_name == "DATABASE_URL"
