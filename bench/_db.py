@@ -1,0 +1,31 @@
+"""A throwaway database on the embedded benchmark server (or DATABASE_URL's server)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from zqyy_assets.lib import db, embedded_pg
+from zqyy_assets.lib.migrations import apply_migrations
+
+
+def bench_server_url() -> str:
+    external = os.environ.get("DATABASE_URL")
+    return db.with_database(external, "postgres") if external else embedded_pg.start("bench")
+
+
+@contextmanager
+def scratch_database(prefix: str = "zqyy_bench") -> Iterator[str]:
+    """A fresh migrated database, dropped afterwards; yields its URL."""
+    server = bench_server_url()
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    db.ensure_database(server, name)
+    url = db.with_database(server, name)
+    try:
+        apply_migrations(url)
+        yield url
+    finally:
+        with db.connect(db.with_database(server, "postgres"), autocommit=True) as conn:
+            conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(name)))
