@@ -39,7 +39,7 @@ def _postgres_instance(url: str):
     storage_db = db.database_name(url) + "_dagster"
     db.ensure_database(url, storage_db)
     return dg.instance_for_test(
-        overrides={"storage": {"postgres": {"postgres_url": db.dagster_storage_url(db.with_database(url, storage_db))}}}
+        overrides={"storage": {"postgres": {"postgres_url": db.dagster_storage_url(url, storage_db)}}}
     )
 
 

@@ -28,13 +28,13 @@ def database_name(url: str) -> str:
     return urlsplit(url).path.lstrip("/")
 
 
-def dagster_storage_url(app_url: str) -> str:
+def dagster_storage_url(app_url: str, database: str = DAGSTER_DATABASE) -> str:
     """Dagster's storage URL on the same server.
 
     dagster-postgres with SQLAlchemy 2.1 picks psycopg 3 for a bare ``postgresql://`` URL and
     then fails on its first ``NOTIFY``; naming the psycopg2 driver avoids that.
     """
-    url = with_database(app_url, DAGSTER_DATABASE)
+    url = with_database(app_url, database)
     scheme, rest = url.split("://", 1)
     if scheme in ("postgres", "postgresql"):
         scheme = "postgresql+psycopg2"

@@ -1,0 +1,36 @@
+"""The shipped dagster.yaml gives an instance whose storage is our Postgres server."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
+
+from zqyy_assets.lib import db
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_dagster_yaml_uses_postgres_storage(
+    pg_server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage_db = f"zqyy_t_dagster_{tmp_path.name[-8:].replace('-', '_')}"
+    db.ensure_database(pg_server_url, storage_db)
+    try:
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+        monkeypatch.setenv("DAGSTER_PG_URL", db.dagster_storage_url(pg_server_url, storage_db))
+        with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+            assert isinstance(instance.run_storage, PostgresRunStorage)
+            assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+
+            @dg.asset
+            def probe() -> None:
+                return None
+
+            # A real run writes events through the psycopg2 URL (the NOTIFY path that fails with psycopg 3).
+            assert dg.materialize([probe], instance=instance).success
+            assert instance.get_latest_materialization_event(dg.AssetKey("probe")) is not None
+    finally:
+        with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{storage_db}" WITH (FORCE)')
