@@ -1,21 +1,114 @@
-"""Dependencies shared by the routers, as ``Annotated`` aliases."""
+"""Dependencies shared by the routers, as ``Annotated`` aliases.
+
+Authentication runs as the first sub-dependency of every protected route, so a request with
+no valid token gets 401 before anything about it is validated or read.
+"""
 
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Annotated
 
 import psycopg
-from fastapi import Depends, Request
-from psycopg.rows import dict_row
+from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import AsyncConnectionPool
 
+from api import auth
+from api.schemas.common import MAX_BIGINT
 from api.settings import Settings, get_settings
 
 
 async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
-    """A pooled connection for one request; the pool lives on the app (built in main.lifespan)."""
+    """A pooled connection for one request; the pool lives on the app (built in main.lifespan).
+
+    Pool connections are autocommit with dict rows: a read is one round trip, and a write that
+    needs more than one statement opens ``conn.transaction()`` itself."""
     async with request.app.state.pool.connection() as conn:
-        conn.row_factory = dict_row
         yield conn
+
+
+def get_pool(request: Request) -> AsyncConnectionPool:
+    """The pool itself, for work that must not pin a connection for its whole length (streams)."""
+    return request.app.state.pool
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ConnDep = Annotated[psycopg.AsyncConnection, Depends(get_conn)]
+PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`; tokens come from `zqyy token issue`.")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def get_principal(
+    pool: PoolDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> auth.Principal:
+    if credentials is None:
+        raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    # Its own short checkout, so routes that wait long (a run, a chat reply) pin no connection.
+    async with pool.connection() as conn:
+        principal = await auth.lookup(conn, credentials.credentials)
+    if principal is None:
+        raise _unauthorized("invalid, expired or revoked token")
+    return principal
+
+
+PrincipalDep = Annotated[auth.Principal, Depends(get_principal)]
+
+
+async def require_admin(principal: PrincipalDep) -> auth.Principal:
+    if not principal.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="admin role required")
+    return principal
+
+
+AdminDep = Annotated[auth.Principal, Depends(require_admin)]
+
+
+def check_site(principal: auth.Principal, site_id: int | None) -> int:
+    """The one site this request works on: the one it names, if the token covers it."""
+    if site_id is None:
+        if len(principal.site_ids) == 1:
+            return principal.site_ids[0]
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"site_id is required: this token covers sites {list(principal.site_ids)}",
+        )
+    if site_id not in principal.site_ids:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"this token has no access to site {site_id}")
+    return site_id
+
+
+SiteQuery = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_BIGINT, description="The site to read; may be omitted when the token covers one site."),
+]
+
+
+async def resolve_site(principal: PrincipalDep, site_id: SiteQuery = None) -> int:
+    return check_site(principal, site_id)
+
+
+async def resolve_admin_site(principal: AdminDep, site_id: SiteQuery = None) -> int:
+    return check_site(principal, site_id)
+
+
+SiteDep = Annotated[int, Depends(resolve_site)]
+AdminSiteDep = Annotated[int, Depends(resolve_admin_site)]
+
+
+# Date filters name real days of the venue's life; a far-off sentinel is a 422, not an overflow.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+
+
+def check_date_range(date_from: date | None, date_to: date | None) -> None:
+    for name, value in (("date_from", date_from), ("date_to", date_to)):
+        if value is not None and not (FIRST_DAY <= value <= LAST_DAY):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{name} must be between {FIRST_DAY} and {LAST_DAY}"
+            )
+    if date_from is not None and date_to is not None and date_from > date_to:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="date_from must not be after date_to")

@@ -1,36 +1,98 @@
-"""Builds the FastAPI app. No Dagster code is imported at request time."""
+"""Builds the FastAPI app. No Dagster code is imported at request time.
 
+The Dagster GraphQL client (``run/{app_type}``) is imported when the app starts, inside
+``api.services.dagster_runs``; nothing else on a request path touches Dagster. The chat uses
+the LLM layer's plain service class (``zqyy_assets.defs.llm.service``), which has no Dagster
+import, so the guards, the budget and the ledger are the same as in the pipeline.
+"""
+
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import psycopg
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from api.routes import health
+from api.routes import (
+    admin_alerts,
+    admin_cache,
+    admin_dashboard,
+    admin_jobs,
+    admin_runs,
+    cache,
+    chat,
+    events,
+    health,
+)
+from api.services.dagster_runs import DagsterRuns
+from zqyy_assets.defs.llm.service import LLMService
+from zqyy_assets.defs.llm.settings import load_settings
 from api.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Cached AI answers, business-event intake, the AI back office (`/api/admin/ai/*`) and the
+mini-program chat (`/api/xcx/chat/*`).
+
+Every endpoint but `/api/health` needs `Authorization: Bearer <token>` (issue one with
+`zqyy token issue`). A token has a role (`admin` or `staff`) and a set of sites; a request
+works on exactly one of them (`site_id`, which a single-site token may omit).
+"""
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings or get_settings()
+    app.state.settings = settings
     pool = AsyncConnectionPool(
-        settings.database_url, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size, open=False
+        settings.database_url,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        open=False,
     )
     await pool.open()
     app.state.pool = pool
+    app.state.dagster = DagsterRuns(settings)
+    app.state.llm = LLMService(
+        load_settings(
+            database_url=settings.database_url,
+            api_key=settings.dashscope_api_key.get_secret_value() if settings.dashscope_api_key else None,
+            base_url=settings.dashscope_base_url,
+            workspace=settings.dashscope_workspace,
+            app_ids={"app1_chat": settings.dashscope_app_id_app1_chat} if settings.dashscope_app_id_app1_chat else None,
+        )
+    )
+    app.state.background = set()  # tasks that must outlive a request (saving a closed stream's reply)
     try:
         yield
     finally:
+        if app.state.background:
+            await asyncio.wait(app.state.background, timeout=5)
+        await asyncio.to_thread(app.state.llm.close)
         await pool.close()
+
+
+async def _data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:
+    """A value Postgres refused (NUL byte, out of range...): the client's input, so a 422."""
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": f"invalid value: {first_line}"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """``settings`` is for tests; the served app reads the environment when it starts."""
-    app = FastAPI(title="zqyy AI assets API", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="zqyy AI assets API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
-    app.include_router(health.router)
+    app.add_exception_handler(psycopg.DataError, _data_error)
+    for module in (health, cache, events, admin_dashboard, admin_cache, admin_alerts, admin_jobs, admin_runs, chat):
+        app.include_router(module.router)
     return app
 
 

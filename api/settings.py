@@ -1,7 +1,12 @@
-"""The API's one settings object, read from the environment (and a git-ignored .env)."""
+"""The API's one settings object, read from the environment (and a git-ignored .env).
+
+Field names map to environment variables case-insensitively (``run_app_timeout_s`` <-
+``RUN_APP_TIMEOUT_S``). Secrets are ``SecretStr``: they never show in a repr or a log line.
+"""
 
 from functools import lru_cache
 
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -9,8 +14,27 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     database_url: str
-    db_pool_min_size: int = 2
-    db_pool_max_size: int = 10
+    db_pool_min_size: int = Field(2, ge=1)
+    db_pool_max_size: int = Field(10, ge=1)
+
+    # The venue calendar: event intake stamps each event with its business date.
+    venue_timezone: str = "Asia/Shanghai"
+    business_day_cutoff_hours: int = Field(6, ge=0, le=23)
+
+    # Dagster's GraphQL endpoint (the webserver started by `dagster dev` / `make demo`).
+    dagster_graphql_url: str = "http://127.0.0.1:3000/graphql"
+    # How long `POST /api/admin/ai/run/{app_type}` waits for its run before answering.
+    run_app_timeout_s: float = Field(120.0, gt=0)
+    run_app_poll_interval_s: float = Field(0.5, gt=0)
+
+    # Chat: the Bailian chat app through the LLM layer (zqyy_assets.defs.llm.service), which
+    # reads its guards, budget and retry settings (ZQYY_LLM_*) from the environment itself.
+    # The same variable names as the LLM layer; with no key the offline analyst answers.
+    dashscope_api_key: SecretStr | None = None
+    dashscope_base_url: str | None = None
+    dashscope_workspace: str | None = None
+    dashscope_app_id_app1_chat: str | None = None
+    chat_context_messages: int = Field(20, ge=1, le=200)
 
 
 @lru_cache

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-port", type=int, default=8000)
     p.add_argument("--no-serve", action="store_true", help="prepare data and DWS, then exit")
     p.set_defaults(func=cmd_demo)
+    from api.cli_tokens import add_parser as add_token_parser  # the API's tokens: api/cli_tokens.py
+    add_token_parser(sub)
     return parser
 
 

@@ -1,15 +1,24 @@
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
+from psycopg.types.json import Jsonb
+
+from api import auth
 from api.main import create_app
 from api.settings import Settings
+from zqyy_assets.lib import db
+
+SITE, OTHER_SITE = 1, 2
 
 
 @pytest.fixture
 def api_settings(db_url: str) -> Settings:
-    return Settings(database_url=db_url, db_pool_min_size=1, db_pool_max_size=4)
+    # Dagster is not running in these tests: a closed loopback port fails fast.
+    return Settings(
+        database_url=db_url, db_pool_min_size=1, db_pool_max_size=4, dagster_graphql_url="http://127.0.0.1:9/graphql"
+    )
 
 
 @pytest.fixture
@@ -17,3 +26,77 @@ def client(api_settings: Settings) -> Iterator[TestClient]:
     """A fresh app on a fresh database: no shared live state between tests."""
     with TestClient(create_app(api_settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def make_token(db_url: str) -> Callable[..., str]:
+    """Issue a real token (hashed into biz.api_tokens) and return it in clear."""
+
+    def make(role: auth.Role = "staff", sites: tuple[int, ...] = (SITE,), subject: str | None = None) -> str:
+        with db.transaction(db_url) as conn:
+            return auth.issue(conn, subject=subject or f"{role}-{'-'.join(map(str, sites))}", role=role, site_ids=list(sites)).token
+
+    return make
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def admin(make_token) -> dict[str, str]:
+    """Headers of an admin of SITE."""
+    return bearer(make_token("admin"))
+
+
+@pytest.fixture
+def staff(make_token) -> dict[str, str]:
+    """Headers of a staff member of SITE."""
+    return bearer(make_token("staff"))
+
+
+# ---- rows other layers write, inserted directly so each test states its own data ----
+def put_cache(
+    db_url: str, *, site: int, app: str, target: str, result: dict, status: str = "valid",
+    created_at: str | None = None, score: float | None = None, run_id: str | None = None,
+) -> int:
+    with db.transaction(db_url) as conn:
+        return conn.execute(
+            """INSERT INTO biz.ai_cache (site_id, cache_type, target_id, input_hash, prompt_version, result_json, score,
+                                         status, triggered_by, provider, dagster_run_id, created_at)
+               VALUES (%s, %s, %s, md5(random()::text), 'v1', %s, %s, %s, 'test', 'offline', %s, COALESCE(%s::timestamptz, now()))
+               RETURNING id""",
+            (site, app, target, Jsonb(result), score, status, run_id, created_at),
+        ).fetchone()["id"]
+
+
+def put_alert(db_url: str, *, site: int | None, app: str = "app3_clue", alert_type: str = "failed",
+              message: str = "boom", created_at: str | None = None) -> int:
+    with db.transaction(db_url) as conn:
+        return conn.execute(
+            """INSERT INTO biz.ai_alerts (site_id, app_type, alert_type, error_message, created_at)
+               VALUES (%s, %s, %s, %s, COALESCE(%s::timestamptz, now())) RETURNING id""",
+            (site, app, alert_type, message, created_at),
+        ).fetchone()["id"]
+
+
+def put_clue(db_url: str, *, site: int, member: int, summary: str, source: str = "ai_consumption") -> int:
+    with db.transaction(db_url) as conn:
+        return conn.execute(
+            """INSERT INTO biz.member_retention_clue (site_id, member_id, category, summary, detail, source)
+               VALUES (%s, %s, '消费习惯', %s, '', %s) RETURNING id""",
+            (site, member, summary, source),
+        ).fetchone()["id"]
+
+
+def put_call(db_url: str, *, site: int, app: str, status: str = "success", tokens_in: int = 0, tokens_out: int = 0,
+             latency_ms: int | None = None, called_at: str | None = None) -> int:
+    """A finished LLM call in the ledger (what the LLM layer writes)."""
+    with db.transaction(db_url) as conn:
+        return conn.execute(
+            """INSERT INTO biz.ai_call_ledger (site_id, app_name, provider, status, tokens_in, tokens_out, latency_ms,
+                                               called_at, finished_at)
+               VALUES (%s, %s, 'dashscope', %s, %s, %s, %s, COALESCE(%s::timestamptz, now()), COALESCE(%s::timestamptz, now()))
+               RETURNING id""",
+            (site, app, status, tokens_in, tokens_out, latency_ms, called_at, called_at),
+        ).fetchone()["id"]

@@ -1,0 +1,121 @@
+"""Cached AI answers for the mini-program and the admin web: read-only, one site per request."""
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from api.deps import ConnDep, SiteDep
+from api.schemas.cache import CacheEntry, CacheHistory, FinanceInsights, MemberClues
+from api.schemas.common import (
+    TIME_DIMENSIONS,
+    AppType,
+    Area,
+    Id,
+    Message,
+    TargetId,
+    TimeDimension,
+    finance_app_type,
+    finance_target_id,
+)
+from api.services import cache_reads
+
+router = APIRouter(
+    prefix="/api/ai",
+    tags=["cached answers"],
+    responses={401: {"model": Message}, 403: {"model": Message}, 404: {"model": Message}},
+)
+
+_MEMBER = re.compile(r"^[1-9][0-9]{0,18}$")
+_ASSISTANT_MEMBER = re.compile(r"^[1-9][0-9]{0,18}_[1-9][0-9]{0,18}$")
+_FINANCE = re.compile(r"^(?P<td>[a-z0-9_]+?)__(?P<area>[A-Za-z]+)$")
+
+
+def check_target(app_type: str, target_id: str) -> None:
+    """Each app has one target format; a wrong one is the caller's mistake, said plainly."""
+    if app_type in ("app2_finance", "app2a_finance_area"):
+        match = _FINANCE.match(target_id)
+        if not match or match["td"] not in TIME_DIMENSIONS or finance_app_type(match["area"]) != app_type:
+            expected = "all" if app_type == "app2_finance" else "an area other than 'all'"
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"target_id for {app_type} is '{{time_dimension}}__{{area}}' with area {expected}, got {target_id!r}",
+            )
+    elif app_type in ("app4_analysis", "app5_tactics"):
+        if not _ASSISTANT_MEMBER.match(target_id):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"target_id for {app_type} is '{{assistant_id}}_{{member_id}}', got {target_id!r}",
+            )
+    elif not _MEMBER.match(target_id):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"target_id for {app_type} is a member id, got {target_id!r}"
+        )
+
+
+def _not_cached(app_type: str, target_id: str, site_id: int) -> HTTPException:
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND, detail=f"no cached answer of {app_type} for target {target_id!r} at site {site_id}"
+    )
+
+
+@router.get("/cache/{app_type}/{target_id}", response_model=CacheEntry)
+async def get_latest_answer(app_type: AppType, target_id: Annotated[TargetId, Path()], site_id: SiteDep, conn: ConnDep):
+    """The newest valid answer of one app for one target."""
+    check_target(app_type, target_id)
+    row = await cache_reads.latest_valid(conn, site_id, app_type, target_id)
+    if row is None:
+        raise _not_cached(app_type, target_id, site_id)
+    return row
+
+
+@router.get("/cache/{app_type}/{target_id}/history", response_model=CacheHistory)
+async def get_answer_history(
+    app_type: AppType,
+    target_id: Annotated[TargetId, Path()],
+    site_id: SiteDep,
+    conn: ConnDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+):
+    """Every answer kept for the target, valid and invalidated, newest first."""
+    check_target(app_type, target_id)
+    rows, total = await cache_reads.history(conn, site_id, app_type, target_id, limit=limit, offset=offset)
+    if total == 0:
+        raise _not_cached(app_type, target_id, site_id)
+    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/finance/insights", response_model=FinanceInsights)
+async def get_finance_insights(time_dimension: TimeDimension, area: Area, site_id: SiteDep, conn: ConnDep):
+    """App2's insights for a period and an area (`all` = the whole site)."""
+    app_type, target_id = finance_app_type(area), finance_target_id(time_dimension, area)
+    row = await cache_reads.latest_valid(conn, site_id, app_type, target_id)
+    if row is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"no finance insights cached for {time_dimension} / {area} at site {site_id}",
+        )
+    insights = row["result"].get("insights") if isinstance(row["result"], dict) else None
+    return {
+        "site_id": site_id,
+        "time_dimension": time_dimension,
+        "area": area,
+        "app_type": app_type,
+        "target_id": target_id,
+        "insights": insights if isinstance(insights, list) else [],
+        "result": row["result"],
+        "cache_id": row["id"],
+        "generated_at": row["created_at"],
+    }
+
+
+@router.get("/members/{member_id}/clues", response_model=MemberClues)
+async def get_member_clues(member_id: Annotated[Id, Path()], site_id: SiteDep, conn: ConnDep):
+    """A member's retention clues (AI-derived and manual), newest first."""
+    rows = await cache_reads.member_clues(conn, site_id, member_id)
+    if not rows:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"no retention clues for member {member_id} at site {site_id}"
+        )
+    return {"site_id": site_id, "member_id": member_id, "items": rows, "total": len(rows)}

@@ -1,0 +1,184 @@
+"""The mini-program chat, compatible with the old `/api/xcx/chat/*` router (seeds/004).
+
+Every endpoint works on the caller's own chats: someone else's chat is a 403, a missing one a
+404. Replies come from the Bailian chat app through the LLM layer's guards and ledger.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import StreamingResponse
+
+from zqyy_assets.defs.llm.errors import GuardRefused, LLMError
+
+from api.deps import ConnDep, PoolDep, PrincipalDep, SettingsDep, SiteDep
+from api.schemas.chat import (
+    ChatHistoryResponse,
+    ChatMessagesResponse,
+    ChatStreamRequest,
+    SendMessageRequest,
+    SendMessageResponse,
+)
+from api.schemas.common import Id, Message
+from api.services import chat
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(
+    prefix="/api/xcx/chat",
+    tags=["mini-program chat"],
+    responses={401: {"model": Message}, 403: {"model": Message}},
+)
+
+ContextType = Annotated[str, Query(alias="contextType", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
+ContextId = Annotated[str, Query(alias="contextId", max_length=64, pattern=r"^[A-Za-z0-9_\-:.]*$")]
+Page = Annotated[int, Query(ge=1, le=10_000)]
+
+
+@router.get("/history", response_model=ChatHistoryResponse)
+async def chat_history(
+    principal: PrincipalDep, site_id: SiteDep, conn: ConnDep, page: Page = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+):
+    """The caller's chats at the site, the most recently active first."""
+    items, total = await chat.history(conn, site_id, principal.subject, page=page, page_size=page_size)
+    return {"items": items, "total": total, "page": page, "page_size": page_size}
+
+
+@router.get("/messages", response_model=ChatMessagesResponse)
+async def messages_by_context(
+    principal: PrincipalDep, site_id: SiteDep, conn: ConnDep, context_type: ContextType, context_id: ContextId,
+    page: Page = 1, page_size: Annotated[int, Query(ge=1, le=100)] = 50,
+):
+    """The chat of a page context (found, or created empty), with its messages oldest first."""
+    chat_id = await chat.find_or_create(conn, site_id, principal.subject, context_type, context_id)
+    items, total = await chat.messages(conn, chat_id, page=page, page_size=page_size)
+    return {"chat_id": chat_id, "items": items, "total": total, "page": page, "page_size": page_size}
+
+
+@router.get("/{chat_id}/messages", response_model=ChatMessagesResponse, responses={404: {"model": Message}})
+async def messages_by_chat(
+    chat_id: Annotated[Id, Path()], principal: PrincipalDep, conn: ConnDep, page: Page = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 50,
+):
+    """A chat's messages, oldest first."""
+    await chat.owned_session(conn, chat_id, site_id_scope=principal.site_ids, owner=principal.subject)
+    items, total = await chat.messages(conn, chat_id, page=page, page_size=page_size)
+    return {"chat_id": chat_id, "items": items, "total": total, "page": page, "page_size": page_size}
+
+
+@router.post("/{chat_id}/messages", response_model=SendMessageResponse, responses={404: {"model": Message}})
+async def send_message(
+    chat_id: Annotated[Id, Path()], body: SendMessageRequest, request: Request, principal: PrincipalDep,
+    pool: PoolDep, settings: SettingsDep,
+):
+    """Send a message and wait for the whole reply. If the AI fails, the reply is a notice
+    (status `error`, still HTTP 200), as the mini-program expects."""
+    async with pool.connection() as conn:
+        session = await chat.owned_session(conn, chat_id, site_id_scope=principal.site_ids, owner=principal.subject)
+        user_message = await chat.save_message(conn, chat_id, "user", body.content)
+        turns = await chat.recent_turns(conn, chat_id, settings.chat_context_messages)
+    # No connection is held while the model answers.
+    try:
+        answer = await request.app.state.llm.acall_app(
+            "app1_chat", chat.build_prompt(turns), site_id=session["site_id"],
+            session_id=session["bailian_session_id"], target_id=str(chat_id), trigger_type="chat",
+        )
+        reply = dict(content=str(answer.payload.get("text", "")), message_status="complete",
+                     tokens_used=answer.tokens_total, bailian_session_id=answer.session_id)
+    except Exception as exc:  # any failure of the model call becomes the notice, never a 500
+        log.warning("chat %s: reply failed: %s", chat_id, exc)
+        reply = dict(content=chat.AI_UNAVAILABLE, message_status="error")
+    async with pool.connection() as conn:
+        ai_message = await chat.save_message(conn, chat_id, "assistant", reply.pop("content"), **reply)
+    return {"user_message": user_message, "ai_reply": ai_message}
+
+
+def sse(event: str, data: dict) -> str:
+    """One SSE frame; JSON keeps the data on one line."""
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@router.post(
+    "/stream",
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE: `message` {token}, then `done` "
+              "{messageId, createdAt} or `error` {message}."},
+        404: {"model": Message},
+    },
+)
+async def chat_stream(
+    body: ChatStreamRequest, request: Request, principal: PrincipalDep, pool: PoolDep, settings: SettingsDep
+):
+    """Send a message and stream the reply as Server-Sent Events. Ownership and empty content
+    are checked before the stream starts (plain 403 / 422). If the upstream breaks mid-answer,
+    what arrived is saved (status `partial`) and an `error` event ends the stream."""
+    async with pool.connection() as conn:
+        session = await chat.owned_session(conn, body.chat_id, site_id_scope=principal.site_ids, owner=principal.subject)
+        await chat.save_message(conn, body.chat_id, "user", body.content)
+    stream = _reply_stream(
+        request.app, pool, session, body, context_messages=settings.chat_context_messages
+    )
+    return StreamingResponse(
+        stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+async def _reply_stream(app, pool, session: dict, body: ChatStreamRequest, *, context_messages: int) -> AsyncIterator[str]:
+    chat_id, site_id = session["id"], session["site_id"]
+    parts: list[str] = []
+    bailian_session = session["bailian_session_id"]
+    settled = False  # the reply (whole or partial) is saved
+    try:
+        async with pool.connection() as conn:
+            turns = await chat.recent_turns(conn, chat_id, context_messages)
+            page = await chat.page_text(conn, site_id, body.source_page, body.page_context, session)
+        tokens = 0
+        async for delta in app.state.llm.astream_chat(
+            chat.build_prompt(turns, page), site_id=site_id, session_id=bailian_session, target_id=str(chat_id)
+        ):
+            bailian_session = delta.session_id or bailian_session
+            if delta.done:
+                tokens = delta.tokens_in + delta.tokens_out
+            elif delta.text:
+                parts.append(delta.text)
+                yield sse("message", {"token": delta.text})
+        async with pool.connection() as conn:
+            saved = await chat.save_message(
+                conn, chat_id, "assistant", "".join(parts), tokens_used=tokens, bailian_session_id=bailian_session
+            )
+        settled = True
+        yield sse("done", {"messageId": saved["id"], "createdAt": saved["created_at"].isoformat()})
+    except Exception as exc:  # the upstream (or the ledger) failed: keep what arrived, say so in-band
+        log.warning("chat %s: stream failed after %d chunks: %s", chat_id, len(parts), exc)
+        if parts:
+            async with pool.connection() as conn:
+                await chat.save_message(
+                    conn, chat_id, "assistant", "".join(parts), message_status="partial", bailian_session_id=bailian_session
+                )
+        settled = True
+        error = {"message": chat.AI_UNAVAILABLE}
+        if isinstance(exc, LLMError) and exc.code:
+            error["code"] = exc.code
+        if isinstance(exc, GuardRefused):
+            error["code"] = exc.reason
+        yield sse("error", error)
+    finally:
+        if not settled and parts:
+            # The client went away mid-stream: this task is being cancelled, so the partial
+            # reply is saved by a task of its own.
+            task = asyncio.get_running_loop().create_task(_save_partial(pool, chat_id, "".join(parts), bailian_session))
+            app.state.background.add(task)
+            task.add_done_callback(app.state.background.discard)
+
+
+async def _save_partial(pool, chat_id: int, text: str, bailian_session: str | None) -> None:
+    try:
+        async with pool.connection() as conn:
+            await chat.save_message(conn, chat_id, "assistant", text, message_status="partial", bailian_session_id=bailian_session)
+    except Exception as exc:
+        log.warning("chat %s: could not save the partial reply of a closed stream: %s", chat_id, exc)

@@ -1,0 +1,192 @@
+"""The AI back office (`/api/admin/ai/*`): field names follow the admin web client (seeds/000)."""
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from api.schemas.common import AppType, Area, EventType, Id, TimeDimension
+from api.schemas.events import check_payload
+
+AlertStatus = Literal["pending", "acknowledged", "ignored"]
+EventStatusName = Literal["pending", "launched", "completed", "failed", "skipped_duplicate"]
+
+
+# ---- dashboard ----
+class DailyTrend(BaseModel):
+    date: str
+    calls: int
+    success_rate: float
+
+
+class AppDistItem(BaseModel):
+    app_type: str
+    count: int
+    percentage: float
+
+
+class BudgetInfo(BaseModel):
+    daily_used: int
+    daily_limit: int
+    daily_pct: float
+    monthly_used: int
+    monthly_limit: int
+    monthly_pct: float
+
+
+class AlertItem(BaseModel):
+    id: int
+    app_type: str
+    status: str = Field(description="What went wrong: failed / circuit_open / rate_limited / budget_exceeded / timeout.")
+    alert_status: str | None
+    error_message: str | None
+    created_at: datetime
+    site_id: int | None = Field(None, description="None for a run-wide alert that belongs to no single site.")
+    dagster_run_id: str | None = None
+    event_id: int | None = None
+
+
+class AppHealthItem(BaseModel):
+    app_type: str
+    last_status: str | None
+    last_call_at: datetime | None
+
+
+class DashboardResponse(BaseModel):
+    today_calls: int = Field(description="Calls in the selected range (today by default).")
+    today_success_rate: float
+    today_tokens: int
+    today_avg_latency_ms: float
+    trend_7d: list[DailyTrend] = Field(description="One point a day: the selected range, at least the last 7 days.")
+    app_distribution: list[AppDistItem]
+    budget: BudgetInfo
+    recent_alerts: list[AlertItem]
+    app_health: list[AppHealthItem]
+    site_id: int
+    date_from: date
+    date_to: date
+
+
+# ---- cache ----
+class CacheInvalidateReq(BaseModel):
+    site_id: Id
+    app_type: AppType | None = None
+    member_id: Id | None = Field(None, description="Also matches `{assistant_id}_{member_id}` targets.")
+
+
+class CacheInvalidateResponse(BaseModel):
+    affected_count: int
+
+
+class PrewarmMissingItem(BaseModel):
+    target_id: str
+    time_dimension: str
+    area: str
+
+
+class PrewarmProgressResponse(BaseModel):
+    site_id: int
+    total: int
+    done: int
+    missing: list[PrewarmMissingItem]
+    last_updated: datetime | None
+
+
+# ---- alerts ----
+class AlertListResponse(BaseModel):
+    items: list[AlertItem]
+    total: int
+    page: int
+    page_size: int
+
+
+class AlertActionResponse(BaseModel):
+    id: int
+    alert_status: str
+
+
+# ---- trigger jobs (events) ----
+class RunInfo(BaseModel):
+    run_id: str
+    status: str | None = Field(None, description="Dagster's run status; None when Dagster could not be asked.")
+
+
+class TriggerJobItem(BaseModel):
+    id: int
+    event_type: str
+    member_id: int | None
+    assistant_id: int | None = None
+    status: str = Field(description="The event's status: pending / launched / completed / failed / skipped_duplicate.")
+    app_chain: str | None
+    is_forced: bool
+    site_id: int
+    biz_date: date
+    started_at: datetime | None
+    finished_at: datetime | None
+    created_at: datetime
+    dagster_run_ids: list[str]
+    runs: list[RunInfo] = Field(description="Each Dagster run of the event with its live status.")
+
+
+class TriggerJobDetailResponse(TriggerJobItem):
+    payload: dict[str, Any] | None
+    error_message: str | None
+    connector_type: str
+    source: str
+    retry_of: int | None
+
+
+class TriggerJobListResponse(BaseModel):
+    items: list[TriggerJobItem]
+    total: int
+    page: int
+    page_size: int
+    today_skipped_duplicates: int
+    runs_error: str | None = Field(None, description="Set when Dagster could not be asked for run statuses.")
+
+
+class RetryResponse(BaseModel):
+    trigger_job_id: int
+    status: str
+
+
+class ManualTriggerRequest(BaseModel):
+    event_type: EventType
+    site_id: Id
+    member_id: Id | None = None
+    assistant_id: Id | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    is_forced: bool = Field(True, description="Manual triggers bypass the same-day de-duplication by default.")
+
+    @field_validator("payload")
+    @classmethod
+    def _payload(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_payload(value)
+
+
+class ManualTriggerResponse(BaseModel):
+    trigger_job_id: int
+    status: str
+
+
+# ---- run one app ----
+class RunAppRequest(BaseModel):
+    site_id: Id
+    member_id: Id | None = None
+    assistant_id: Id | None = None
+    time_dimension: TimeDimension | None = None
+    area: Area | None = None
+    # Accepted for the admin client's sake; App6 reads the member's notes from ODS itself.
+    note_content: str | None = Field(None, max_length=4000)
+    noted_by_name: str | None = Field(None, max_length=200)
+    noted_by_created_at: str | None = Field(None, max_length=64)
+
+
+class RunAppResponse(BaseModel):
+    app_type: str
+    success: bool
+    result: dict[str, Any] | None
+    error: str | None
+    run_id: str | None = None
+    run_status: str | None = None
+    target_id: str | None = None

@@ -1,0 +1,163 @@
+"""Queries behind the AI back office: cache invalidation, prewarm progress, alerts, event jobs."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from api.schemas.common import AREAS, TIME_DIMENSIONS, finance_app_type, finance_target_id
+
+PREWARM_TOTAL = len(TIME_DIMENSIONS) * len(AREAS)  # 72
+
+
+async def invalidate_cache(
+    conn: psycopg.AsyncConnection, site_id: int, app_type: str | None, member_id: int | None
+) -> int:
+    clauses, params = ["site_id = %s", "status = 'valid'"], [site_id]
+    if app_type is not None:
+        clauses.append("cache_type = %s")
+        params.append(app_type)
+    if member_id is not None:
+        # A member's own answers, and the assistant-member ones (`{assistant_id}_{member_id}`).
+        clauses.append("(target_id = %s OR target_id LIKE %s)")
+        params += [str(member_id), f"%\\_{member_id}"]
+    cur = await conn.execute(
+        f"UPDATE biz.ai_cache SET status = 'invalidated' WHERE {' AND '.join(clauses)}", params
+    )
+    return cur.rowcount
+
+
+async def prewarm_progress(conn: psycopg.AsyncConnection, site_id: int) -> dict:
+    """The 72 App2 combinations of a site: which have a valid answer, which are missing."""
+    cur = await conn.execute(
+        """SELECT cache_type, target_id, max(created_at) AS last
+           FROM biz.ai_cache
+           WHERE site_id = %s AND status = 'valid' AND cache_type IN ('app2_finance', 'app2a_finance_area')
+           GROUP BY cache_type, target_id""",
+        (site_id,),
+    )
+    cached = {(r["cache_type"], r["target_id"]): r["last"] for r in await cur.fetchall()}
+    missing, stamps = [], []
+    for time_dimension in TIME_DIMENSIONS:
+        for area in AREAS:
+            target = finance_target_id(time_dimension, area)
+            stamp = cached.get((finance_app_type(area), target))
+            if stamp is None:
+                missing.append({"target_id": target, "time_dimension": time_dimension, "area": area})
+            else:
+                stamps.append(stamp)
+    return {
+        "site_id": site_id,
+        "total": PREWARM_TOTAL,
+        "done": PREWARM_TOTAL - len(missing),
+        "missing": missing,
+        "last_updated": max(stamps) if stamps else None,
+    }
+
+
+_ALERT_COLUMNS = """id, app_type, alert_type AS status, alert_status, error_message, created_at, site_id,
+                    dagster_run_id, event_id"""
+# A run-wide alert (site_id NULL, e.g. a prewarm run over every site) belongs to no site and
+# carries no site's data: every admin sees it. Everything else is filtered to the one site.
+_ALERT_SCOPE = "(site_id = %s OR site_id IS NULL)"
+
+
+async def list_alerts(
+    conn: psycopg.AsyncConnection, site_id: int, alert_status: str | None, *, page: int, page_size: int
+) -> tuple[list[dict], int]:
+    clauses, params = [_ALERT_SCOPE], [site_id]
+    if alert_status is not None:
+        clauses.append("alert_status = %s")
+        params.append(alert_status)
+    where = " AND ".join(clauses)
+    total = (await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_alerts WHERE {where}", params)).fetchone())["n"]
+    cur = await conn.execute(
+        f"""SELECT {_ALERT_COLUMNS} FROM biz.ai_alerts WHERE {where}
+            ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s""",
+        [*params, page_size, (page - 1) * page_size],
+    )
+    return await cur.fetchall(), total
+
+
+async def recent_alerts(conn: psycopg.AsyncConnection, site_id: int, limit: int = 10) -> list[dict]:
+    cur = await conn.execute(
+        f"""SELECT {_ALERT_COLUMNS} FROM biz.ai_alerts WHERE {_ALERT_SCOPE}
+            ORDER BY created_at DESC, id DESC LIMIT %s""",
+        (site_id, limit),
+    )
+    return await cur.fetchall()
+
+
+async def alert_site(conn: psycopg.AsyncConnection, alert_id: int) -> tuple[bool, int | None]:
+    """(exists, site_id) of an alert, to tell 404 from 403 before touching it."""
+    row = await (await conn.execute("SELECT site_id FROM biz.ai_alerts WHERE id = %s", (alert_id,))).fetchone()
+    return (row is not None, row["site_id"] if row else None)
+
+
+async def set_alert_status(conn: psycopg.AsyncConnection, alert_id: int, alert_status: str, handled_by: str) -> dict:
+    cur = await conn.execute(
+        """UPDATE biz.ai_alerts SET alert_status = %s, handled_at = now(), handled_by = %s
+           WHERE id = %s RETURNING id, alert_status""",
+        (alert_status, handled_by, alert_id),
+    )
+    return await cur.fetchone()
+
+
+def local_day_bounds(day_from: date, day_to: date, tz: str) -> tuple[datetime, datetime]:
+    """[start of day_from, start of the day after day_to) in the venue's timezone."""
+    zone = ZoneInfo(tz)
+    start = datetime.combine(day_from, datetime.min.time(), zone)
+    end = datetime.combine(day_to + timedelta(days=1), datetime.min.time(), zone)
+    return start, end
+
+
+_JOB_COLUMNS = """id, event_type, member_id, assistant_id, status, app_chain, is_forced, site_id, biz_date,
+                  started_at, finished_at, created_at, dagster_run_ids"""
+
+
+async def list_jobs(
+    conn: psycopg.AsyncConnection,
+    site_id: int,
+    *,
+    event_type: str | None,
+    status: str | None,
+    created_from: datetime | None,
+    created_before: datetime | None,
+    page: int,
+    page_size: int,
+) -> tuple[list[dict], int]:
+    clauses, params = ["site_id = %s"], [site_id]
+    for column, value in (("event_type", event_type), ("status", status)):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    if created_from is not None:
+        clauses.append("created_at >= %s")
+        params.append(created_from)
+    if created_before is not None:
+        clauses.append("created_at < %s")
+        params.append(created_before)
+    where = " AND ".join(clauses)
+    total = (await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_events WHERE {where}", params)).fetchone())["n"]
+    cur = await conn.execute(
+        f"""SELECT {_JOB_COLUMNS} FROM biz.ai_events WHERE {where}
+            ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s""",
+        [*params, page_size, (page - 1) * page_size],
+    )
+    return await cur.fetchall(), total
+
+
+async def skipped_duplicates(conn: psycopg.AsyncConnection, site_id: int, biz_date: date) -> int:
+    cur = await conn.execute(
+        """SELECT count(*) AS n FROM biz.ai_events
+           WHERE site_id = %s AND biz_date = %s AND status = 'skipped_duplicate'""",
+        (site_id, biz_date),
+    )
+    return (await cur.fetchone())["n"]
+
+
+async def event_site(conn: psycopg.AsyncConnection, event_id: int) -> tuple[bool, int | None]:
+    row = await (await conn.execute("SELECT site_id FROM biz.ai_events WHERE id = %s", (event_id,))).fetchone()
+    return (row is not None, row["site_id"] if row else None)

@@ -1,0 +1,182 @@
+"""Chat sessions and messages (biz.chat_sessions / biz.chat_messages) and the prompt built from them.
+
+A session belongs to one subject (the token's holder) at one site. The prompt sent to the
+Bailian chat app is the last N messages (20 by default, error notices left out) with the
+newest user message as the question, prefixed by the page's cached answers when the chat was
+opened from a board page. Bailian's own session id is stored and sent back on the next turn.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import psycopg
+from fastapi import HTTPException, status
+
+from api.schemas.common import AREAS, TIME_DIMENSIONS, finance_app_type, finance_target_id
+from api.services import cache_reads
+
+NOT_FOUND = "对话不存在"
+NOT_YOURS = "无权访问该对话"
+AI_UNAVAILABLE = "AI 服务暂时不可用，请稍后再试"
+PAGE_TEXT_MAX_CHARS = 6000
+_SESSION_COLUMNS = """id, site_id, owner, title, context_type, context_id, bailian_session_id, last_message,
+                      last_message_at, message_count, created_at"""
+_MESSAGE_COLUMNS = "id, role, content, status, created_at, reference_card"
+
+
+async def owned_session(conn: psycopg.AsyncConnection, chat_id: int, *, site_id_scope: tuple[int, ...], owner: str) -> dict:
+    """The session if this subject owns it: 404 when it does not exist, 403 when it is not theirs."""
+    cur = await conn.execute(f"SELECT {_SESSION_COLUMNS} FROM biz.chat_sessions WHERE id = %s", (chat_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
+    if row["owner"] != owner or row["site_id"] not in site_id_scope:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=NOT_YOURS)
+    return row
+
+
+async def history(conn: psycopg.AsyncConnection, site_id: int, owner: str, *, page: int, page_size: int) -> tuple[list[dict], int]:
+    total = (
+        await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM biz.chat_sessions WHERE site_id = %s AND owner = %s", (site_id, owner)
+            )
+        ).fetchone()
+    )["n"]
+    cur = await conn.execute(
+        f"""SELECT {_SESSION_COLUMNS} FROM biz.chat_sessions WHERE site_id = %s AND owner = %s
+            ORDER BY last_message_at DESC NULLS LAST, id DESC LIMIT %s OFFSET %s""",
+        (site_id, owner, page_size, (page - 1) * page_size),
+    )
+    return await cur.fetchall(), total
+
+
+async def find_or_create(conn: psycopg.AsyncConnection, site_id: int, owner: str, context_type: str, context_id: str) -> int:
+    """The subject's newest session for this page context, or a new one."""
+    cur = await conn.execute(
+        """SELECT id FROM biz.chat_sessions
+           WHERE site_id = %s AND owner = %s AND context_type = %s AND context_id = %s
+           ORDER BY id DESC LIMIT 1""",
+        (site_id, owner, context_type, context_id),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return row["id"]
+    cur = await conn.execute(
+        """INSERT INTO biz.chat_sessions (site_id, owner, context_type, context_id)
+           VALUES (%s, %s, %s, %s) RETURNING id""",
+        (site_id, owner, context_type, context_id),
+    )
+    return (await cur.fetchone())["id"]
+
+
+async def messages(conn: psycopg.AsyncConnection, chat_id: int, *, page: int, page_size: int) -> tuple[list[dict], int]:
+    total = (await (await conn.execute("SELECT count(*) AS n FROM biz.chat_messages WHERE chat_id = %s", (chat_id,))).fetchone())["n"]
+    cur = await conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM biz.chat_messages WHERE chat_id = %s ORDER BY id LIMIT %s OFFSET %s",
+        (chat_id, page_size, (page - 1) * page_size),
+    )
+    return await cur.fetchall(), total
+
+
+async def save_message(
+    conn: psycopg.AsyncConnection,
+    chat_id: int,
+    role: str,
+    content: str,
+    *,
+    message_status: str = "complete",
+    tokens_used: int | None = None,
+    bailian_session_id: str | None = None,
+) -> dict:
+    """Store one message and update the session's summary (and Bailian session id) with it."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            """INSERT INTO biz.chat_messages (chat_id, role, content, status, tokens_used)
+               VALUES (%s, %s, %s, %s, %s) RETURNING id, role, content, status, created_at""",
+            (chat_id, role, content, message_status, tokens_used),
+        )
+        row = await cur.fetchone()
+        await conn.execute(
+            """UPDATE biz.chat_sessions
+               SET last_message = left(%s, 200), last_message_at = %s, message_count = message_count + 1,
+                   title = CASE WHEN title = '' AND %s = 'user' THEN left(%s, 40) ELSE title END,
+                   bailian_session_id = COALESCE(%s, bailian_session_id)
+               WHERE id = %s""",
+            (content, row["created_at"], role, content, bailian_session_id, chat_id),
+        )
+    return row
+
+
+async def recent_turns(conn: psycopg.AsyncConnection, chat_id: int, limit: int) -> list[dict]:
+    """The last ``limit`` messages, oldest first; error notices are not part of the dialogue."""
+    cur = await conn.execute(
+        """SELECT role, content FROM (
+               SELECT id, role, content FROM biz.chat_messages
+               WHERE chat_id = %s AND status <> 'error' ORDER BY id DESC LIMIT %s
+           ) t ORDER BY id""",
+        (chat_id, limit),
+    )
+    return await cur.fetchall()
+
+
+def build_prompt(turns: list[dict], page_text: str | None = None) -> str:
+    """As the old service: a lone question goes as is; otherwise the dialogue, then the question."""
+    if not turns:
+        return page_text or ""
+    question = turns[-1]["content"]
+    earlier = [f"{'用户' if t['role'] == 'user' else 'AI'}: {t['content']}" for t in turns[:-1]]
+    prompt = f"[历史对话]\n{chr(10).join(earlier)}\n\n[当前问题]\n{question}" if earlier else question
+    return f"{page_text}\n\n{prompt}" if page_text else prompt
+
+
+_DIGITS = re.compile(r"^[1-9][0-9]{0,18}$")
+
+
+def _pick(context: dict[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = context.get(name)
+        if value is not None and not isinstance(value, (dict, list)):
+            return str(value)
+    return None
+
+
+async def page_text(
+    conn: psycopg.AsyncConnection, site_id: int, source_page: str | None, page_context: dict[str, Any] | None, session: dict
+) -> str | None:
+    """The cached answers describing the page the chat was opened from, as labelled JSON.
+
+    Read from the page's filters: a finance board (timeDimension + area) gives App2's insights;
+    a member (memberId, or the session's numeric contextId) gives App7's analysis and App8's
+    clues; an assistant with a member adds App4 and App5. Nothing cached adds nothing.
+    """
+    if not source_page:
+        return None
+    ctx = page_context or {}
+    wanted: list[tuple[str, str]] = []
+    time_dimension = _pick(ctx, "timeDimension", "time_dimension")
+    area = _pick(ctx, "area") or "all"
+    if time_dimension in TIME_DIMENSIONS and area in AREAS:
+        wanted.append((finance_app_type(area), finance_target_id(time_dimension, area)))
+    member = _pick(ctx, "memberId", "member_id", "contextId")
+    if member is None and _DIGITS.match(session["context_id"] or ""):
+        member = session["context_id"]
+    if member is not None and _DIGITS.match(member):
+        wanted += [("app7_customer", member), ("app8_consolidation", member)]
+        assistant = _pick(ctx, "assistantId", "assistant_id")
+        if assistant is not None and _DIGITS.match(assistant):
+            wanted += [("app4_analysis", f"{assistant}_{member}"), ("app5_tactics", f"{assistant}_{member}")]
+    found = {}
+    for app_type, target_id in wanted:
+        row = await cache_reads.latest_valid(conn, site_id, app_type, target_id)
+        if row is not None:
+            found[f"{app_type}:{target_id}"] = row["result"]
+    if not found:
+        return None
+    body = json.dumps(found, ensure_ascii=False, default=str)
+    if len(body) > PAGE_TEXT_MAX_CHARS:
+        body = body[:PAGE_TEXT_MAX_CHARS] + "…"
+    return f"[页面上下文: {source_page}]\n{body}"

@@ -1,0 +1,188 @@
+"""Launching and watching Dagster runs through Dagster's GraphQL API.
+
+``dagster_graphql`` (which imports Dagster's core) is imported once, when the app starts;
+request paths only call into the already-built objects. The GraphQL clients are synchronous
+(``requests``), so every call runs in a worker thread, and each call builds its own client
+because a gql client refuses a second concurrent connection.
+
+One app is one asset. Its partition key follows the AI assets' partitions
+(``zqyy_assets/defs/ai/partitions.py``): ``{site}-{member}`` in the dynamic ``members``
+partitions, ``{site}-{assistant}_{member}`` in ``assistant_members``, and the App2
+multi-partition ``{area}|{time_dimension}`` (Dagster orders dimensions by name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from api.settings import Settings
+
+# Terminal states; anything else (QUEUED, STARTING, STARTED, CANCELING...) is still going.
+TERMINAL = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit job holding every asset: any single asset can be selected
+MEMBERS_PARTITIONS = "members"
+ASSISTANT_MEMBERS_PARTITIONS = "assistant_members"
+
+_REPOSITORIES_QUERY = """
+query Repositories {
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection { nodes { name location { name } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+_ADD_PARTITION_MUTATION = """
+mutation AddPartition($selector: RepositorySelector!, $name: String!, $key: String!) {
+  addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name, partitionKey: $key) {
+    __typename
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+_RUN_STATUSES_QUERY = """
+query RunStatuses($ids: [String]) {
+  runsOrError(filter: {runIds: $ids}) {
+    __typename
+    ... on Runs { results { runId status } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+class DagsterUnavailable(Exception):
+    """Dagster could not be reached or refused the request; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class AppTarget:
+    """Where one app's answer for one request lives: the asset partition and the cache row."""
+
+    app_type: str
+    partition_key: str
+    dynamic_partitions: str | None  # the dynamic partitions def to add the key to, if any
+    target_id: str
+    tags: dict[str, str]
+
+
+def app_target(app_type: str, site_id: int, *, member_id=None, assistant_id=None, time_dimension=None, area=None) -> AppTarget:
+    """The partition and cache target of a request already validated by the router."""
+    tags = {"zqyy/triggered_by": "admin_manual", "zqyy/site_id": str(site_id)}
+    if app_type in ("app2_finance", "app2a_finance_area"):
+        key = f"{area}|{time_dimension}"
+        tags |= {"dagster/partition/area": area, "dagster/partition/time_dimension": time_dimension}
+        return AppTarget(app_type, key, None, f"{time_dimension}__{area}", tags)
+    if app_type in ("app4_analysis", "app5_tactics"):
+        target = f"{assistant_id}_{member_id}"
+        return AppTarget(app_type, f"{site_id}-{target}", ASSISTANT_MEMBERS_PARTITIONS, target, tags)
+    return AppTarget(app_type, f"{site_id}-{member_id}", MEMBERS_PARTITIONS, str(member_id), tags)
+
+
+class DagsterRuns:
+    def __init__(self, settings: Settings) -> None:
+        # Imported here, at startup, not at request time (see the module docstring).
+        from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+        from gql import Client, GraphQLRequest
+        from gql.transport.requests import RequestsHTTPTransport
+
+        self._client_cls = DagsterGraphQLClient
+        self._error_cls = DagsterGraphQLClientError
+        self._gql_client_cls, self._request_cls, self._transport_cls = Client, GraphQLRequest, RequestsHTTPTransport
+        self.url = settings.dagster_graphql_url
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"DAGSTER_GRAPHQL_URL must be an http(s) URL ending in /graphql, got {self.url!r}")
+        self._host, self._port, self._https = parts.hostname, parts.port, parts.scheme == "https"
+        path = parts.path.rstrip("/")
+        self._prefix = path[: -len("/graphql")] if path.endswith("/graphql") else path
+        self._request_timeout = 30
+        self._repository: dict[str, str] | None = None
+
+    # -- synchronous GraphQL calls (run in threads) --
+    def _client(self):
+        return self._client_cls(
+            self._host, port_number=self._port, use_https=self._https, timeout=self._request_timeout,
+            path_prefix=self._prefix,
+        )
+
+    def _execute(self, query: str, variables: dict[str, Any]) -> dict:
+        transport = self._transport_cls(url=self.url, timeout=self._request_timeout, retries=0)
+        try:
+            with self._gql_client_cls(transport=transport) as session:
+                return session.execute(self._request_cls(query, variable_values=variables))
+        except Exception as exc:  # connection refused, HTTP error, GraphQL error: all mean "not now"
+            raise DagsterUnavailable(f"Dagster GraphQL at {self.url} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _repository_selector(self) -> dict[str, str]:
+        if self._repository is None:
+            data = self._execute(_REPOSITORIES_QUERY, {})["repositoriesOrError"]
+            nodes = data.get("nodes") or []
+            if data["__typename"] != "RepositoryConnection" or len(nodes) != 1:
+                raise DagsterUnavailable(f"expected one Dagster code location at {self.url}, got {data}")
+            self._repository = {"repositoryLocationName": nodes[0]["location"]["name"], "repositoryName": nodes[0]["name"]}
+        return self._repository
+
+    def _add_partition(self, name: str, key: str) -> None:
+        variables = {"selector": self._repository_selector(), "name": name, "key": key}
+        result = self._execute(_ADD_PARTITION_MUTATION, variables)["addDynamicPartition"]
+        # A key that already exists is what we wanted anyway.
+        if result["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
+            raise DagsterUnavailable(f"could not add partition {key!r} to {name}: {result.get('message', result)}")
+
+    def _submit(self, target: AppTarget) -> str:
+        if target.dynamic_partitions:
+            self._add_partition(target.dynamic_partitions, target.partition_key)
+        repo = self._repository_selector()
+        try:
+            return self._client().submit_job_execution(
+                ASSET_JOB,
+                repository_location_name=repo["repositoryLocationName"],
+                repository_name=repo["repositoryName"],
+                asset_selection=[target.app_type],
+                tags={"dagster/partition": target.partition_key, **target.tags},
+            )
+        except self._error_cls as exc:
+            raise DagsterUnavailable(f"Dagster refused the run of {target.app_type}: {exc}") from exc
+        except Exception as exc:
+            raise DagsterUnavailable(f"Dagster GraphQL at {self.url} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _status(self, run_id: str) -> str:
+        try:
+            return self._client().get_run_status(run_id).value
+        except Exception as exc:
+            raise DagsterUnavailable(f"could not read the status of run {run_id}: {exc}") from exc
+
+    def _statuses(self, run_ids: list[str]) -> dict[str, str]:
+        data = self._execute(_RUN_STATUSES_QUERY, {"ids": run_ids})["runsOrError"]
+        if data["__typename"] != "Runs":
+            raise DagsterUnavailable(f"Dagster could not list runs: {data.get('message', data['__typename'])}")
+        return {r["runId"]: r["status"] for r in data["results"]}
+
+    # -- the async face used by the routers --
+    async def launch(self, target: AppTarget) -> str:
+        return await asyncio.to_thread(self._submit, target)
+
+    async def wait(self, run_id: str, *, timeout_s: float, poll_s: float) -> tuple[str, bool]:
+        """Poll until the run ends or the time is up: (last status, finished?)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = await asyncio.to_thread(self._status, run_id)
+            if status in TERMINAL:
+                return status, True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return status, False
+            await asyncio.sleep(min(poll_s, remaining))
+
+    async def statuses(self, run_ids: list[str]) -> dict[str, str]:
+        if not run_ids:
+            return {}
+        return await asyncio.to_thread(self._statuses, run_ids)

@@ -1,0 +1,96 @@
+"""The AI dashboard: calls, success rate, tokens and latency from the LLM call ledger.
+
+Days are calendar days in the venue's timezone. Every figure is for one site, except the
+token budget, which the LLM layer enforces for all sites together (it is the Bailian
+account's budget), so it is shown as the account-wide total.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import psycopg
+
+from zqyy_assets.defs.llm.apps import APP_NAMES
+
+from api.services.admin import local_day_bounds, recent_alerts
+
+TREND_MIN_DAYS = 7
+
+
+async def dashboard(
+    conn: psycopg.AsyncConnection, site_id: int, *, date_from: date, date_to: date, tz: str, budget: dict
+) -> dict:
+    start, end = local_day_bounds(date_from, date_to, tz)
+    totals = await (
+        await conn.execute(
+            """SELECT count(*) AS calls,
+                      count(*) FILTER (WHERE status = 'success') AS successes,
+                      COALESCE(sum(tokens_used), 0)::bigint AS tokens,
+                      COALESCE(avg(latency_ms), 0)::float8 AS avg_latency
+               FROM biz.ai_call_ledger
+               WHERE site_id = %s AND called_at >= %s AND called_at < %s""",
+            (site_id, start, end),
+        )
+    ).fetchone()
+
+    trend_from = min(date_from, date_to - timedelta(days=TREND_MIN_DAYS - 1))
+    trend_start, _ = local_day_bounds(trend_from, date_to, tz)
+    cur = await conn.execute(
+        """SELECT (called_at AT TIME ZONE %s)::date AS day, count(*) AS calls,
+                  count(*) FILTER (WHERE status = 'success') AS successes
+           FROM biz.ai_call_ledger
+           WHERE site_id = %s AND called_at >= %s AND called_at < %s
+           GROUP BY 1""",
+        (tz, site_id, trend_start, end),
+    )
+    by_day = {r["day"]: r for r in await cur.fetchall()}
+    trend = []
+    day = trend_from
+    while day <= date_to:  # every day appears, quiet ones with zero calls
+        row = by_day.get(day)
+        calls = row["calls"] if row else 0
+        trend.append({"date": day.isoformat(), "calls": calls, "success_rate": _rate(row["successes"], calls) if row else 0.0})
+        day += timedelta(days=1)
+
+    cur = await conn.execute(
+        """SELECT app_name AS app_type, count(*) AS count FROM biz.ai_call_ledger
+           WHERE site_id = %s AND called_at >= %s AND called_at < %s
+           GROUP BY app_name ORDER BY count DESC, app_name""",
+        (site_id, start, end),
+    )
+    dist = await cur.fetchall()
+    dist_total = sum(r["count"] for r in dist)
+    distribution = [{**r, "percentage": _rate(r["count"], dist_total)} for r in dist]
+
+    # One short indexed probe per app rather than a scan of the site's whole ledger.
+    cur = await conn.execute(
+        """SELECT a.app AS app_type, l.status AS last_status, l.called_at AS last_call_at
+           FROM unnest(%s::text[]) WITH ORDINALITY AS a(app, n)
+           LEFT JOIN LATERAL (
+               SELECT status, called_at FROM biz.ai_call_ledger
+               WHERE app_name = a.app AND site_id = %s ORDER BY called_at DESC LIMIT 1
+           ) l ON true
+           ORDER BY a.n""",
+        (list(APP_NAMES), site_id),
+    )
+    health = await cur.fetchall()
+
+    return {
+        "today_calls": totals["calls"],
+        "today_success_rate": _rate(totals["successes"], totals["calls"]),
+        "today_tokens": int(totals["tokens"]),
+        "today_avg_latency_ms": round(totals["avg_latency"], 2),
+        "trend_7d": trend,
+        "app_distribution": distribution,
+        "budget": budget,
+        "recent_alerts": await recent_alerts(conn, site_id),
+        "app_health": health,
+        "site_id": site_id,
+        "date_from": date_from,
+        "date_to": date_to,
+    }
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0

@@ -1,0 +1,73 @@
+"""Writes to and reads of the business-event inbox biz.ai_events (the sensors do the rest)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+from fastapi.exceptions import RequestValidationError
+from psycopg.types.json import Jsonb
+
+from zqyy_assets.lib.business_date import business_date
+
+from api.schemas.events import REQUIRED_FIELDS
+from api.settings import Settings
+
+
+def require_event_fields(event_type: str, fields: dict[str, Any]) -> None:
+    """422 naming each id the event type needs but the body left out."""
+    errors = [
+        {
+            "type": "missing",
+            "loc": ("body", name),
+            "msg": f"Field required: {name} is needed for a {event_type} event",
+            "input": None,
+        }
+        for name in REQUIRED_FIELDS[event_type]
+        if fields.get(name) is None
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+
+
+async def insert_event(
+    conn: psycopg.AsyncConnection,
+    settings: Settings,
+    *,
+    event_type: str,
+    site_id: int,
+    member_id: int | None,
+    assistant_id: int | None,
+    payload: dict[str, Any],
+    occurred_at: datetime | None = None,
+    is_forced: bool = False,
+    source: str = "api",
+    retry_of: int | None = None,
+    connector_type: str = "feiqiu",
+    biz_date: date | None = None,
+) -> dict:
+    """Insert one pending event; its business date comes from ``occurred_at`` (default now)."""
+    if biz_date is None:
+        moment = occurred_at or datetime.now(UTC)
+        biz_date = business_date(moment, settings.venue_timezone, settings.business_day_cutoff_hours)
+    cur = await conn.execute(
+        """INSERT INTO biz.ai_events
+               (event_type, site_id, member_id, assistant_id, biz_date, payload, is_forced, source, retry_of, connector_type)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           RETURNING id, event_type, site_id, biz_date, status, is_forced""",
+        (event_type, site_id, member_id, assistant_id, biz_date, Jsonb(payload), is_forced, source, retry_of, connector_type),
+    )
+    return await cur.fetchone()
+
+
+_EVENT_COLUMNS = """id, event_type, site_id, member_id, assistant_id, biz_date, status, is_forced, source, app_chain,
+                    dagster_run_ids, error_message, created_at, started_at, finished_at"""
+
+
+async def get_event(conn: psycopg.AsyncConnection, site_id: int, event_id: int, *, detail: bool = False) -> dict | None:
+    extra = ", payload, connector_type, retry_of" if detail else ""
+    cur = await conn.execute(
+        f"SELECT {_EVENT_COLUMNS}{extra} FROM biz.ai_events WHERE site_id = %s AND id = %s", (site_id, event_id)
+    )
+    return await cur.fetchone()
