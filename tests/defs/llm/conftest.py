@@ -1,11 +1,19 @@
-"""Fixtures for the LLM layer: the real SDK against the fake server, on a fresh database."""
+"""Fixtures for the LLM layer: the real SDK against the fake server, on a real database.
+
+``db_url`` here is one migrated database for the whole session whose LLM tables are emptied
+before each test: the same clean state as a fresh database per test, without paying for a
+CREATE/DROP DATABASE per test (the LLM tests are many and short).
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+from zqyy_assets.lib import db
 
 from zqyy_assets.defs.llm.apps import APP_NAMES
 from zqyy_assets.defs.llm.service import LLMService
@@ -23,6 +31,25 @@ FAST = {
     "rate_burst": 1_000,
     "breaker_failure_threshold": 100,
 }
+
+
+@pytest.fixture(scope="session")
+def llm_database(pg_server_url: str, template_db: str) -> Iterator[str]:
+    name = f"zqyy_llm_{uuid.uuid4().hex[:10]}"
+    admin = db.with_database(pg_server_url, "postgres")
+    with db.connect(admin, autocommit=True) as conn:
+        conn.execute(db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name),
+                                                                          db.sql.Identifier(template_db)))
+    yield db.with_database(pg_server_url, name)
+    with db.connect(admin, autocommit=True) as conn:
+        conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(llm_database: str) -> str:
+    with db.connect(llm_database, autocommit=True) as conn:
+        conn.execute("TRUNCATE biz.ai_call_ledger, biz.ai_circuit_breaker, biz.ai_rate_bucket RESTART IDENTITY CASCADE")
+    return llm_database
 
 
 @pytest.fixture
@@ -55,7 +82,5 @@ def make_service(llm_settings: Callable[..., LLMSettings]) -> Iterator[Callable[
 
 
 def ledger(db_url: str) -> list[dict]:
-    from zqyy_assets.lib import db
-
     with db.connect(db_url) as conn:
         return conn.execute("SELECT * FROM biz.ai_call_ledger ORDER BY id").fetchall()

@@ -1,14 +1,14 @@
 """A separate process racing others through the guards: ``python -m tests.defs.llm.race_worker '<json>'``.
 
-The JSON names the settings, the app, how many calls to make and the wall-clock moment to
-start at (so racing processes begin together); the outcome of each call is printed as JSON.
+The JSON names the settings, the app and how many calls to make. The worker prints ``ready``
+once warm, waits for a line on stdin (the parent releases every racer at once), then prints the
+outcome of each call as JSON.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 
 from zqyy_assets.defs.llm.errors import GuardRefused
 from zqyy_assets.defs.llm.service import LLMService
@@ -19,8 +19,9 @@ def main() -> None:
     job = json.loads(sys.argv[1])
     outcomes = []
     with LLMService(load_settings(**job["settings"])) as service:
-        service.budget()  # open the pool before the start line, so both racers start warm
-        time.sleep(max(0.0, job["start_at"] - time.time()))
+        service.budget()  # open the pool before the start line, so every racer starts warm
+        print("ready", flush=True)
+        sys.stdin.readline()
         for _ in range(job["calls"]):
             try:
                 answer = service.call_app(job["app"], {"recency_days": 5}, site_id=1)

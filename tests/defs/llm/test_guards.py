@@ -20,20 +20,30 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _race(settings: dict, *, processes: int, calls: int, app: str = "app3_clue") -> list[dict]:
-    """Start racing worker processes on the same line; every call's outcome, all processes together."""
-    start_at = time.time() + 3.0  # room for the interpreters to import before the line
-    job = {"settings": settings, "app": app, "calls": calls, "start_at": start_at}
+    """Racing worker processes released together; every call's outcome, all processes together."""
+    job = {"settings": settings, "app": app, "calls": calls}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "tests.defs.llm.race_worker", json.dumps(job)],
-                         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-m", "tests.defs.llm.race_worker", json.dumps(job)], cwd=PROJECT_ROOT,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(processes)
     ]
-    outcomes: list[dict] = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        outcomes.extend(json.loads(out.strip().splitlines()[-1]))
-    return outcomes
+    try:
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        outcomes: list[dict] = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            outcomes.extend(json.loads(out.strip().splitlines()[-1]))
+        return outcomes
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 # ------------------------------------------------------------------------------------- budget

@@ -1,0 +1,128 @@
+"""The fake DashScope server: wire framing, the unmodified SDK against it, scripting in and out of process."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dashscope
+import pytest
+from dashscope import Application
+
+from zqyy_assets.defs.ai.schemas import validate_answer
+from zqyy_assets.testing.fake_dashscope import FakeAdmin, FakeDashScope, demo_env
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fake():
+    with FakeDashScope(chunks=3) as server:
+        yield server
+
+
+def _post(fake: FakeDashScope, app_id: str, body: dict, *, sse: bool) -> tuple[int, dict, str]:
+    conn = http.client.HTTPConnection(fake.host, fake.port, timeout=5)
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer k"}
+    if sse:
+        headers.update({"Accept": "text/event-stream", "X-DashScope-SSE": "enable"})
+    conn.request("POST", f"/api/v1/apps/{app_id}/completion", json.dumps(body), headers)
+    response = conn.getresponse()
+    text = response.read().decode("utf-8")
+    conn.close()
+    return response.status, dict(response.getheaders()), text
+
+
+def test_sse_is_framed_like_the_service(fake):
+    fake.script("app3_clue", tokens=(50, 30))
+    status, headers, text = _post(fake, "fake-app3_clue",
+                                  {"input": {"prompt": "{}"}, "parameters": {"incremental_output": True}}, sse=True)
+
+    assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+    events = [e.split("\n") for e in text.strip("\n").split("\n\n")]
+    assert len(events) == 3
+    datas = []
+    for number, lines in enumerate(events, start=1):
+        assert lines[:3] == [f"id:{number}", "event:result", ":HTTP_STATUS/200"]
+        assert lines[3].startswith("data:{")  # no space after the colon
+        datas.append(json.loads(lines[3][len("data:"):]))
+    assert [d["output"]["finish_reason"] for d in datas] == ["null", "null", "stop"]
+    outs = [d["usage"]["models"][0]["output_tokens"] for d in datas]
+    assert outs == sorted(outs) and outs[-1] == 30  # cumulative
+    assert len({d["output"]["session_id"] for d in datas}) == 1 and len({d["request_id"] for d in datas}) == 1
+    answer = json.loads("".join(d["output"]["text"] for d in datas))  # incremental: deltas join up
+    validate_answer("app3_clue", answer)
+
+
+def test_non_incremental_stream_sends_cumulative_text(fake):
+    _, _, text = _post(fake, "fake-app6_note", {"input": {"prompt": "{}"}, "parameters": {}}, sse=True)
+    texts = [json.loads(line[5:])["output"]["text"] for line in text.split("\n") if line.startswith("data:")]
+    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:]))
+    validate_answer("app6_note", json.loads(texts[-1]))
+
+
+def test_errors_are_json_with_status_and_in_stream_as_error_events(fake):
+    fake.script("app2_finance", ["429", "stream_error:1:Throttling.RateQuota"])
+    status, headers, text = _post(fake, "fake-app2_finance", {"input": {"prompt": "{}"}}, sse=False)
+    assert status == 429 and headers["Content-Type"].startswith("application/json")
+    error = json.loads(text)
+    assert set(error) == {"code", "message", "request_id"} and error["code"] == "Throttling.RateQuota"
+
+    status, _, text = _post(fake, "fake-app2_finance", {"input": {"prompt": "{}"}}, sse=True)
+    assert status == 200
+    last = text.strip("\n").split("\n\n")[-1].split("\n")
+    assert last[:3] == ["id:2", "event:error", ":HTTP_STATUS/429"]
+    assert json.loads(last[3][5:])["code"] == "Throttling.RateQuota"
+    assert [r["step"] for r in fake.requests()] == ["429:Throttling.RateQuota", "stream_error"]
+
+
+def test_the_unmodified_sdk_reads_it_through_its_module_base_url(fake, monkeypatch):
+    monkeypatch.setattr(dashscope, "base_http_api_url", fake.base_url)
+    fake.script("app7_customer", tokens=(70, 7), usage_shape="flat")
+    response = Application.call(app_id="fake-app7_customer", prompt='{"recency_days": 3}', api_key="k")
+    assert response.status_code == 200 and response.usage["input_tokens"] == 70
+    validate_answer("app7_customer", json.loads(response.output.text))
+
+    chunks = list(Application.call(app_id="fake-app1_chat", prompt="你好", api_key="k", stream=True,
+                                   incremental_output=True, session_id="s1"))
+    assert [c.output.finish_reason for c in chunks][-1] == "stop"
+    assert {c.output.session_id for c in chunks} == {"s1"}
+
+
+def test_a_required_key_is_checked(monkeypatch):
+    with FakeDashScope(api_key="right") as fake:
+        wrong = Application.call(app_id="fake-app3_clue", prompt="{}", api_key="wrong", base_address=fake.base_url)
+        right = Application.call(app_id="fake-app3_clue", prompt="{}", api_key="right", base_address=fake.base_url)
+    assert (wrong.status_code, wrong.code) == (401, "InvalidApiKey") and right.status_code == 200
+
+
+def test_standalone_process_is_scripted_over_http():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zqyy_assets.testing.fake_dashscope", "--port", "0", "--latency-ms", "20",
+         "--print-env"],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        base_url = re.search(r"(http://\S+/api/v1)", line).group(1)
+        admin = FakeAdmin(base_url)
+        admin.reset()
+        admin.script("app3_clue", ["500", "ok"], tokens=[11, 22])
+
+        first = Application.call(app_id="fake-app3_clue", prompt="{}", api_key="k", base_address=base_url)
+        second = Application.call(app_id="fake-app3_clue", prompt="{}", api_key="k", base_address=base_url)
+
+        assert (first.status_code, first.code) == (500, "InternalError")
+        assert second.status_code == 200 and second.usage.models[0].input_tokens == 11
+        received = admin.requests("app3_clue")
+        assert [r["step"] for r in received] == ["500:InternalError", "ok"] and admin.count() == 2
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    exports = dict(re.findall(r"export (\w+)='([^']*)'", out))
+    assert exports["DASHSCOPE_BASE_URL"] == base_url and exports["ZQYY_LLM_PROVIDER"] == "dashscope"
+    assert exports == demo_env(base_url)
