@@ -5,7 +5,7 @@ request paths only call into the already-built objects. The GraphQL clients are 
 (``requests``), so every call runs in a worker thread, and each call builds its own client
 because a gql client refuses a second concurrent connection.
 
-One app is one asset. Its partition key follows the AI assets' partitions
+One app is one asset (both App2 apps are the asset ``app2_finance``). Its partition key follows the AI assets' partitions
 (``zqyy_assets/defs/ai/partitions.py``): ``{site}-{member}`` in the dynamic ``members``
 partitions, ``{site}-{assistant}_{member}`` in ``assistant_members``, and the App2
 multi-partition ``{area}|{time_dimension}`` (Dagster orders dimensions by name).
@@ -67,6 +67,7 @@ class AppTarget:
     """Where one app's answer for one request lives: the asset partition and the cache row."""
 
     app_type: str
+    asset: str  # App2's two apps are one asset (app2_finance) over 72 partitions
     partition_key: str
     dynamic_partitions: str | None  # the dynamic partitions def to add the key to, if any
     target_id: str
@@ -75,15 +76,19 @@ class AppTarget:
 
 def app_target(app_type: str, site_id: int, *, member_id=None, assistant_id=None, time_dimension=None, area=None) -> AppTarget:
     """The partition and cache target of a request already validated by the router."""
-    tags = {"zqyy/triggered_by": "admin_manual", "zqyy/site_id": str(site_id)}
+    # An admin asking to run an app wants a fresh answer: force past the input-hash memo. The
+    # site tag narrows App2 (which otherwise answers for every active site) to this site.
+    tags = {"zqyy/triggered_by": "admin_manual", "zqyy/force": "true", "zqyy/site_id": str(site_id)}
     if app_type in ("app2_finance", "app2a_finance_area"):
         key = f"{area}|{time_dimension}"
+        # Dagster reads a multi-partition run's key from its per-dimension tags too (it warns that
+        # these are non-compliant tag keys, yet writes the same ones for runs it launches itself).
         tags |= {"dagster/partition/area": area, "dagster/partition/time_dimension": time_dimension}
-        return AppTarget(app_type, key, None, f"{time_dimension}__{area}", tags)
+        return AppTarget(app_type, "app2_finance", key, None, f"{time_dimension}__{area}", tags)
     if app_type in ("app4_analysis", "app5_tactics"):
         target = f"{assistant_id}_{member_id}"
-        return AppTarget(app_type, f"{site_id}-{target}", ASSISTANT_MEMBERS_PARTITIONS, target, tags)
-    return AppTarget(app_type, f"{site_id}-{member_id}", MEMBERS_PARTITIONS, str(member_id), tags)
+        return AppTarget(app_type, app_type, f"{site_id}-{target}", ASSISTANT_MEMBERS_PARTITIONS, target, tags)
+    return AppTarget(app_type, app_type, f"{site_id}-{member_id}", MEMBERS_PARTITIONS, str(member_id), tags)
 
 
 class DagsterRuns:
@@ -146,7 +151,7 @@ class DagsterRuns:
                 ASSET_JOB,
                 repository_location_name=repo["repositoryLocationName"],
                 repository_name=repo["repositoryName"],
-                asset_selection=[target.app_type],
+                asset_selection=[target.asset],
                 tags={"dagster/partition": target.partition_key, **target.tags},
             )
         except self._error_cls as exc:
