@@ -126,3 +126,17 @@ def test_standalone_process_is_scripted_over_http():
     exports = dict(re.findall(r"export (\w+)='([^']*)'", out))
     assert exports["DASHSCOPE_BASE_URL"] == base_url and exports["ZQYY_LLM_PROVIDER"] == "dashscope"
     assert exports == demo_env(base_url)
+
+
+def test_a_stopped_server_leaves_no_kept_alive_connection_behind():
+    # The SDK pools connections; a restarted server on the same port must get the next request.
+    first = FakeDashScope().start()
+    port = first.port
+    assert Application.call(app_id="fake-app3_clue", prompt="{}", api_key="k",
+                            base_address=first.base_url).status_code == 200
+    first.stop()
+    with FakeDashScope(port=port) as second:
+        assert Application.call(app_id="fake-app3_clue", prompt="{}", api_key="k",
+                                base_address=second.base_url).status_code == 200
+        assert second.count() == 1
+    assert first.count() == 1

@@ -178,6 +178,7 @@ class FakeDashScope:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.close_open_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -294,6 +295,36 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True  # keep-alive handler threads never block shutdown
     allow_reuse_address = True
     fake: FakeDashScope
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_connections(self) -> None:
+        """End kept-alive connections, so no client keeps talking to a stopped server."""
+        with self._open_lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # the client went away (timed out, or the test is over): nothing to report
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -555,6 +586,7 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         fake._httpd.server_close()
+        fake._httpd.close_open_connections()
 
 
 if __name__ == "__main__":

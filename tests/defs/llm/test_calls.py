@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from tests.defs.llm.conftest import ledger
 from zqyy_assets.defs.ai.schemas import validate_answer
 from zqyy_assets.defs.llm.errors import PermanentLLMError, TransientLLMError
 from zqyy_assets.defs.llm.settings import MAX_REQUESTS_PER_ANSWER
+from zqyy_assets.testing.fake_dashscope import FakeDashScope
 
 FINANCE_PROMPT = {
     "site": {"site_id": 7, "name": "星辰台球"},
@@ -172,3 +177,34 @@ def test_missing_app_id_fails_without_a_request(make_service, fake, db_url, monk
     assert caught.value.code == "AppIdMissing" and "DASHSCOPE_APP_ID_APP3_CLUE" in caught.value.message
     assert fake.count() == 0
     assert [r["status"] for r in ledger(db_url)] == ["failed"]
+
+
+def test_concurrent_calls_to_two_servers_never_cross(make_service, fake):
+    # The SDK's base URL is a module global; calls pass their own base address instead.
+    with FakeDashScope() as other:
+        here, there = make_service(), make_service(base_url=other.base_url)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: (here if i % 2 else there).call_app("app3_clue", {}, site_id=i), range(16)))
+        assert fake.count() == 8 and other.count() == 8
+
+
+def test_acall_app_runs_calls_concurrently(make_service, fake, db_url):
+    fake.script("app2a_finance_area", latency_ms=400)
+    service = make_service()
+
+    async def all_areas() -> list:
+        gate = asyncio.Semaphore(8)
+
+        async def one(area: str):
+            async with gate:
+                return await service.acall_app("app2a_finance_area", {**FINANCE_PROMPT, "area": area}, site_id=1,
+                                               target_id=f"this_month__{area}")
+
+        return await asyncio.gather(*(one(a) for a in ("hall", "hallA", "hallB", "hallC", "vip", "snooker",
+                                                        "mahjong", "ktv")))
+
+    started = time.monotonic()
+    answers = asyncio.run(all_areas())
+    assert time.monotonic() - started < 2.0  # one after another would take 3.2 s
+    assert len({a.ledger_id for a in answers}) == 8 and fake.count() == 8
+    assert all(r["status"] == "success" for r in ledger(db_url))

@@ -234,7 +234,8 @@ class LLMService:
                     guards.breaker_release_probe(conn, app)
             raise
 
-    def _finish_failed(self, ledger_id: int, failure: _FinalFailure, started: float, partial: str | None = None) -> None:
+    def _finish_failed(self, app_name: str, ledger_id: int, failure: _FinalFailure, started: float,
+                       partial: str | None = None) -> None:
         err = failure.error
         with self.connection() as conn:
             guards.finish_call(
@@ -250,9 +251,9 @@ class LLMService:
                 error_code=err.code,
                 error_message=err.message[:2000],
             )
-            state = guards.breaker_failure(conn, err.app_name or "", self._breaker, err.code)
+            state = guards.breaker_failure(conn, app_name, self._breaker, err.code)
         if state == "open":
-            logger.warning("circuit breaker for %s is open after %s", err.app_name, err.code)
+            logger.warning("circuit breaker for %s is open after %s", app_name, err.code)
 
     def _raise_final(self, failure: _FinalFailure) -> None:
         err = failure.error
@@ -323,6 +324,12 @@ class LLMService:
         dagster_run_id: str | None = None,
         trigger_type: str = "event",
     ) -> AppAnswer:
+        """Ask one app for one answer (parsed JSON; the chat's text as ``{"text": ...}``).
+
+        ``target_id`` names the answer (member id, ``assistant_member``, ``time_dimension__area``):
+        with ``dagster_run_id`` it keys the per-answer request cap across step retries, so give it
+        whenever one run asks for several answers of the same app and site.
+        """
         spec = get_app(app_name)
         prompt_text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, default=str)
         started = time.monotonic()
@@ -359,7 +366,7 @@ class LLMService:
         try:
             (result, payload), attempts, failed_in, failed_out = self._attempts(app_name, max_attempts, attempt)
         except _FinalFailure as failure:
-            self._finish_failed(ledger_id, failure, started)
+            self._finish_failed(app_name, ledger_id, failure, started)
             self._raise_final(failure)
         except BaseException:
             # Interrupted (KeyboardInterrupt, run termination): close the row, count nothing.
@@ -473,7 +480,7 @@ class LLMService:
                     said = "".join(parts)
                     if said or err.kind == "permanent" or n == self.settings.max_attempts:
                         failure = _FinalFailure(err, n, tokens_in, tokens_out)
-                        self._finish_failed(ledger_id, failure, started, partial=said)
+                        self._finish_failed(app_name, ledger_id, failure, started, partial=said)
                         finished = True
                         if said:
                             raise StreamInterrupted(
