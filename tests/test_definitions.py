@@ -18,3 +18,24 @@ def test_resources_are_bound_from_environment() -> None:
     postgres = defs.resources["postgres"]
     assert isinstance(postgres.database_url, dg.EnvVar)
     assert postgres.database_url.env_var_name == "DATABASE_URL"
+
+
+def test_ai_assets_checks_and_jobs_are_defined() -> None:
+    keys = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
+    ai = {"app2_finance", "app3_clue", "app4_analysis", "app5_tactics", "app6_note", "app7_customer", "app8_consolidation"}
+    assert ai <= keys
+    check_keys = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert {"app2_coverage", *(f"{name}_answers_valid" for name in ai)} <= check_keys
+    chains = {
+        "app2_prewarm_job": {"app2_finance"},
+        "consumption_chain_job": {"app3_clue", "app8_consolidation", "app7_customer"},
+        "consumption_assistant_chain_job": {"app4_analysis", "app5_tactics"},
+        "note_chain_job": {"app6_note", "app8_consolidation"},
+        "task_chain_job": {"app4_analysis", "app5_tactics"},
+    }
+    for name, assets in chains.items():
+        job = defs.resolve_job_def(name)
+        assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == assets, name
+    # the LLM resource binds only the database; the provider is chosen from the environment at run time
+    llm = defs.resources["llm"]
+    assert isinstance(llm.database_url, dg.EnvVar) and llm.provider is None

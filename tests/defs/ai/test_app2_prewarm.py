@@ -1,0 +1,131 @@
+"""App2: the 72 partitions for every active site as one run, memoized, with failures isolated."""
+
+from typing import Any
+
+import dagster as dg
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+from tests.defs.ai.conftest import SiteFailingProxy, cache_rows, materialize, prompt_site
+from zqyy_assets.defs.ai.assets import ai_assets, app2_finance
+from zqyy_assets.defs.ai.jobs import ai_jobs, app2_prewarm_run_request, materialize_app2_prewarm
+from zqyy_assets.defs.ai.partitions import all_app2_keys, app2_partitions
+from zqyy_assets.defs.ods.assets import ods_assets
+from zqyy_assets.lib import db
+
+
+def _partitions(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {e.partition for e in result.get_asset_materialization_events()}
+
+
+def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "app2_coverage"]
+    return evaluation
+
+
+def _tokens_spent(db_url: str) -> int:
+    with db.connect(db_url) as conn:
+        return conn.execute("SELECT COALESCE(sum(tokens_used), 0) AS n FROM biz.ai_call_ledger").fetchone()["n"]
+
+
+def test_prewarm_is_one_run_and_a_second_prewarm_is_free(venue: str, resources: dict[str, Any], fake) -> None:
+    # what a sensor or the 10:00 schedule sends: one request, all 72 partitions, every active site
+    request = app2_prewarm_run_request(trigger="dws_completed", run_key="ev1:app2_prewarm")
+    defs = dg.Definitions(assets=[*ods_assets, *ai_assets], jobs=ai_jobs, resources=resources)
+    job = defs.resolve_job_def(request.job_name)
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
+    assert first.success
+    assert _partitions(first) == {str(k.partition_key) for k in all_app2_keys()}
+    rows = cache_rows(venue)
+    assert len(rows) == 144 and {r["site_id"] for r in rows} == {1, 2}  # site 3 is inactive
+    assert {r["triggered_by"] for r in rows} == {"dws_completed"} and {r["dagster_run_id"] for r in rows} == {first.run_id}
+    by_type = {t: sum(r["cache_type"] == t for r in rows) for t in ("app2_finance", "app2a_finance_area")}
+    assert by_type == {"app2_finance": 16, "app2a_finance_area": 128}
+    assert fake.count("app2_finance") == 16 and fake.count("app2a_finance_area") == 128
+    one = next(e for e in first.get_asset_materialization_events() if e.partition == "vip|this_month")
+    md = {k: v.value for k, v in one.materialization.metadata.items()}
+    assert (md["calls"], md["cache_hits"], md["sites_ok"], md["sites_failed"], md["target_id"]) == (
+        2, 0, 2, 0, "this_month__vip")
+    assert md["app"] == "app2a_finance_area" and md["tokens_in"] > 0 and md["provider"] == "dashscope"
+    assert _check(first).passed and _check(first).metadata["sites_complete"].value == 2
+    spent = _tokens_spent(venue)
+    assert spent > 0
+
+    # unchanged data: 72 partitions materialized again from the cache, no call, no token
+    second = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
+    assert second.success and len(_partitions(second)) == 72
+    totals = [{k: v.value for k, v in e.materialization.metadata.items()} for e in second.get_asset_materialization_events()]
+    assert sum(t["calls"] for t in totals) == 0 and sum(t["cache_hits"] for t in totals) == 144
+    assert sum(t["tokens_in"] + t["tokens_out"] for t in totals) == 0
+    assert fake.count() == 144 and _tokens_spent(venue) == spent and len(cache_rows(venue)) == 144
+
+
+def test_one_failing_site_leaves_the_other_sites_answers(venue: str, resources: dict[str, Any], make_llm, fake) -> None:
+    with SiteFailingProxy(fake.url, lambda prompt: prompt_site(prompt) == 2) as proxy:
+        llm = make_llm(base_url=proxy.base_url)
+        result = materialize_app2_prewarm(dg.DagsterInstance.ephemeral(), database_url=venue, llm=llm, concurrency=8)
+    assert not result.success
+    assert {r["site_id"] for r in cache_rows(venue)} == {1} and len(cache_rows(venue, site_id=1)) == 72
+    assert proxy.failed == 144  # 72 answers x max_attempts 2, each a transient 500
+    # every partition lacks site 2's answer: none is materialized, all are listed as failed
+    assert _partitions(result) == set()
+    failure = result.failure_data_for_node("app2_finance").user_failure_data
+    assert failure.metadata["failed_partitions"].value.count("\n") == 71
+    assert "| 2 | this_month__all | app2_finance |" in failure.metadata["failed_answers"].value
+    assert (failure.metadata["sites_ok"].value, failure.metadata["sites_failed"].value) == (1, 1)
+    assert (failure.metadata["calls"].value, failure.metadata["answers_written"].value) == (144, 72)
+    coverage = _check(result)
+    assert not coverage.passed and coverage.metadata["answers_missing"].value == 72
+    assert "| 2 | 0 | 72 |" in coverage.metadata["coverage"].value
+
+    # once the provider answers again, any partition re-runs alone: site 1 from the cache, site 2 called
+    rerun = materialize([app2_finance], resources, partition_key="all|this_month")
+    assert rerun.success and _partitions(rerun) == {"all|this_month"}
+    md = {k: v.value for k, v in rerun.get_asset_materialization_events()[0].materialization.metadata.items()}
+    assert (md["calls"], md["cache_hits"], md["sites_ok"]) == (1, 1, 2)
+
+
+def test_failed_partitions_show_as_failed_and_rerun_alone(venue: str, resources: dict[str, Any], make_llm, fake) -> None:
+    def vip_at_site_2(prompt: dict) -> bool:
+        return prompt_site(prompt) == 2 and prompt.get("area") == "vip"
+
+    # the partition status the UI shows is computed from the instance's event log
+    with dg.DagsterInstance.ephemeral() as instance:
+        with SiteFailingProxy(fake.url, vip_at_site_2) as proxy:
+            result = materialize_app2_prewarm(instance, database_url=venue, llm=make_llm(base_url=proxy.base_url))
+        assert not result.success
+        vip = {str(k.partition_key) for k in all_app2_keys() if k.area == "vip"}
+        assert _partitions(result) == {str(k.partition_key) for k in all_app2_keys()} - vip
+        assert len(cache_rows(venue)) == 144 - 8
+
+        # what the UI reads: the 64 as materialized, the 8 vip partitions as failed
+        status = get_and_update_asset_status_cache_value(instance, app2_finance.key, app2_partitions)
+        assert set(status.deserialize_failed_partition_subsets(app2_partitions).get_partition_keys()) == vip
+        assert len(status.deserialize_materialized_partition_subsets(app2_partitions).get_partition_keys()) == 64
+
+        rerun = materialize([app2_finance], resources, instance=instance, partition_key="vip|last_week")
+        assert rerun.success
+        status = get_and_update_asset_status_cache_value(instance, app2_finance.key, app2_partitions)
+        assert set(status.deserialize_failed_partition_subsets(app2_partitions).get_partition_keys()) == vip - {
+            "vip|last_week"}
+
+
+def test_an_answer_that_never_validates_is_never_cached(venue: str, resources: dict[str, Any], fake) -> None:
+    fake.script("app2_finance", answer={"insights": []})  # valid JSON, but App2 needs an insight
+    result = materialize([app2_finance], resources, partition_key="all|last_month")
+    assert not result.success
+    assert fake.count("app2_finance") == 6  # 3 answers asked per site, 2 sites
+    assert cache_rows(venue) == []
+    failure = result.failure_data_for_node("app2_finance").user_failure_data
+    assert "`all|last_month`" in failure.metadata["failed_partitions"].value
+    assert "InvalidAnswerError" in failure.metadata["failed_answers"].value
+
+
+def test_a_run_can_be_narrowed_to_sites(venue: str, resources: dict[str, Any], fake) -> None:
+    result = materialize([app2_finance], resources, partition_key="snooker|this_month", tags={"zqyy/site_ids": "2"})
+    assert result.success
+    [row] = cache_rows(venue)
+    assert (row["site_id"], row["cache_type"], row["target_id"]) == (2, "app2a_finance_area", "this_month__snooker")
+    [request] = fake.requests("app2a_finance_area")
+    assert '"area":"snooker"' in request["prompt"] and '"revenue":200.0' in request["prompt"]

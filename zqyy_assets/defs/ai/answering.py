@@ -1,0 +1,306 @@
+"""Asking an app for one target: memoization, the call, validation, the cache row.
+
+Used by every AI asset. One ``Ask`` is one (site, app, target, prompt). The steps:
+
+1. the input hash of (app, app version, prompt); when the newest valid cache row carries the
+   same hash and the run is not forced, that row is the answer (a hit, no call);
+2. otherwise the app is called through ``LLMResource``; the answer is validated against the
+   app's pydantic model and an invalid one is asked again (it counts as a transient failure),
+   up to ``VALIDATION_ATTEMPTS`` calls;
+3. the validated answer is inserted at once (autocommit), so an answer survives whatever
+   happens to the other targets of the same run, and nothing is written for a failed call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dagster as dg
+import psycopg
+from pydantic import ValidationError
+
+from zqyy_assets.defs.ai import cache
+from zqyy_assets.defs.ai.schemas import validate_answer
+from zqyy_assets.defs.llm.apps import prompt_version as system_prompt_version
+from zqyy_assets.defs.llm.errors import TransientLLMError
+from zqyy_assets.lib import db
+
+# Calls per answer when the model keeps answering outside the schema; each one is a full call
+# (with the LLM layer's own retries for transport errors and invalid JSON).
+VALIDATION_ATTEMPTS = 3
+
+Status = Literal["hit", "answered", "skipped", "failed"]
+
+
+class InvalidAnswerError(TransientLLMError):
+    """The app answered JSON that does not fit its schema, every time it was asked."""
+
+
+@dataclass(frozen=True)
+class Ask:
+    site_id: int
+    app_name: str
+    target_id: str
+    prompt: dict[str, Any]
+    prompt_version: str  # the builder's version
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every cache row and ledger row of one run shares."""
+
+    provider: str
+    trigger: str
+    force: bool
+    dagster_run_id: str | None
+
+
+@dataclass
+class Outcome:
+    site_id: int
+    app_name: str
+    target_id: str
+    status: Status
+    answer: cache.CachedAnswer | None = None
+    calls: int = 0
+    invalid_answers: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: list[int] = field(default_factory=list)
+    reason: str | None = None  # why skipped or failed
+    error: BaseException | None = None
+
+
+def app_version_for(ask: Ask, provider: str) -> str:
+    return cache.app_version(
+        prompt_version=ask.prompt_version,
+        system_prompt_version=system_prompt_version(ask.app_name),
+        provider=provider,
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    ask: Ask
+    version: str
+    hash: str
+    prompt_text: str
+
+
+def prepare(ask: Ask, provider: str) -> Prepared:
+    version = app_version_for(ask, provider)
+    return Prepared(ask, version, cache.input_hash(ask.app_name, version, ask.prompt), cache.canonical_json(ask.prompt))
+
+
+def memo_hit(prepared: Prepared, latest: cache.CachedAnswer | None, run: RunInfo) -> Outcome | None:
+    """The cached answer when the newest valid row has this input's hash and the run is not forced."""
+    if run.force or latest is None or latest.input_hash != prepared.hash:
+        return None
+    ask = prepared.ask
+    return Outcome(ask.site_id, ask.app_name, ask.target_id, "hit", answer=latest)
+
+
+def _score(app_name: str, payload: dict[str, Any]) -> float | None:
+    return float(payload["score"]) if app_name == "app6_note" and "score" in payload else None
+
+
+def _store(conn: psycopg.Connection, prepared: Prepared, answer: Any, payload: dict, run: RunInfo) -> cache.CachedAnswer:
+    ask = prepared.ask
+    return cache.insert_answer(
+        conn,
+        site_id=ask.site_id,
+        cache_type=ask.app_name,
+        target_id=ask.target_id,
+        input_hash=prepared.hash,
+        prompt_version=prepared.version,
+        result_json=payload,
+        score=_score(ask.app_name, payload),
+        triggered_by=run.trigger,
+        provider=answer.provider,
+        model=answer.model,
+        tokens_in=answer.tokens_in,
+        tokens_out=answer.tokens_out,
+        latency_ms=answer.latency_ms,
+        dagster_run_id=run.dagster_run_id,
+    )
+
+
+def _validated_payload(app_name: str, payload: dict) -> dict:
+    # The model's own JSON, normalised by the schema (level words mapped, providers split...).
+    return validate_answer(app_name, payload).model_dump(mode="json")
+
+
+def _call_kwargs(ask: Ask, run: RunInfo) -> dict[str, Any]:
+    return {"site_id": ask.site_id, "target_id": ask.target_id, "dagster_run_id": run.dagster_run_id,
+            "trigger_type": run.trigger}
+
+
+def answer_sync(llm: Any, conn: psycopg.Connection, ask: Ask, run: RunInfo) -> Outcome:
+    """One ask, synchronously (member apps). ``conn`` must be autocommit. Raises on failure."""
+    prepared = prepare(ask, run.provider)
+    hit = memo_hit(prepared, cache.latest_valid(conn, ask.site_id, ask.app_name, ask.target_id), run)
+    if hit:
+        return hit
+    outcome = Outcome(ask.site_id, ask.app_name, ask.target_id, "answered")
+    last_error: ValidationError | None = None
+    for _ in range(VALIDATION_ATTEMPTS):
+        outcome.calls += 1
+        answer = llm.call_app(ask.app_name, prepared.prompt_text, **_call_kwargs(ask, run))
+        _account(outcome, answer)
+        try:
+            payload = _validated_payload(ask.app_name, answer.payload)
+        except ValidationError as exc:
+            outcome.invalid_answers += 1
+            last_error = exc
+            continue
+        outcome.answer = _store(conn, prepared, answer, payload, run)
+        return outcome
+    raise _invalid(ask, outcome, last_error)
+
+
+def _account(outcome: Outcome, answer: Any) -> None:
+    outcome.tokens_in += answer.tokens_in
+    outcome.tokens_out += answer.tokens_out
+    outcome.latency_ms.append(answer.latency_ms)
+
+
+def _invalid(ask: Ask, outcome: Outcome, error: ValidationError | None) -> InvalidAnswerError:
+    first = error.errors()[0] if error else {}
+    where = ".".join(str(p) for p in first.get("loc", ())) or "answer"
+    return InvalidAnswerError(
+        f"{outcome.invalid_answers} answer(s) did not validate for {ask.target_id} "
+        f"(last: {where}: {first.get('msg', 'invalid')})",
+        app_name=ask.app_name,
+        code="InvalidAnswer",
+        attempts=outcome.calls,
+    )
+
+
+async def _answer_async(
+    llm: Any,
+    conn: psycopg.Connection,
+    prepared: Prepared,
+    run: RunInfo,
+    semaphore: asyncio.Semaphore,
+    on_done: Callable[[Outcome], None] | None,
+) -> Outcome:
+    ask = prepared.ask
+    outcome = Outcome(ask.site_id, ask.app_name, ask.target_id, "answered")
+    last_error: ValidationError | None = None
+    try:
+        for _ in range(VALIDATION_ATTEMPTS):
+            async with semaphore:
+                outcome.calls += 1  # a failed call is a call too
+                answer = await llm.acall_app(ask.app_name, prepared.prompt_text, **_call_kwargs(ask, run))
+            _account(outcome, answer)
+            try:
+                payload = _validated_payload(ask.app_name, answer.payload)
+            except ValidationError as exc:
+                outcome.invalid_answers += 1
+                last_error = exc
+                continue
+            # A few ms on the loop's thread; cached now, whatever happens to the other asks.
+            outcome.answer = _store(conn, prepared, answer, payload, run)
+            break
+        else:
+            raise _invalid(ask, outcome, last_error)
+    except Exception as exc:  # one target's failure must not cancel the others
+        outcome.status, outcome.error, outcome.reason = "failed", exc, f"{type(exc).__name__}: {exc}"
+    if on_done:
+        on_done(outcome)
+    return outcome
+
+
+def answer_many(
+    llm: Any,
+    database_url: str,
+    asks: Sequence[Ask],
+    run: RunInfo,
+    *,
+    concurrency: int,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Many asks with at most ``concurrency`` calls in flight; outcomes in the order of ``asks``.
+
+    Memoization is decided up front with one query per site; only misses are called.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    prepared = [prepare(a, run.provider) for a in asks]
+    results: list[Outcome | None] = [None] * len(asks)
+    with db.connect(database_url, autocommit=True) as conn:
+        latest: dict[tuple[int, str, str], cache.CachedAnswer] = {}
+        for site_id in sorted({a.site_id for a in asks}):
+            apps = sorted({a.app_name for a in asks if a.site_id == site_id})
+            for (app, target), row in cache.latest_valid_for_site(conn, site_id, apps).items():
+                latest[(site_id, app, target)] = row
+        to_call: list[int] = []
+        for i, p in enumerate(prepared):
+            hit = memo_hit(p, latest.get((p.ask.site_id, p.ask.app_name, p.ask.target_id)), run)
+            if hit:
+                results[i] = hit
+                if on_done:
+                    on_done(hit)
+            else:
+                to_call.append(i)
+        if to_call:
+            called = _run_async(llm, conn, [prepared[i] for i in to_call], run, concurrency, on_done)
+            for i, outcome in zip(to_call, called, strict=True):
+                results[i] = outcome
+    return [r for r in results if r is not None]
+
+
+def _run_async(
+    llm: Any,
+    conn: psycopg.Connection,
+    prepared: list[Prepared],
+    run: RunInfo,
+    concurrency: int,
+    on_done: Callable[[Outcome], None] | None,
+) -> list[Outcome]:
+    async def main() -> list[Outcome]:
+        # acall_app runs call_app in the loop's default executor; size it to the concurrency
+        # (the stock executor has min(32, cpus + 4) threads: 6 on this 2-core machine).
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="zqyy-llm")
+        )
+        semaphore = asyncio.Semaphore(concurrency)
+        return list(await asyncio.gather(*(_answer_async(llm, conn, p, run, semaphore, on_done) for p in prepared)))
+
+    return asyncio.run(main())
+
+
+# ----------------------------------------------------------------------------------- metadata
+
+
+def summarise(outcomes: Iterable[Outcome]) -> dict[str, dg.MetadataValue]:
+    """The figures every AI materialization records (Dagster plots the numeric ones)."""
+    outcomes = list(outcomes)
+    latencies = [ms for o in outcomes for ms in o.latency_ms]
+    answers = [o.answer for o in outcomes if o.answer is not None]
+    sites: dict[int, set[str]] = {}
+    for o in outcomes:
+        sites.setdefault(o.site_id, set()).add(o.status)
+    failed_sites = {s for s, st in sites.items() if "failed" in st}
+    skipped_sites = {s for s, st in sites.items() if st == {"skipped"}}
+    return {
+        "calls": dg.MetadataValue.int(sum(o.calls for o in outcomes)),
+        "cache_hits": dg.MetadataValue.int(sum(1 for o in outcomes if o.status == "hit")),
+        "answers_written": dg.MetadataValue.int(sum(1 for o in outcomes if o.status == "answered")),
+        "invalid_answers": dg.MetadataValue.int(sum(o.invalid_answers for o in outcomes)),
+        "tokens_in": dg.MetadataValue.int(sum(o.tokens_in for o in outcomes)),
+        "tokens_out": dg.MetadataValue.int(sum(o.tokens_out for o in outcomes)),
+        "latency_p50_ms": dg.MetadataValue.int(int(statistics.median(latencies)) if latencies else 0),
+        "latency_max_ms": dg.MetadataValue.int(max(latencies) if latencies else 0),
+        "provider": dg.MetadataValue.text(",".join(sorted({a.provider for a in answers})) or "none"),
+        "model": dg.MetadataValue.text(",".join(sorted({a.model for a in answers if a.model})) or "none"),
+        "prompt_version": dg.MetadataValue.text(",".join(sorted({a.prompt_version for a in answers})) or "none"),
+        "sites_ok": dg.MetadataValue.int(len(sites) - len(failed_sites) - len(skipped_sites)),
+        "sites_skipped": dg.MetadataValue.int(len(skipped_sites)),
+        "sites_failed": dg.MetadataValue.int(len(failed_sites)),
+    }

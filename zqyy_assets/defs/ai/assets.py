@@ -1,0 +1,426 @@
+"""The AI assets: each partition's answers, validated and cached in biz.ai_cache.
+
+- ``app2_finance`` [time_dimension x area, 72]: every partition answers for every active site.
+  A range of partitions (all 72 in a prewarm) runs as one run: the prompts are built for all
+  sites, then the calls go out concurrently (``concurrency``, default 8). Each answer is cached
+  the moment it validates. A partition is materialized only when every site's answer for it is
+  in the cache; when some failed, the step fails after materializing the others, naming what
+  failed, so the UI shows exactly those partitions as failed and each can be re-run alone.
+- member apps [members: ``{site_id}-{member_id}``]: ``app3_clue``, ``app6_note``,
+  ``app8_consolidation`` (after app3, app6; replaces the member's AI retention clues),
+  ``app7_customer`` (after app8, app3).
+- assistant x member apps [assistant_members: ``{site_id}-{assistant_id}_{member_id}``]:
+  ``app4_analysis``, ``app5_tactics`` (after app4).
+
+Run controls: ``force`` (config) or the run tag ``zqyy/force=true`` bypasses memoization;
+``trigger`` (config) or the run tag ``zqyy/trigger`` (``zqyy/triggered_by`` is read too) names
+what triggered the run (cache ``triggered_by``; App8's clue source). App2 answers for every
+active site unless ``site_ids`` (config) or the tag ``zqyy/site_ids`` (``1,2``) or
+``zqyy/site_id`` narrows it.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the config and resource annotations at
+# definition time and cannot resolve them from strings.
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from zqyy_assets.defs.ai import answering, checks, prompts, retention
+from zqyy_assets.defs.ai.answering import Ask, Outcome, RunInfo
+from zqyy_assets.defs.ai.partitions import (
+    App2Key,
+    AssistantMemberKey,
+    MemberKey,
+    app2_partitions,
+    assistant_members_partitions,
+    members_partitions,
+    parse_app2_key,
+    parse_assistant_member_key,
+    parse_member_key,
+)
+from zqyy_assets.defs.dws.assets import dws_assistant_member, dws_finance_area_daily, dws_member_profile
+from zqyy_assets.defs.llm.errors import LLMError
+from zqyy_assets.defs.llm.resources import LLMResource
+from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
+
+FORCE_TAG = "zqyy/force"
+TRIGGER_TAG = "zqyy/trigger"
+TRIGGER_TAG_ALIASES = ("zqyy/triggered_by",)
+SITES_TAG = "zqyy/site_ids"
+SITE_TAG = "zqyy/site_id"
+DEFAULT_TRIGGER = "manual"
+DEFAULT_CONCURRENCY = 8
+
+# Two quick tries inside the LLM layer, then one later step retry (see llm/service.py).
+MEMBER_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=1, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+class AIRunConfig(dg.Config):
+    force: bool = Field(False, description="Call the app even when the cached answer has the same input hash.")
+    trigger: str | None = Field(None, description=f"What triggered the run; default: the {TRIGGER_TAG} tag, else 'manual'.")
+
+
+class App2Config(AIRunConfig):
+    concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, le=64, description="LLM calls in flight at once.")
+    as_of_date: str | None = Field(
+        None, description="Business date the windows end at (YYYY-MM-DD); default each site's latest DWS date."
+    )
+    site_ids: list[int] | None = Field(
+        None, description=f"Only these active sites; default the {SITES_TAG} / {SITE_TAG} tag, else all active sites."
+    )
+
+
+def run_info(context: dg.AssetExecutionContext, config: AIRunConfig, llm: LLMResource) -> RunInfo:
+    tags = context.run.tags
+    force = config.force or tags.get(FORCE_TAG, "").strip().lower() in ("1", "true", "yes")
+    trigger = (
+        config.trigger
+        or tags.get(TRIGGER_TAG)
+        or next((tags[t] for t in TRIGGER_TAG_ALIASES if tags.get(t)), None)
+        or DEFAULT_TRIGGER
+    )
+    return RunInfo(provider=llm.service.provider, trigger=trigger, force=force, dagster_run_id=context.run.run_id)
+
+
+def active_sites(conn: Any) -> list[dict]:
+    return conn.execute("SELECT site_id, name FROM ods.sites WHERE is_active ORDER BY site_id").fetchall()
+
+
+def requested_sites(context: dg.AssetExecutionContext, config: App2Config) -> set[int] | None:
+    """The sites a run is narrowed to (config, else tags), or None for every active site."""
+    if config.site_ids is not None:
+        return set(config.site_ids)
+    tags = context.run.tags
+    raw = tags.get(SITES_TAG) or tags.get(SITE_TAG)
+    if not raw:
+        return None
+    try:
+        return {int(part) for part in raw.split(",") if part.strip()}
+    except ValueError:
+        raise dg.Failure(f"run tag {SITES_TAG}/{SITE_TAG} must be site ids separated by commas, got {raw!r}") from None
+
+
+# ------------------------------------------------------------------------------------- app2
+
+
+@dg.asset(
+    group_name="ai",
+    partitions_def=app2_partitions,
+    # A range of partitions (all 72 in a prewarm) is one run with bounded concurrency inside.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    # Materializations are yielded per partition, only for partitions whose answers all landed.
+    output_required=False,
+    deps=[dws_finance_area_daily, "ods_sites", "ods_areas"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            checks.APP2_COVERAGE_CHECK,
+            asset="app2_finance",
+            description="Each active site with finance figures has a valid answer for all 72 partitions.",
+        )
+    ],
+    pool="llm",
+    kinds={"python", "postgres"},
+    description="Finance insights per time dimension x area, for every active site. Area 'all' asks the "
+    "whole-site app (app2_finance), the other areas the area app (app2a_finance_area). Cache target id: "
+    "'{time_dimension}__{area}'.",
+)
+def app2_finance(
+    context: dg.AssetExecutionContext, config: App2Config, llm: LLMResource, postgres: PostgresResource
+) -> Any:
+    started = time.perf_counter()
+    keys = [parse_app2_key(k) for k in context.partition_keys]
+    run = run_info(context, config, llm)
+    as_of = date.fromisoformat(config.as_of_date) if config.as_of_date else None
+
+    asks: list[Ask] = []
+    skipped: list[Outcome] = []
+    wanted = requested_sites(context, config)
+    with postgres.connect() as conn:
+        sites = [s for s in active_sites(conn) if wanted is None or s["site_id"] in wanted]
+        if wanted is not None and len(sites) < len(wanted):
+            context.log.warning(f"app2: sites {sorted(wanted - {s['site_id'] for s in sites})} are not active; not asked")
+        for site in sites:
+            finance = prompts.load_site_finance(conn, site["site_id"], as_of)
+            for key in keys:
+                if finance is None:
+                    skipped.append(Outcome(site["site_id"], key.app_name, key.target_id, "skipped",
+                                           reason="no DWS finance figures for the site"))
+                    continue
+                asks.append(Ask(
+                    site_id=site["site_id"],
+                    app_name=key.app_name,
+                    target_id=key.target_id,
+                    prompt=prompts.build_app2_prompt(finance, key.time_dimension, key.area),
+                    prompt_version=prompts.PROMPT_VERSIONS[key.app_name],
+                ))
+    context.log.info(
+        f"app2: {len(keys)} partition(s) x {len(sites)} active site(s): {len(asks)} prompts, "
+        f"{len(skipped)} skipped; provider {run.provider}, concurrency {config.concurrency}, force {run.force}"
+    )
+
+    def log_failure(outcome: Outcome) -> None:
+        if outcome.status == "failed":
+            context.log.warning(f"app2 site {outcome.site_id} {outcome.target_id}: {outcome.reason}")
+
+    outcomes = answering.answer_many(
+        llm, postgres.database_url, asks, run, concurrency=config.concurrency, on_done=log_failure
+    ) + skipped
+
+    by_target: dict[str, list[Outcome]] = defaultdict(list)
+    for outcome in outcomes:
+        by_target[outcome.target_id].append(outcome)
+    failed_keys: list[App2Key] = []
+    for key in keys:
+        group = by_target.get(key.target_id, [])
+        if any(o.status == "failed" for o in group):
+            failed_keys.append(key)
+            continue
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=str(key.partition_key),
+            metadata={
+                **answering.summarise(group),
+                "app": dg.MetadataValue.text(key.app_name),
+                "target_id": dg.MetadataValue.text(key.target_id),
+            },
+        )
+
+    with postgres.connect() as conn:
+        yield checks.app2_coverage_result(conn)
+
+    total = answering.summarise(outcomes)
+    context.log.info(
+        f"app2 done in {time.perf_counter() - started:.1f} s: {len(keys) - len(failed_keys)}/{len(keys)} partitions "
+        f"materialized; calls {total['calls'].value}, cache hits {total['cache_hits'].value}, "
+        f"tokens {total['tokens_in'].value}+{total['tokens_out'].value}"
+    )
+    if failed_keys:
+        failures = [o for o in outcomes if o.status == "failed"]
+        raise dg.Failure(
+            description=(
+                f"{len(failures)} answer(s) failed in {len(failed_keys)} of {len(keys)} partition(s); the other "
+                f"{len(keys) - len(failed_keys)} partition(s) were materialized and every validated answer is cached. "
+                "Re-run a failed partition alone (its key is listed) or the whole range: cached answers are not asked again."
+            ),
+            metadata={
+                "failed_partitions": dg.MetadataValue.md(
+                    "\n".join(f"- `{k.partition_key}` ({k.target_id})" for k in failed_keys)
+                ),
+                "failed_answers": dg.MetadataValue.md(_failure_table(failures)),
+                **total,
+            },
+        )
+
+
+def _failure_table(failures: list[Outcome], limit: int = 50) -> str:
+    lines = ["| site | target | app | error |", "| --- | --- | --- | --- |"]
+    for o in failures[:limit]:
+        reason = (o.reason or "").replace("|", "/").replace("\n", " ")[:300]
+        lines.append(f"| {o.site_id} | {o.target_id} | {o.app_name} | {reason} |")
+    if len(failures) > limit:
+        lines.append(f"| ... | {len(failures) - limit} more | | |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ member-level apps
+
+
+def _ask_one(
+    context: dg.AssetExecutionContext,
+    *,
+    app_name: str,
+    key: MemberKey | AssistantMemberKey,
+    build: Callable[..., dict],
+    config: AIRunConfig,
+    llm: LLMResource,
+    postgres: PostgresResource,
+    venue_calendar: VenueCalendarResource,
+) -> tuple[Outcome, RunInfo]:
+    """Build the prompt and ask (or reuse) one answer; raises when the call fails."""
+    run = run_info(context, config, llm)
+    with postgres.connect(autocommit=True) as conn:
+        site = conn.execute("SELECT is_active FROM ods.sites WHERE site_id = %s", (key.site_id,)).fetchone()
+        try:
+            if site is None or not site["is_active"]:
+                raise prompts.NothingToAsk(f"site {key.site_id} is not an active site")
+            prompt = build(conn, key, tz=venue_calendar.timezone)
+        except prompts.NothingToAsk as why:
+            context.log.info(f"{app_name} {key.partition_key}: skipped, {why}")
+            return Outcome(key.site_id, app_name, key.target_id, "skipped", reason=str(why)), run
+        ask = Ask(key.site_id, app_name, key.target_id, prompt, prompts.PROMPT_VERSIONS[app_name])
+        try:
+            outcome = answering.answer_sync(llm, conn, ask, run)
+        except LLMError as err:
+            # Transient (retries exhausted), refused by a guard, or invalid every time: the step's
+            # RetryPolicy may try again later; nothing was cached.
+            raise dg.Failure(
+                description=f"{app_name} {key.partition_key}: {type(err).__name__}: {err}",
+                metadata={"error_code": err.code or "", "app_name": app_name, "target_id": key.target_id},
+            ) from err
+    context.log.info(
+        f"{app_name} {key.partition_key}: {outcome.status} (calls {outcome.calls}, "
+        f"tokens {outcome.tokens_in}+{outcome.tokens_out})"
+    )
+    return outcome, run
+
+
+def _result(outcome: Outcome, key: MemberKey | AssistantMemberKey, **extra: Any) -> dg.MaterializeResult:
+    metadata: dict[str, Any] = {
+        **answering.summarise([outcome]),
+        "site_id": dg.MetadataValue.int(key.site_id),
+        "target_id": dg.MetadataValue.text(key.target_id),
+        "status": dg.MetadataValue.text(outcome.status),
+    }
+    if outcome.reason:
+        metadata["skip_reason"] = dg.MetadataValue.text(outcome.reason)
+    if outcome.answer is not None:
+        metadata["cache_row_id"] = dg.MetadataValue.int(outcome.answer.id)
+    metadata.update(extra)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _member_app(
+    app_name: str, *, deps: list[Any], description: str
+) -> dg.AssetsDefinition:
+    build = prompts.MEMBER_BUILDERS[app_name]
+
+    @dg.asset(
+        name=app_name,
+        group_name="ai",
+        partitions_def=members_partitions,
+        deps=deps,
+        retry_policy=MEMBER_RETRY_POLICY,
+        pool="llm",
+        kinds={"python", "postgres"},
+        description=description,
+    )
+    def _asset(
+        context: dg.AssetExecutionContext,
+        config: AIRunConfig,
+        llm: LLMResource,
+        postgres: PostgresResource,
+        venue_calendar: VenueCalendarResource,
+    ) -> dg.MaterializeResult:
+        key = parse_member_key(context.partition_key)
+        outcome, _ = _ask_one(context, app_name=app_name, key=key, build=build, config=config, llm=llm,
+                              postgres=postgres, venue_calendar=venue_calendar)
+        extra = {}
+        if app_name == "app6_note" and outcome.answer is not None:
+            extra["score"] = dg.MetadataValue.float(float(outcome.answer.score or 0))
+        return _result(outcome, key, **extra)
+
+    return _asset
+
+
+app3_clue = _member_app(
+    "app3_clue",
+    deps=[dws_member_profile, "ods_settlements", "ods_recharges", "ods_members"],
+    description="Retention clues read from the member's consumption (profile, recent visits, recharges). "
+    "Partition '{site_id}-{member_id}'; cache target id: member id.",
+)
+app6_note = _member_app(
+    "app6_note",
+    deps=["ods_notes", dws_member_profile],
+    description="Analysis of the newest note about the member: score, summary, clues. "
+    "Partition '{site_id}-{member_id}'; cache target id: member id.",
+)
+app7_customer = _member_app(
+    "app7_customer",
+    deps=["app8_consolidation", "app3_clue", dws_member_profile],
+    description="Customer analysis: segment, value, churn risk, suggestions, grounded in the consolidated clues. "
+    "Partition '{site_id}-{member_id}'; cache target id: member id.",
+)
+
+
+@dg.asset(
+    group_name="ai",
+    partitions_def=members_partitions,
+    deps=[app3_clue, app6_note],
+    retry_policy=MEMBER_RETRY_POLICY,
+    pool="llm",
+    kinds={"python", "postgres"},
+    description="App3 and App6 clues consolidated; replaces the member's AI retention clues of the run's source "
+    "(ai_note for note_created, else ai_consumption) in one transaction, manual clues untouched. "
+    "Partition '{site_id}-{member_id}'; cache target id: member id.",
+)
+def app8_consolidation(
+    context: dg.AssetExecutionContext,
+    config: AIRunConfig,
+    llm: LLMResource,
+    postgres: PostgresResource,
+    venue_calendar: VenueCalendarResource,
+) -> dg.MaterializeResult:
+    key = parse_member_key(context.partition_key)
+    outcome, run = _ask_one(context, app_name="app8_consolidation", key=key, build=prompts.build_app8_prompt,
+                            config=config, llm=llm, postgres=postgres, venue_calendar=venue_calendar)
+    extra: dict[str, Any] = {}
+    if outcome.answer is not None:
+        # Also on a cache hit: replacing with the same answer is idempotent, and the run's
+        # source may differ from the one that first wrote these clues.
+        with postgres.connect() as conn:
+            replaced = retention.replace_ai_clues(
+                conn,
+                site_id=key.site_id,
+                member_id=key.member_id,
+                source=retention.source_for_trigger(run.trigger),
+                clues=outcome.answer.result_json.get("clues") or [],
+                dagster_run_id=context.run.run_id,
+            )
+        extra = {
+            "clue_source": dg.MetadataValue.text(replaced.source),
+            "clues_deleted": dg.MetadataValue.int(replaced.deleted),
+            "clues_written": dg.MetadataValue.int(replaced.inserted),
+        }
+    return _result(outcome, key, **extra)
+
+
+def _assistant_member_app(app_name: str, *, deps: list[Any], description: str) -> dg.AssetsDefinition:
+    build = prompts.ASSISTANT_MEMBER_BUILDERS[app_name]
+
+    @dg.asset(
+        name=app_name,
+        group_name="ai",
+        partitions_def=assistant_members_partitions,
+        deps=deps,
+        retry_policy=MEMBER_RETRY_POLICY,
+        pool="llm",
+        kinds={"python", "postgres"},
+        description=description,
+    )
+    def _asset(
+        context: dg.AssetExecutionContext,
+        config: AIRunConfig,
+        llm: LLMResource,
+        postgres: PostgresResource,
+        venue_calendar: VenueCalendarResource,
+    ) -> dg.MaterializeResult:
+        key = parse_assistant_member_key(context.partition_key)
+        outcome, _ = _ask_one(context, app_name=app_name, key=key, build=build, config=config, llm=llm,
+                              postgres=postgres, venue_calendar=venue_calendar)
+        return _result(outcome, key, assistant_id=dg.MetadataValue.int(key.assistant_id),
+                       member_id=dg.MetadataValue.int(key.member_id))
+
+    return _asset
+
+
+app4_analysis = _assistant_member_app(
+    "app4_analysis",
+    deps=[dws_assistant_member, dws_member_profile, "ods_assistant_services", "ods_tasks", "ods_notes"],
+    description="How an assistant and a member relate: level, strengths, risks. "
+    "Partition '{site_id}-{assistant_id}_{member_id}'; cache target id '{assistant_id}_{member_id}'.",
+)
+app5_tactics = _assistant_member_app(
+    "app5_tactics",
+    deps=[app4_analysis],
+    description="What the assistant could say to the member next, from App4's analysis and the open task. "
+    "Partition '{site_id}-{assistant_id}_{member_id}'; cache target id '{assistant_id}_{member_id}'.",
+)
+
+ai_assets = [app2_finance, app3_clue, app6_note, app8_consolidation, app7_customer, app4_analysis, app5_tactics]

@@ -1,0 +1,180 @@
+"""Jobs over the AI assets, and the run requests sensors and schedules send them.
+
+One run per event for a whole chain (not one per app), and the 72 app2 partitions as one run:
+a run launch costs seconds of CPU on this machine. Jobs run in process (one process per run,
+no second one per step).
+
+- ``app2_prewarm_job``: app2_finance; ``app2_prewarm_run_request`` asks for all 72 partitions
+  in one run (a partition range: first key .. last key is the whole 8 x 9 rectangle).
+- ``consumption_chain_job`` [members]: app3 -> app8 -> app7.
+- ``consumption_assistant_chain_job`` [assistant_members]: app4 -> app5, for a consumption an
+  assistant served (a second run: the two chains have different partitions).
+- ``note_chain_job`` [members]: app6 -> app8.
+- ``task_chain_job`` [assistant_members]: app4 -> app5.
+
+The member chain jobs leave out the ``*_answers_valid`` checks (full scans, run them on
+demand); app2's coverage check runs inside the asset.
+
+A run request for a dynamic partition needs the key to exist first: a sensor returns
+``dg.SensorResult(run_requests=[...], dynamic_partitions_requests=[
+members_partitions.build_add_request([key])])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from zqyy_assets.defs.ai.assets import (
+    DEFAULT_CONCURRENCY,
+    FORCE_TAG,
+    TRIGGER_TAG,
+    app2_finance,
+    app3_clue,
+    app4_analysis,
+    app5_tactics,
+    app6_note,
+    app7_customer,
+    app8_consolidation,
+)
+from zqyy_assets.defs.ai.checks import APP2_COVERAGE_CHECK
+from zqyy_assets.defs.ai.partitions import (
+    app2_full_range_tags,
+    assistant_member_partition_key,
+    member_partition_key,
+)
+from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
+
+
+def _assets(*assets: dg.AssetsDefinition) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(*assets).without_checks()
+
+
+app2_prewarm_job = dg.define_asset_job(
+    "app2_prewarm_job",
+    selection=_assets(app2_finance) | dg.AssetSelection.checks(dg.AssetCheckKey(app2_finance.key, APP2_COVERAGE_CHECK)),
+    executor_def=dg.in_process_executor,
+    description="App2 finance insights for every active site; run all 72 partitions as one run "
+    "(app2_prewarm_run_request) or any single partition to re-run it alone.",
+)
+consumption_chain_job = dg.define_asset_job(
+    "consumption_chain_job",
+    selection=_assets(app3_clue, app8_consolidation, app7_customer),
+    executor_def=dg.in_process_executor,
+    description="A member's consumption: App3 -> App8 -> App7 (partition '{site_id}-{member_id}').",
+)
+consumption_assistant_chain_job = dg.define_asset_job(
+    "consumption_assistant_chain_job",
+    selection=_assets(app4_analysis, app5_tactics),
+    executor_def=dg.in_process_executor,
+    description="A consumption an assistant served: App4 -> App5 (partition '{site_id}-{assistant_id}_{member_id}').",
+)
+note_chain_job = dg.define_asset_job(
+    "note_chain_job",
+    selection=_assets(app6_note, app8_consolidation),
+    executor_def=dg.in_process_executor,
+    description="A note about a member: App6 -> App8 (partition '{site_id}-{member_id}').",
+)
+task_chain_job = dg.define_asset_job(
+    "task_chain_job",
+    selection=_assets(app4_analysis, app5_tactics),
+    executor_def=dg.in_process_executor,
+    description="A task assigned to an assistant for a member: App4 -> App5 "
+    "(partition '{site_id}-{assistant_id}_{member_id}').",
+)
+
+ai_jobs = [app2_prewarm_job, consumption_chain_job, consumption_assistant_chain_job, note_chain_job, task_chain_job]
+
+
+# ------------------------------------------------------------------------------ run requests
+
+
+def run_tags(trigger: str, *, force: bool = False, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    tags = {TRIGGER_TAG: trigger, **(extra or {})}
+    if force:
+        tags[FORCE_TAG] = "true"
+    return tags
+
+
+def app2_prewarm_run_request(
+    *, trigger: str, run_key: str | None = None, force: bool = False, concurrency: int | None = None
+) -> dg.RunRequest:
+    """All 72 app2 partitions for all active sites as ONE run of ``app2_prewarm_job``."""
+    run_config: dict[str, Any] = {}
+    if concurrency is not None:
+        run_config = {"ops": {"app2_finance": {"config": {"concurrency": concurrency}}}}
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=app2_prewarm_job.name,
+        run_config=run_config,
+        tags={**app2_full_range_tags(), **run_tags(trigger, force=force)},
+    )
+
+
+def member_chain_run_request(
+    job_name: str, *, site_id: int, member_id: int, trigger: str, run_key: str | None = None, force: bool = False
+) -> dg.RunRequest:
+    """One run of a member chain (``consumption_chain_job`` / ``note_chain_job``) for one member."""
+    if job_name not in (consumption_chain_job.name, note_chain_job.name):
+        raise ValueError(f"{job_name!r} is not a member chain job")
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=job_name,
+        partition_key=member_partition_key(site_id, member_id),
+        tags=run_tags(trigger, force=force),
+    )
+
+
+def assistant_member_chain_run_request(
+    job_name: str,
+    *,
+    site_id: int,
+    assistant_id: int,
+    member_id: int,
+    trigger: str,
+    run_key: str | None = None,
+    force: bool = False,
+) -> dg.RunRequest:
+    """One run of an assistant x member chain (``task_chain_job`` / ``consumption_assistant_chain_job``)."""
+    if job_name not in (task_chain_job.name, consumption_assistant_chain_job.name):
+        raise ValueError(f"{job_name!r} is not an assistant x member chain job")
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=job_name,
+        partition_key=assistant_member_partition_key(site_id, assistant_id, member_id),
+        tags=run_tags(trigger, force=force),
+    )
+
+
+# ------------------------------------------------------------------------- in-process helper
+
+
+def materialize_app2_prewarm(
+    instance: dg.DagsterInstance,
+    *,
+    database_url: str,
+    llm: Any,
+    trigger: str = "manual",
+    force: bool = False,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    as_of_date: str | None = None,
+    calendar: VenueCalendarResource | None = None,
+) -> dg.ExecuteInProcessResult:
+    """The 72-partition prewarm as one in-process run (the benchmark, the demo, tests)."""
+    config: dict[str, Any] = {"concurrency": concurrency}
+    if as_of_date:
+        config["as_of_date"] = as_of_date
+    return dg.materialize(
+        [app2_finance],
+        instance=instance,
+        resources={
+            "llm": llm,
+            "postgres": PostgresResource(database_url=database_url),
+            "venue_calendar": calendar or VenueCalendarResource(),
+        },
+        run_config={"ops": {"app2_finance": {"config": config}}},
+        tags={**app2_full_range_tags(), **run_tags(trigger, force=force)},
+        raise_on_error=False,
+    )
