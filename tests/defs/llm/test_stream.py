@@ -107,3 +107,11 @@ def test_offline_chat_streams_without_a_server(make_service, fake, db_url):
     assert "离线" in "".join(d.text for d in deltas) and deltas[-1].done
     assert fake.count() == 0
     assert ledger(db_url)[0]["provider"] == "offline"
+
+
+def test_refusal_before_the_stream_starts_is_retried(make_service, fake):
+    fake.script("app1_chat", ["429", "503", "ok"])
+    waits: list[float] = []
+    deltas = list(make_service(sleep=waits.append, max_attempts=3).stream_chat("你好", site_id=1))
+    assert deltas[-1].done and fake.count() == 3
+    assert waits[0] > waits[1]  # Throttling waits longer than a 5xx, even one backoff step earlier
