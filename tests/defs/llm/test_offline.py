@@ -15,6 +15,7 @@ APP2 = {
     "site": {"site_id": 1, "name": "星辰台球"},
     "time_dimension": "last_month",
     "area": "vip",
+    "area_label": "VIP包厢",
     "period": {"start": "2026-10-01", "end": "2026-10-31",
                "metrics": {"revenue": "50,000.00", "table_fee": 30000, "assistant_fee": 6000, "goods_amount": 14000,
                            "discount": 5000, "orders": 400, "member_share": 0.55}},
@@ -82,8 +83,9 @@ def test_finance_uses_top_movers_when_the_prompt_names_them():
         {"name": "KTV酒水", "metric": "goods_amount", "current": 3000, "previous": 1000, "change_pct": 200},
     ]}
     insights = offline.analyse("app2_finance", prompt)["insights"]
-    assert [(i["title"], i["change_pct"]) for i in insights[1:3]] == [("KTV酒水上升 200.0%", 200.0),
-                                                                     ("斯诺克区台费下降 20.0%", -20.0)]
+    # In the builder's order (it ranks by absolute change), with the missing percentage computed.
+    assert [(i["title"], i["change_pct"], i["level"]) for i in insights[1:3]] == [
+        ("斯诺克区台费下降 20.0%", -20.0, "warning"), ("KTV酒水上升 200.0%", 200.0, "positive")]
 
 
 def test_member_apps_read_the_member_figures():

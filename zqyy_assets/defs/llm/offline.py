@@ -27,10 +27,12 @@ Prompt shapes it reads
 ``metrics`` holds numbers keyed as in ``dws.finance_area_daily``: ``revenue``, ``table_fee``,
 ``assistant_fee``, ``goods_amount``, ``discount``, ``orders``, ``table_minutes``,
 ``table_hours``, ``member_revenue``, ``member_orders``, ``member_share``, ``recharge_amount``,
-``recharge_count`` (others are reported under their own key). ``change_pct`` in
-``top_movers`` is optional (computed from current/previous). The insights: the headline
-(revenue against the comparison period), the biggest movers by absolute change (``discount``
-rising is a warning), the revenue mix and the member share.
+``recharge_count``, ``avg_order_value`` (others are reported under their own key);
+``area_label`` and ``time_dimension_label`` are used when given. ``top_movers`` come in the
+builder's ranking (``change_pct`` optional, computed from current/previous); without them the
+analyst ranks the metrics by relative change. The insights: the headline (revenue against the
+comparison period), the three biggest movers (``discount`` rising is a warning), the revenue
+mix and the member share.
 
 **app3_clue / app7_customer** (a member; ``dws.member_profile`` names): ``recency_days``,
 ``visits_30d``, ``visits_90d``, ``visits_180d``, ``spend_30d``, ``spend_90d``,
@@ -86,7 +88,11 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "recharge_amount": ("储值金额", "money", False),
     "recharge_count": ("储值笔数", "count", False),
     "avg_order_value": ("客单价", "money", False),
+    "daily_avg_revenue": ("日均营业额", "money", False),
+    "active_days": ("营业天数", "count", False),
 }
+# Derived or duplicate figures left out when the analyst ranks movers itself.
+_NOT_MOVERS = {"table_minutes", "member_share", "daily_avg_revenue", "active_days"}
 _HEADLINE_KEYS = ("revenue", "total_revenue", "营业额", "income", "gmv")
 _SIGNIFICANT_PCT = 5.0
 
@@ -225,7 +231,9 @@ def _clue(category: str, emoji: str, summary: str, detail: str) -> dict:
 def finance_insights(data: dict) -> dict:
     time_dimension = str(find(data, "time_dimension") or "")
     area = str(find(data, "area") or "all")
-    scope = f"{AREA_LABELS.get(area, area)}{TIME_DIMENSION_LABELS.get(time_dimension, '本期')}"
+    area_label = data.get("area_label") or AREA_LABELS.get(area, area)
+    period_label = data.get("time_dimension_label") or TIME_DIMENSION_LABELS.get(time_dimension, "本期")
+    scope = f"{area_label}{period_label}"
     period = find(data, "period", "current", "本期")
     comparison = find(data, "comparison", "previous", "compare", "对比期", "上期")
     current, previous = _numeric_metrics(period), _numeric_metrics(comparison)
@@ -323,12 +331,14 @@ def _movers(data: dict, current: dict, previous: dict, *, exclude: str) -> list[
             change = num(item.get("change_pct"))
             movers.append({"name": name, "metric": metric or name, "current": cur, "previous": prev,
                            "change_pct": round(change, 1) if change is not None else _pct(cur, prev)})
-    if not movers:
-        for key in current:
-            if key == exclude or key not in previous or key in ("table_minutes", "member_share"):
-                continue
-            movers.append({"name": _label(key)[0], "metric": key, "current": current[key],
-                           "previous": previous[key], "change_pct": _pct(current[key], previous[key])})
+    if movers:
+        return movers  # the prompt builder's ranking (by absolute change) stands
+    for key in current:
+        if key == exclude or key not in previous or key in _NOT_MOVERS:
+            continue
+        movers.append({"name": _label(key)[0], "metric": key, "current": current[key],
+                       "previous": previous[key], "change_pct": _pct(current[key], previous[key])})
+    # Ranked by relative change; a figure new since the comparison period (no base) comes first.
     movers.sort(key=lambda m: (-(abs(m["change_pct"]) if m["change_pct"] is not None else 1e9), m["name"]))
     return movers
 
