@@ -14,9 +14,11 @@ Used by every AI asset. One ``Ask`` is one (site, app, target, prompt). The step
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import queue
 import statistics
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -187,7 +189,7 @@ async def _answer_async(
     prepared: Prepared,
     run: RunInfo,
     semaphore: asyncio.Semaphore,
-    on_done: Callable[[Outcome], None] | None,
+    on_done: Callable[[Outcome], None],
 ) -> Outcome:
     ask = prepared.ask
     outcome = Outcome(ask.site_id, ask.app_name, ask.target_id, "answered")
@@ -211,68 +213,106 @@ async def _answer_async(
             raise _invalid(ask, outcome, last_error)
     except Exception as exc:  # one target's failure must not cancel the others
         outcome.status, outcome.error, outcome.reason = "failed", exc, f"{type(exc).__name__}: {exc}"
-    if on_done:
-        on_done(outcome)
+    on_done(outcome)
     return outcome
 
 
-def answer_many(
+class _Crashed:
+    """An ask's coroutine died of something other than a failed call (e.g. cancellation)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _LoopThread:
+    """An asyncio loop on its own thread, taking coroutines from the caller's thread.
+
+    ``acall_app`` runs ``call_app`` in the loop's default executor, sized to the concurrency
+    (the stock executor has min(32, cpus + 4) threads: 6 on this 2-core machine).
+    """
+
+    def __init__(self, concurrency: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="zqyy-llm")
+        )
+        self.semaphore = asyncio.Semaphore(concurrency)  # binds to the loop on first use
+        self.futures: list[concurrent.futures.Future] = []
+        self.thread = threading.Thread(target=self.loop.run_forever, name="zqyy-ai-answers", daemon=True)
+        self.thread.start()
+
+    def submit(self, coro: Any) -> None:
+        self.futures.append(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def close(self, *, cancel: bool) -> None:
+        if cancel:
+            for future in self.futures:
+                future.cancel()
+        concurrent.futures.wait(self.futures)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
+
+
+def iter_answers(
     llm: Any,
     database_url: str,
-    asks: Sequence[Ask],
+    asks: Iterable[Ask],
     run: RunInfo,
     *,
     concurrency: int,
-    on_done: Callable[[Outcome], None] | None = None,
-) -> list[Outcome]:
-    """Many asks with at most ``concurrency`` calls in flight; outcomes in the order of ``asks``.
+) -> Iterator[Outcome]:
+    """Many asks, at most ``concurrency`` calls in flight; each outcome is yielded as it lands.
 
-    Memoization is decided up front with one query per site; only misses are called.
+    ``asks`` may be lazy: each is checked against the cache (a hit is yielded at once) and a
+    miss is handed to an asyncio loop on a background thread right away, so calls start while
+    later prompts are still being built, and the caller records each finished target (a
+    Dagster materialization, a log line) while the rest are in flight. Calls go out in the
+    order of ``asks`` (the semaphore is FIFO). Closing the iterator early cancels what is left.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    prepared = [prepare(a, run.provider) for a in asks]
-    results: list[Outcome | None] = [None] * len(asks)
-    with db.connect(database_url, autocommit=True) as conn:
-        latest: dict[tuple[int, str, str], cache.CachedAnswer] = {}
-        for site_id in sorted({a.site_id for a in asks}):
-            apps = sorted({a.app_name for a in asks if a.site_id == site_id})
-            for (app, target), row in cache.latest_valid_for_site(conn, site_id, apps).items():
-                latest[(site_id, app, target)] = row
-        to_call: list[int] = []
-        for i, p in enumerate(prepared):
-            hit = memo_hit(p, latest.get((p.ask.site_id, p.ask.app_name, p.ask.target_id)), run)
-            if hit:
-                results[i] = hit
-                if on_done:
-                    on_done(hit)
-            else:
-                to_call.append(i)
-        if to_call:
-            called = _run_async(llm, conn, [prepared[i] for i in to_call], run, concurrency, on_done)
-            for i, outcome in zip(to_call, called, strict=True):
-                results[i] = outcome
-    return [r for r in results if r is not None]
+    finished: queue.Queue = queue.Queue()
 
+    async def guarded(prepared: Prepared, writes: psycopg.Connection, semaphore: asyncio.Semaphore) -> None:
+        try:
+            await _answer_async(llm, writes, prepared, run, semaphore, finished.put)
+        except BaseException as exc:
+            finished.put(_Crashed(exc))
+            raise
 
-def _run_async(
-    llm: Any,
-    conn: psycopg.Connection,
-    prepared: list[Prepared],
-    run: RunInfo,
-    concurrency: int,
-    on_done: Callable[[Outcome], None] | None,
-) -> list[Outcome]:
-    async def main() -> list[Outcome]:
-        # acall_app runs call_app in the loop's default executor; size it to the concurrency
-        # (the stock executor has min(32, cpus + 4) threads: 6 on this 2-core machine).
-        asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="zqyy-llm")
-        )
-        semaphore = asyncio.Semaphore(concurrency)
-        return list(await asyncio.gather(*(_answer_async(llm, conn, p, run, semaphore, on_done) for p in prepared)))
+    def take(item: Outcome | _Crashed) -> Outcome:
+        if isinstance(item, _Crashed):
+            raise item.error
+        return item
 
-    return asyncio.run(main())
+    # Two connections: reads on the caller's thread, cache writes on the loop's thread.
+    with db.connect(database_url, autocommit=True) as reads, db.connect(database_url, autocommit=True) as writes:
+        latest: dict[tuple[int, str], dict[str, cache.CachedAnswer]] = {}
+        workers = _LoopThread(concurrency)
+        submitted = received = 0
+        try:
+            for ask in asks:
+                prepared = prepare(ask, run.provider)
+                site_app = (ask.site_id, ask.app_name)
+                if site_app not in latest:  # one query per site and app
+                    rows = cache.latest_valid_for_site(reads, ask.site_id, [ask.app_name])
+                    latest[site_app] = {target: row for (_, target), row in rows.items()}
+                hit = memo_hit(prepared, latest[site_app].get(ask.target_id), run)
+                if hit:
+                    yield hit
+                    continue
+                workers.submit(guarded(prepared, writes, workers.semaphore))
+                submitted += 1
+                while not finished.empty():
+                    received += 1
+                    yield take(finished.get_nowait())
+            while received < submitted:
+                received += 1
+                yield take(finished.get())
+        finally:
+            workers.close(cancel=received < submitted)
 
 
 # ----------------------------------------------------------------------------------- metadata

@@ -22,8 +22,8 @@ active site unless ``site_ids`` (config) or the tag ``zqyy/site_ids`` (``1,2``) 
 # No `from __future__ import annotations`: Dagster reads the config and resource annotations at
 # definition time and cannot resolve them from strings.
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
@@ -138,51 +138,56 @@ def app2_finance(
     keys = [parse_app2_key(k) for k in context.partition_keys]
     run = run_info(context, config, llm)
     as_of = date.fromisoformat(config.as_of_date) if config.as_of_date else None
-
-    asks: list[Ask] = []
-    skipped: list[Outcome] = []
     wanted = requested_sites(context, config)
+    finances: dict[int, prompts.SiteFinance | None] = {}
     with postgres.connect() as conn:
         sites = [s for s in active_sites(conn) if wanted is None or s["site_id"] in wanted]
         if wanted is not None and len(sites) < len(wanted):
             context.log.warning(f"app2: sites {sorted(wanted - {s['site_id'] for s in sites})} are not active; not asked")
         for site in sites:
-            finance = prompts.load_site_finance(conn, site["site_id"], as_of)
-            for key in keys:
-                if finance is None:
-                    skipped.append(Outcome(site["site_id"], key.app_name, key.target_id, "skipped",
-                                           reason="no DWS finance figures for the site"))
-                    continue
-                asks.append(Ask(
-                    site_id=site["site_id"],
-                    app_name=key.app_name,
-                    target_id=key.target_id,
-                    prompt=prompts.build_app2_prompt(finance, key.time_dimension, key.area),
-                    prompt_version=prompts.PROMPT_VERSIONS[key.app_name],
-                ))
+            finances[site["site_id"]] = prompts.load_site_finance(conn, site["site_id"], as_of)
+
+    # Partition-major order: calls go out in this order, so partitions finish one after another
+    # and each is materialized while later ones are still being asked. Prompts are built lazily:
+    # the first calls leave while the rest are being built.
+    outcomes_by_target: dict[str, list[Outcome]] = defaultdict(list)
+    pending: Counter[str] = Counter()
+    for key in keys:
+        for site_id, finance in finances.items():
+            if finance is None:
+                outcomes_by_target[key.target_id].append(
+                    Outcome(site_id, key.app_name, key.target_id, "skipped", reason="no DWS finance figures for the site")
+                )
+            else:
+                pending[key.target_id] += 1
+
+    def asks() -> Iterator[Ask]:
+        for key in keys:
+            for site_id, finance in finances.items():
+                if finance is not None:
+                    yield Ask(
+                        site_id=site_id,
+                        app_name=key.app_name,
+                        target_id=key.target_id,
+                        prompt=prompts.build_app2_prompt(finance, key.time_dimension, key.area),
+                        prompt_version=prompts.PROMPT_VERSIONS[key.app_name],
+                    )
+
     context.log.info(
-        f"app2: {len(keys)} partition(s) x {len(sites)} active site(s): {len(asks)} prompts, "
-        f"{len(skipped)} skipped; provider {run.provider}, concurrency {config.concurrency}, force {run.force}"
+        f"app2: {len(keys)} partition(s) x {len(sites)} active site(s): {sum(pending.values())} answers to get, "
+        f"{sum(f is None for f in finances.values())} site(s) without figures skipped; provider {run.provider}, "
+        f"concurrency {config.concurrency}, force {run.force}"
     )
 
-    def log_failure(outcome: Outcome) -> None:
-        if outcome.status == "failed":
-            context.log.warning(f"app2 site {outcome.site_id} {outcome.target_id}: {outcome.reason}")
-
-    outcomes = answering.answer_many(
-        llm, postgres.database_url, asks, run, concurrency=config.concurrency, on_done=log_failure
-    ) + skipped
-
-    by_target: dict[str, list[Outcome]] = defaultdict(list)
-    for outcome in outcomes:
-        by_target[outcome.target_id].append(outcome)
+    key_by_target = {key.target_id: key for key in keys}
     failed_keys: list[App2Key] = []
-    for key in keys:
-        group = by_target.get(key.target_id, [])
+
+    def finish(key: App2Key) -> dg.AssetMaterialization | None:
+        group = outcomes_by_target[key.target_id]
         if any(o.status == "failed" for o in group):
             failed_keys.append(key)
-            continue
-        yield dg.AssetMaterialization(
+            return None
+        return dg.AssetMaterialization(
             asset_key=context.asset_key,
             partition=str(key.partition_key),
             metadata={
@@ -191,6 +196,19 @@ def app2_finance(
                 "target_id": dg.MetadataValue.text(key.target_id),
             },
         )
+
+    for key in keys:  # partitions with nothing to ask (every site skipped) are complete already
+        if not pending[key.target_id] and (event := finish(key)):
+            yield event
+    for outcome in answering.iter_answers(llm, postgres.database_url, asks(), run, concurrency=config.concurrency):
+        if outcome.status == "failed":
+            context.log.warning(f"app2 site {outcome.site_id} {outcome.target_id}: {outcome.reason}")
+        outcomes_by_target[outcome.target_id].append(outcome)
+        pending[outcome.target_id] -= 1
+        if not pending[outcome.target_id] and (event := finish(key_by_target[outcome.target_id])):
+            yield event
+    outcomes = [o for group in outcomes_by_target.values() for o in group]
+    failed_keys.sort(key=keys.index)
 
     with postgres.connect() as conn:
         yield checks.app2_coverage_result(conn)

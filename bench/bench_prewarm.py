@@ -1,0 +1,196 @@
+"""Benchmark: the app2 prewarm (72 partitions x every active site) as one Dagster run.
+
+Generates a demo venue (2 sites x 365 days by default), materializes DWS, starts the fake
+DashScope server in its own process (500 ms a call) and runs the prewarm through the real
+``dashscope`` SDK. Prints the wall time next to
+
+- the serial baseline: calls x latency, what the old dispatcher's one-call-at-a-time loop cost;
+- the limit: ceil(calls / concurrency) x latency, the best bounded concurrency can do.
+
+Then prewarms again on unchanged data and prints the calls and tokens it spent (memoization).
+Goals: at concurrency 8, at least 5x faster than serial and within limit + 5 s; the second
+prewarm makes 0 calls and spends 0 tokens.
+
+    .venv/bin/python bench/bench_prewarm.py [--sites 2] [--days 365] [--latency-ms 500] [--concurrency 8]
+
+The database is created on the embedded server (``.pgdata/bench``, or DATABASE_URL's server)
+and dropped afterwards; the fake server process is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import dagster as dg  # noqa: E402
+
+from zqyy_assets.defs.ai.jobs import materialize_app2_prewarm  # noqa: E402
+from zqyy_assets.defs.dws.refresh import materialize_dws, ods_date_range  # noqa: E402
+from zqyy_assets.defs.llm.apps import APP_NAMES  # noqa: E402
+from zqyy_assets.defs.llm.resources import LLMResource  # noqa: E402
+from zqyy_assets.defs.ods.generator import generate_demo_venue  # noqa: E402
+from zqyy_assets.lib import db, embedded_pg  # noqa: E402
+from zqyy_assets.lib.migrations import apply_migrations  # noqa: E402
+from zqyy_assets.lib.resources import VenueCalendarResource  # noqa: E402
+from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeAdmin  # noqa: E402
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A fresh migrated database on the bench server, dropped afterwards; yields its URL."""
+    external = os.environ.get("DATABASE_URL")
+    server = db.with_database(external, "postgres") if external else embedded_pg.start("bench", stop_on_exit=True)
+    name = f"zqyy_bench_prewarm_{uuid.uuid4().hex[:8]}"
+    db.ensure_database(server, name)
+    url = db.with_database(server, name)
+    try:
+        apply_migrations(url)
+        yield url
+    finally:
+        with db.connect(db.with_database(server, "postgres"), autocommit=True) as conn:
+            for database in (name, f"{name}_dagster"):
+                conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(database)))
+
+
+@contextmanager
+def fake_server(latency_ms: float) -> Iterator[str]:
+    """The fake DashScope server as its own process (as in a real deployment, not sharing our GIL)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zqyy_assets.testing.fake_dashscope", "--port", "0", "--latency-ms", str(latency_ms)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stderr.readline() if proc.stderr else ""
+        match = re.search(r"(http://\S+/api/v1)", line)
+        if not match:
+            raise RuntimeError(f"the fake server did not start: {line!r}")
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def dagster_instance(url: str) -> Iterator[dg.DagsterInstance]:
+    """Dagster storage in Postgres on the same server, as in ``make demo``."""
+    storage = f"{db.database_name(url)}_dagster"
+    db.ensure_database(url, storage)
+    storage_url = db.with_database(db.dagster_storage_url(url), storage)  # psycopg2 driver, our own database
+    with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": storage_url}}}) as instance:
+        yield instance
+
+
+def ledger_totals(url: str) -> tuple[int, int]:
+    with db.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) AS calls, COALESCE(sum(tokens_used), 0) AS tokens FROM biz.ai_call_ledger"
+        ).fetchone()
+    return row["calls"], row["tokens"]
+
+
+def run_totals(result: dg.ExecuteInProcessResult) -> dict[str, int]:
+    totals = {"partitions": 0, "calls": 0, "cache_hits": 0, "tokens_in": 0, "tokens_out": 0}
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        totals["partitions"] += 1
+        for key in ("calls", "cache_hits", "tokens_in", "tokens_out"):
+            totals[key] += metadata[key].value
+    return totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sites", type=int, default=2)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--latency-ms", type=float, default=500.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    latency_s = args.latency_ms / 1000
+
+    with scratch_database() as url:
+        t0 = time.perf_counter()
+        generate_demo_venue(url, sites=args.sites, days=args.days, seed=args.seed,
+                            end_date=date.today() - timedelta(days=1), show_progress=False)
+        calendar = VenueCalendarResource()
+        span = ods_date_range(url, calendar)
+        with dagster_instance(url) as instance, fake_server(args.latency_ms) as base_url:
+            dws = materialize_dws(instance, url, span.first, span.last, calendar)
+            assert dws.success, "DWS did not materialize"
+            print(f"setup: {args.sites} sites x {args.days} days generated, DWS materialized "
+                  f"in {time.perf_counter() - t0:.1f} s")
+
+            llm = LLMResource(
+                database_url=url,
+                provider="dashscope",
+                api_key=FAKE_API_KEY,
+                base_url=base_url,
+                app_ids={name: f"fake-{name}" for name in APP_NAMES},
+                # the guards are not what is measured: wide enough never to refuse or wait
+                rate_per_minute=600_000.0,
+                rate_burst=10_000,
+                daily_token_limit=1_000_000_000,
+                monthly_token_limit=1_000_000_000,
+                request_timeout_seconds=60.0,
+            )
+            fake = FakeAdmin(base_url)
+
+            t0 = time.perf_counter()
+            first = materialize_app2_prewarm(instance, database_url=url, llm=llm, trigger="bench",
+                                             concurrency=args.concurrency)
+            wall = time.perf_counter() - t0
+            assert first.success, "the first prewarm failed"
+            stats = instance.get_run_stats(first.run_id)
+            totals = run_totals(first)
+            calls = fake.count()
+            ledger_calls, ledger_tokens = ledger_totals(url)
+            serial = calls * latency_s
+            limit = math.ceil(calls / args.concurrency) * latency_s
+            print(f"prewarm 1: {totals['partitions']} partitions x {args.sites} sites = {calls} calls "
+                  f"(ledger {ledger_calls}), {ledger_tokens:,} tokens, fake latency {args.latency_ms:.0f} ms, "
+                  f"concurrency {args.concurrency}")
+            run_s = stats.end_time - stats.start_time
+            print(f"  wall {wall:.1f} s (launch included; the run itself {run_s:.1f} s) | "
+                  f"serial baseline {serial:.1f} s (calls x latency) | "
+                  f"limit {limit:.1f} s (ceil(calls / {args.concurrency}) x latency)")
+            speedup_met = "met" if serial / wall >= 5 else "NOT met"
+            limit_met = "met" if wall <= limit + 5 else "NOT met"
+            print(f"  speed-up vs serial {serial / wall:.1f}x (goal >= 5x: {speedup_met}); "
+                  f"over the limit by {wall - limit:.1f} s (goal <= 5 s: {limit_met})")
+
+            t0 = time.perf_counter()
+            second = materialize_app2_prewarm(instance, database_url=url, llm=llm, trigger="bench",
+                                              concurrency=args.concurrency)
+            wall2 = time.perf_counter() - t0
+            assert second.success, "the second prewarm failed"
+            again = run_totals(second)
+            calls2 = fake.count() - calls
+            ledger_calls2, ledger_tokens2 = ledger_totals(url)
+            tokens2 = ledger_tokens2 - ledger_tokens
+            print(f"prewarm 2 (unchanged data): {again['partitions']} partitions in {wall2:.1f} s, "
+                  f"{calls2} calls (ledger +{ledger_calls2 - ledger_calls}), {tokens2} tokens, "
+                  f"{again['cache_hits']} cache hits (goal 0 calls, 0 tokens: "
+                  f"{'met' if calls2 == 0 and tokens2 == 0 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
