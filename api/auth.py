@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -56,11 +57,37 @@ _LOOKUP_SQL = """
 """
 
 
-async def lookup(conn: psycopg.AsyncConnection, token: str) -> Principal | None:
+class PrincipalCache:
+    """Verified tokens by hash, each for ``ttl_s`` seconds (per process; bounded in size).
+
+    Only successful lookups are kept: an unknown token always goes to the database.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, token_hash: str) -> Principal | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            self._entries.pop(token_hash, None)
+            return None
+        return entry[0]
+
+    def put(self, token_hash: str, principal: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # rare (10,000 live tokens in 10 s); a refill costs one query each
+        self._entries[token_hash] = (principal, time.monotonic() + self.ttl_s)
+
+
+async def lookup_hash(conn: psycopg.AsyncConnection, token_hash: str) -> Principal | None:
     """The live token's principal, or None for an unknown, revoked or expired one."""
-    if not token or len(token) > MAX_TOKEN_LENGTH:
-        return None
-    cur = await conn.execute(_LOOKUP_SQL, (hash_token(token),))
+    cur = await conn.execute(_LOOKUP_SQL, (token_hash,))
     row = await cur.fetchone()
     if row is None:
         return None

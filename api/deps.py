@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api import auth
 from api.schemas.common import MAX_BIGINT
-from api.settings import Settings, get_settings
+from api.settings import Settings
 
 
 async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -27,12 +27,20 @@ async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
         yield conn
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
-    """The pool itself, for work that must not pin a connection for its whole length (streams)."""
+async def get_pool(request: Request) -> AsyncConnectionPool:
+    """The pool itself, for work that must not pin a connection for its whole length (streams).
+
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a thread
+    hop on every request."""
     return request.app.state.pool
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+async def app_settings(request: Request) -> Settings:
+    """The settings the app started with (``create_app(settings)`` in tests, else the environment)."""
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 ConnDep = Annotated[psycopg.AsyncConnection, Depends(get_conn)]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 
@@ -44,15 +52,23 @@ def _unauthorized(detail: str) -> HTTPException:
 
 
 async def get_principal(
-    pool: PoolDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, pool: PoolDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> auth.Principal:
     if credentials is None:
         raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    # Its own short checkout, so routes that wait long (a run, a chat reply) pin no connection.
-    async with pool.connection() as conn:
-        principal = await auth.lookup(conn, credentials.credentials)
-    if principal is None:
+    token = credentials.credentials
+    if not token or len(token) > auth.MAX_TOKEN_LENGTH:
         raise _unauthorized("invalid, expired or revoked token")
+    token_hash = auth.hash_token(token)
+    cache: auth.PrincipalCache = request.app.state.principals
+    principal = cache.get(token_hash)
+    if principal is None:
+        # Its own short checkout, so routes that wait long (a run, a chat reply) pin no connection.
+        async with pool.connection() as conn:
+            principal = await auth.lookup_hash(conn, token_hash)
+        if principal is None:
+            raise _unauthorized("invalid, expired or revoked token")
+        cache.put(token_hash, principal)
     return principal
 
 

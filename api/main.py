@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from api import auth
 from api.routes import (
     admin_alerts,
     admin_cache,
@@ -58,6 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     await pool.open()
     app.state.pool = pool
+    app.state.principals = auth.PrincipalCache(settings.auth_cache_ttl_s)
     app.state.dagster = DagsterRuns(settings)
     app.state.llm = LLMService(
         load_settings(
@@ -87,9 +89,7 @@ async def _data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """``settings`` is for tests; the served app reads the environment when it starts."""
     app = FastAPI(title="zqyy AI assets API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    app.state.settings = settings
-    if settings is not None:
-        app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings  # None: read from the environment when the app starts
     app.add_exception_handler(psycopg.DataError, _data_error)
     for module in (health, cache, events, admin_dashboard, admin_cache, admin_alerts, admin_jobs, admin_runs, chat):
         app.include_router(module.router)

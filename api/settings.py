@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     db_pool_min_size: int = Field(2, ge=1)
     db_pool_max_size: int = Field(10, ge=1)
 
+    # A verified token is remembered this long by each API process, so a read costs one database
+    # round trip, not two. A revoked token therefore keeps working for at most this long. 0: off.
+    auth_cache_ttl_s: float = Field(10.0, ge=0, le=300)
+
     # The venue calendar: event intake stamps each event with its business date.
     venue_timezone: str = "Asia/Shanghai"
     business_day_cutoff_hours: int = Field(6, ge=0, le=23)

@@ -1,5 +1,6 @@
 """The auth matrix: every protected endpoint answers 401 / 403 / 2xx by token, role and site."""
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -7,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import auth
+from api.main import create_app
 from tests.api.conftest import OTHER_SITE, SITE, bearer, put_alert, put_cache, put_clue
 from zqyy_assets.lib import db
 
@@ -120,6 +122,18 @@ def test_revoked_and_expired_tokens_are_401(client: TestClient, db_url: str, mak
                              expires_at=datetime.now(UTC) - timedelta(minutes=1)).token
     assert client.get("/api/admin/ai/budget", headers=bearer(token)).status_code == 401
     assert client.get("/api/admin/ai/budget", headers=bearer(expired)).status_code == 401
+
+
+def test_a_verified_token_is_cached_for_the_ttl_only(api_settings, db_url: str, make_token) -> None:
+    token = make_token("admin")
+    with TestClient(create_app(api_settings.model_copy(update={"auth_cache_ttl_s": 1.0}))) as client:
+        assert client.get("/api/admin/ai/budget", headers=bearer(token)).status_code == 200
+        with db.transaction(db_url) as conn:
+            auth.revoke(conn, token=token)
+        # Within the TTL this process still trusts its earlier check; after it, the revocation holds.
+        assert client.get("/api/admin/ai/budget", headers=bearer(token)).status_code == 200
+        time.sleep(1.1)
+        assert client.get("/api/admin/ai/budget", headers=bearer(token)).status_code == 401
 
 
 def test_tokens_are_stored_hashed(db_url: str, make_token) -> None:

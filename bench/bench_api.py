@@ -1,0 +1,288 @@
+"""API benchmark: one uvicorn worker on loopback, a load generator in this process.
+
+1. Cached reads at 64 concurrent keep-alive connections (bearer auth + the newest valid
+   cache row), next to a baseline measured in the same run: GET /api/health (no auth, one
+   trivial database round trip). Goal: >= 1,000 reads/s with p99 < 50 ms.
+2. Chat SSE: the latency the API adds per chunk. The same fake DashScope stream is read
+   directly (baseline) and through POST /api/xcx/chat/stream; the added time per chunk is the
+   difference of their first-to-last chunk spans divided by the chunks in between. Goal: < 5 ms.
+
+    .venv/bin/python bench/bench_api.py [--seconds 8] [--connections 64]
+
+Uses DATABASE_URL's server when set, else the embedded one (.pgdata/bench), in a fresh
+database that is dropped at the end. Every loop is bounded in time or count; the API and the
+fake server are stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from api import auth  # noqa: E402
+from zqyy_assets.lib import db, embedded_pg  # noqa: E402
+from zqyy_assets.lib.migrations import apply_migrations  # noqa: E402
+from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeDashScope  # noqa: E402
+
+SITE = 1
+MEMBERS = 1000
+
+
+# ------------------------------------------------------------------ a minimal HTTP/1.1 client
+# The load generator shares two cores with the server, so it must be cheap: raw keep-alive
+# sockets, no HTTP library.
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = next(int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length:"))
+    return status, await reader.readexactly(length)
+
+
+async def _worker(host: str, port: int, requests: list[bytes], offset: int, deadline: float,
+                  latencies: list[float], errors: list[str]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    i = offset
+    try:
+        while time.perf_counter() < deadline:
+            request = requests[i % len(requests)]
+            i += 1
+            started = time.perf_counter()
+            writer.write(request)
+            status, _ = await _read_response(reader)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                errors.append(str(status))
+    finally:
+        writer.close()
+
+
+async def load(host: str, port: int, requests: list[bytes], *, connections: int, seconds: float, warmup: float) -> dict:
+    if warmup:
+        await load(host, port, requests, connections=connections, seconds=warmup, warmup=0)
+    latencies: list[float] = []
+    errors: list[str] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+    await asyncio.gather(*(_worker(host, port, requests, n * 7, deadline, latencies, errors) for n in range(connections)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50": latencies[len(latencies) // 2] * 1000,
+        "p99": latencies[int(len(latencies) * 0.99)] * 1000,
+        "n": len(latencies),
+        "errors": len(errors),
+    }
+
+
+def get(path: str, host: str, token: str | None = None) -> bytes:
+    auth_line = f"Authorization: Bearer {token}\r\n" if token else ""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth_line}\r\n".encode()
+
+
+# ------------------------------------------------------------------------------- SSE timing
+
+async def sse_chunk_times(host: str, port: int, request: bytes, event_prefix: bytes) -> list[float]:
+    """Seconds from sending the request to each data frame of the stream (chunked body)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    started = time.perf_counter()
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    if b" 200 " not in head.split(b"\r\n")[0]:
+        raise RuntimeError(f"stream request failed: {head[:200]!r} {await reader.read(500)!r}")
+    times: list[float] = []
+    buffer = b""
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.strip().split(b";")[0], 16)
+        if size == 0:
+            break
+        chunk = await reader.readexactly(size + 2)
+        now = time.perf_counter() - started
+        buffer += chunk[:-2]
+        while b"\n\n" in buffer:
+            frame, buffer = buffer.split(b"\n\n", 1)
+            if frame.startswith(event_prefix):
+                times.append(now)
+    writer.close()
+    return times
+
+
+def chunked_post(path: str, host: str, body: dict, headers: dict[str, str]) -> bytes:
+    data = json.dumps(body, ensure_ascii=False).encode()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n{extra}Connection: close\r\n\r\n").encode() + data
+
+
+# ----------------------------------------------------------------------------------- setup
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def seed(url: str) -> tuple[str, str]:
+    """Cached answers for MEMBERS members of SITE, and an admin and a staff token."""
+    answer = json.dumps({"clues": [{"category": "消费习惯", "emoji": "📅", "summary": "周末下午常来", "detail": "近 90 天 12 次",
+                                    "providers": "系统"}] * 3}, ensure_ascii=False)
+    with db.transaction(url) as conn:
+        conn.execute(
+            """INSERT INTO biz.ai_cache (site_id, cache_type, target_id, input_hash, prompt_version, result_json,
+                                         triggered_by, provider)
+               SELECT %s, 'app3_clue', m::text, md5(m::text), 'v1', %s::jsonb, 'bench', 'offline'
+               FROM generate_series(1, %s) m""",
+            (SITE, answer, MEMBERS),
+        )
+        staff = auth.issue(conn, subject="bench-staff", role="staff", site_ids=[SITE]).token
+        admin = auth.issue(conn, subject="bench-admin", role="admin", site_ids=[SITE]).token
+    return staff, admin
+
+
+def start_api(url: str, port: int, fake: FakeDashScope, pool_size: int) -> subprocess.Popen:
+    env = {
+        **os.environ, "DATABASE_URL": url, "DB_POOL_MIN_SIZE": str(pool_size), "DB_POOL_MAX_SIZE": str(pool_size),
+        "DASHSCOPE_API_KEY": FAKE_API_KEY, "DASHSCOPE_BASE_URL": fake.base_url,
+        "DASHSCOPE_APP_ID_APP1_CHAT": "fake-app1_chat", "ZQYY_LLM_PROVIDER": "dashscope",
+        # The bench measures the API, not the guards' refusals: no rate limit, a large budget.
+        "ZQYY_LLM_RATE_PER_MINUTE": "1000000", "ZQYY_LLM_RATE_BURST": "100000",
+        "ZQYY_LLM_DAILY_TOKEN_LIMIT": "1000000000", "ZQYY_LLM_MONTHLY_TOKEN_LIMIT": "1000000000",
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("uvicorn")), "api.main:app", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("the API exited at start")
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("the API did not start within 60 s")
+
+
+async def bench_sse(port: int, fake: FakeDashScope, staff: str, *, chunks: int, streams: int, delay_ms: float) -> dict:
+    host = f"127.0.0.1:{port}"
+    # Exactly four characters a chunk, so the fake sends `chunks` non-empty pieces.
+    answer = ("台球厅本周营收稳中有升，包厢与斯诺克区贡献最大。" * chunks)[: chunks * 4]
+    fake.chunk_delay_ms = delay_ms
+    fake.script("app1_chat", chunks=chunks, answer=answer, tokens=(200, 400))
+    direct_body = {"input": {"prompt": "本周营收如何？"}, "parameters": {"incremental_output": True}}
+    direct = chunked_post("/api/v1/apps/fake-app1_chat/completion", f"127.0.0.1:{fake.port}", direct_body,
+                          {"Authorization": f"Bearer {FAKE_API_KEY}", "X-DashScope-SSE": "enable"})
+    spans_direct, spans_api, firsts_direct, firsts_api = [], [], [], []
+    for n in range(streams):
+        times = await sse_chunk_times("127.0.0.1", fake.port, direct, b"id:")
+        assert len(times) == chunks, (len(times), chunks)
+        firsts_direct.append(times[0])
+        spans_direct.append(times[-1] - times[0])
+        open_chat = get(f"/api/xcx/chat/messages?contextType=bench&contextId=s{n}", host, staff)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(open_chat)
+        _, body = await _read_response(reader)
+        writer.close()
+        chat_id = json.loads(body)["chatId"]
+        request = chunked_post("/api/xcx/chat/stream", host, {"chatId": chat_id, "content": "本周营收如何？"},
+                               {"Authorization": f"Bearer {staff}"})
+        times = await sse_chunk_times("127.0.0.1", port, request, b"event: message")
+        assert len(times) == chunks, (len(times), chunks)
+        firsts_api.append(times[0])
+        spans_api.append(times[-1] - times[0])
+    med = statistics.median
+    return {
+        "direct_first_ms": med(firsts_direct) * 1000, "api_first_ms": med(firsts_api) * 1000,
+        "direct_span_ms": med(spans_direct) * 1000, "api_span_ms": med(spans_api) * 1000,
+        "added_per_chunk_ms": (med(spans_api) - med(spans_direct)) * 1000 / (chunks - 1),
+    }
+
+
+async def main_async(args: argparse.Namespace, port: int, fake: FakeDashScope, staff: str) -> None:
+    host = f"127.0.0.1:{port}"
+    print(f"API benchmark: 1 uvicorn worker (database pool {args.pool}) on loopback, {args.connections} keep-alive connections, "
+          f"{args.seconds:g} s per scenario after {args.warmup:g} s warm-up, {os.cpu_count()} cores shared with the load generator")
+    health = await load("127.0.0.1", port, [get("/api/health", host)], connections=args.connections,
+                        seconds=args.seconds, warmup=args.warmup)
+    reads = [get(f"/api/ai/cache/app3_clue/{m}", host, staff) for m in range(1, MEMBERS + 1)]
+    cached = await load("127.0.0.1", port, reads, connections=args.connections, seconds=args.seconds, warmup=args.warmup)
+    print(f"{'scenario':<44}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for name, r in (("baseline: GET /api/health (1 DB round trip)", health),
+                    ("cached read: GET /api/ai/cache/app3_clue/{m}", cached)):
+        print(f"{name:<44}{r['rps']:>9.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}")
+    print(f"cached read / baseline: throughput x{cached['rps'] / health['rps']:.2f}, p99 x{cached['p99'] / health['p99']:.2f}")
+    ok = cached["rps"] >= 1000 and cached["p99"] < 50 and cached["errors"] == 0
+    print(f"goal >= 1,000 reads/s with p99 < 50 ms: {'met' if ok else 'NOT met'}")
+
+    if args.reads_only:
+        return
+    print()
+    print(f"{'chat SSE (median of ' + str(args.streams) + ' streams)':<44}{'first ms':>10}{'span ms':>10}{'added/chunk ms':>16}")
+    for chunks, delay in ((200, 0.0), (50, 10.0)):
+        r = await bench_sse(port, fake, staff, chunks=chunks, streams=args.streams, delay_ms=delay)
+        label = f"{chunks} chunks, {delay:g} ms apart"
+        print(f"{'direct from fake (baseline), ' + label:<44}{r['direct_first_ms']:>10.1f}{r['direct_span_ms']:>10.1f}{'':>16}")
+        print(f"{'through the API, ' + label:<44}{r['api_first_ms']:>10.1f}{r['api_span_ms']:>10.1f}"
+              f"{r['added_per_chunk_ms']:>16.3f}")
+        print(f"  API span / baseline span: x{r['api_span_ms'] / max(r['direct_span_ms'], 1e-6):.2f}; "
+              f"goal < 5 ms added a chunk: {'met' if r['added_per_chunk_ms'] < 5 else 'NOT met'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--streams", type=int, default=10)
+    # On two cores every extra Postgres backend competes with the API for CPU: a small pool wins.
+    parser.add_argument("--pool", type=int, default=4, help="the API's database pool size")
+    parser.add_argument("--reads-only", action="store_true", help="skip the chat SSE part")
+    args = parser.parse_args()
+
+    server = os.environ.get("DATABASE_URL") or embedded_pg.start("bench")
+    name = f"zqyy_bench_api_{uuid.uuid4().hex[:8]}"
+    db.ensure_database(server, name)
+    url = db.with_database(server, name)
+    proc = None
+    try:
+        apply_migrations(url)
+        staff, _admin = seed(url)
+        with FakeDashScope() as fake:
+            port = free_port()
+            proc = start_api(url, port, fake, args.pool)
+            try:
+                import uvloop
+
+                uvloop.install()
+            except ImportError:
+                pass
+            asyncio.run(main_async(args, port, fake, staff))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=20)
+        with db.connect(db.with_database(server, "postgres"), autocommit=True) as conn:
+            conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(name)))
+
+
+if __name__ == "__main__":
+    main()
