@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from zqyy_assets.lib import db, embedded_pg
@@ -56,8 +56,13 @@ def _ensure_demo_venue(app_url: str, sites: int, days: int, seed: int) -> None:
         return
     from zqyy_assets.defs.ods.generator import generate_demo_venue
 
-    _say(f"generating the demo venue: {sites} site(s) x {days} days (seed {seed})")
-    counts = generate_demo_venue(app_url, sites=sites, days=days, seed=seed, end_date=date.today())
+    from zqyy_assets.lib.business_date import business_date
+
+    # Whole days up to the last closed business day; live traffic fills the current one.
+    end_date = business_date(datetime.now(timezone.utc), os.environ["VENUE_TIMEZONE"],
+                             int(os.environ["BUSINESS_DAY_CUTOFF_HOURS"])) - timedelta(days=1)
+    _say(f"generating the demo venue: {sites} site(s) x {days} days to {end_date} (seed {seed})")
+    counts = generate_demo_venue(app_url, sites=sites, days=days, seed=seed, end_date=end_date)
     _say("loaded " + ", ".join(f"{table} {n}" for table, n in counts.items()))
 
 
