@@ -4,13 +4,7 @@ The code location is tests/api/services/dagster_location.py: stand-ins named lik
 with their partitions, writing cache rows (see its docstring for why not the real assets).
 """
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,69 +15,23 @@ from api.main import create_app
 from api.services.dagster_runs import app_target
 from api.settings import Settings
 from tests.api.conftest import SITE, bearer
+from tests.api.services.conftest import dagster_webserver, module_database
 from zqyy_assets.lib import db
 
 LOCATION = Path(__file__).with_name("dagster_location.py")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_database(pg_server_url: str, template_db: str) -> Iterator[str]:
-    """One migrated app database for the module (the webserver's runs write into it)."""
-    name = f"zqyy_t_runs_{uuid.uuid4().hex[:8]}"
-    with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name), db.sql.Identifier(template_db)))
-    yield db.with_database(pg_server_url, name)
-    with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(name)))
+    with module_database(pg_server_url, template_db, "runs") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def dagster_url(pg_server_url: str, app_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """dagster-webserver with its own DAGSTER_HOME and storage database; runs launch at once."""
-    storage_db = f"zqyy_t_dagster_{uuid.uuid4().hex[:8]}"
-    db.ensure_database(pg_server_url, storage_db)
-    home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text(
-        "storage:\n  postgres:\n    postgres_url:\n      env: DAGSTER_PG_URL\n"
-        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
-        "telemetry:\n  enabled: false\n"
-    )
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "ZQYY_TEST_DATABASE_URL": app_database,
-           "DAGSTER_PG_URL": db.dagster_storage_url(db.with_database(pg_server_url, storage_db)).replace(
-               f"/{db.DAGSTER_DATABASE}", f"/{storage_db}")}
-    log = (home / "webserver.log").open("w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p", str(port), "-f", str(LOCATION)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"dagster-webserver did not start: {(home / 'webserver.log').read_text()[-2000:]}")
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/graphql"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
-            conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(storage_db)))
+    with dagster_webserver(pg_server_url, tmp_path_factory.mktemp("dagster_home"), ["-f", str(LOCATION)],
+                           {"ZQYY_TEST_DATABASE_URL": app_database}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
