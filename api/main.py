@@ -23,6 +23,7 @@ from api.routes import (
     admin_cache,
     admin_dashboard,
     admin_jobs,
+    admin_run_logs,
     admin_runs,
     cache,
     chat,
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="zqyy AI assets API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings  # None: read from the environment when the app starts
     app.add_exception_handler(psycopg.DataError, _data_error)
-    for module in (health, cache, events, admin_dashboard, admin_cache, admin_alerts, admin_jobs, admin_runs, chat):
+    for module in (health, cache, events, admin_dashboard, admin_cache, admin_alerts, admin_jobs, admin_runs, admin_run_logs, chat):
         app.include_router(module.router)
     return app
 

@@ -190,3 +190,37 @@ class RunAppResponse(BaseModel):
     run_id: str | None = None
     run_status: str | None = None
     target_id: str | None = None
+
+
+# ---- run logs (the LLM call ledger) ----
+class RunLogItem(BaseModel):
+    id: int
+    app_type: str
+    trigger_type: str
+    member_id: int | None = Field(description="From the call's target: the member id, or the member of `{assistant}_{member}`.")
+    target_id: str | None
+    tokens_used: int
+    latency_ms: int | None
+    status: str = Field(description="running / success / failed / circuit_open / rate_limited / budget_exceeded")
+    site_id: int
+    created_at: datetime
+    dagster_run_id: str | None
+
+
+class RunLogDetailResponse(RunLogItem):
+    request_prompt: str | None
+    response_text: str | None
+    error_message: str | None
+    error_code: str | None
+    session_id: str | None
+    finished_at: datetime | None
+    provider: str
+    model: str | None
+    attempts: int
+
+
+class RunLogListResponse(BaseModel):
+    items: list[RunLogItem]
+    total: int
+    page: int
+    page_size: int

@@ -161,3 +161,45 @@ async def skipped_duplicates(conn: psycopg.AsyncConnection, site_id: int, biz_da
 async def event_site(conn: psycopg.AsyncConnection, event_id: int) -> tuple[bool, int | None]:
     row = await (await conn.execute("SELECT site_id FROM biz.ai_events WHERE id = %s", (event_id,))).fetchone()
     return (row is not None, row["site_id"] if row else None)
+
+
+# The ledger keeps the call's target; the member is the whole id, or the part after `{assistant}_`.
+_RUN_LOG_COLUMNS = r"""id, app_name AS app_type, trigger_type, target_id,
+    CASE WHEN target_id ~ '^[0-9]{1,18}$' THEN target_id::bigint
+         WHEN target_id ~ '^[0-9]{1,18}_[0-9]{1,18}$' THEN split_part(target_id, '_', 2)::bigint END AS member_id,
+    tokens_used, latency_ms, status, site_id, called_at AS created_at, dagster_run_id"""
+
+
+async def list_run_logs(
+    conn: psycopg.AsyncConnection, site_id: int, *, app_type: str | None, status: str | None, trigger_type: str | None,
+    called_from: datetime | None, called_before: datetime | None, page: int, page_size: int,
+) -> tuple[list[dict], int]:
+    clauses, params = ["site_id = %s"], [site_id]
+    for column, value in (("app_name", app_type), ("status", status), ("trigger_type", trigger_type)):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    if called_from is not None:
+        clauses.append("called_at >= %s")
+        params.append(called_from)
+    if called_before is not None:
+        clauses.append("called_at < %s")
+        params.append(called_before)
+    where = " AND ".join(clauses)
+    total = (await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_call_ledger WHERE {where}", params)).fetchone())["n"]
+    cur = await conn.execute(
+        f"""SELECT {_RUN_LOG_COLUMNS} FROM biz.ai_call_ledger WHERE {where}
+            ORDER BY called_at DESC, id DESC LIMIT %s OFFSET %s""",
+        [*params, page_size, (page - 1) * page_size],
+    )
+    return await cur.fetchall(), total
+
+
+async def get_run_log(conn: psycopg.AsyncConnection, log_id: int) -> dict | None:
+    cur = await conn.execute(
+        f"""SELECT {_RUN_LOG_COLUMNS}, request_prompt, response_text, error_message, error_code, session_id,
+                   finished_at, provider, model, attempts
+            FROM biz.ai_call_ledger WHERE id = %s""",
+        (log_id,),
+    )
+    return await cur.fetchone()

@@ -9,11 +9,11 @@ from fastapi.testclient import TestClient
 
 from api import auth
 from api.main import create_app
-from tests.api.conftest import OTHER_SITE, SITE, bearer, put_alert, put_cache, put_clue
+from tests.api.conftest import OTHER_SITE, SITE, bearer, put_alert, put_cache, put_call, put_clue
 from zqyy_assets.lib import db
 
 # (method, path, body, admin only, site scoped, expected status when allowed).
-# "{site}" is the site the request names; "{event}" / "{alert}" are rows of SITE.
+# "{site}" is the site the request names; "{event}" / "{alert}" / "{call}" are rows of SITE.
 ENDPOINTS: list[tuple[str, str, Any, bool, bool, int]] = [
     ("GET", "/api/ai/cache/app3_clue/7?site_id={site}", None, False, True, 200),
     ("GET", "/api/ai/cache/app3_clue/7/history?site_id={site}", None, False, True, 200),
@@ -35,6 +35,8 @@ ENDPOINTS: list[tuple[str, str, Any, bool, bool, int]] = [
     ("POST", "/api/admin/ai/trigger-jobs/{event}/retry", None, True, True, 202),
     ("POST", "/api/admin/ai/trigger-event", {"event_type": "dws_completed", "site_id": "{site}"}, True, True, 202),
     ("POST", "/api/admin/ai/run/app3_clue", {"site_id": "{site}", "member_id": 7}, True, True, 200),
+    ("GET", "/api/admin/ai/run-logs?site_id={site}", None, True, True, 200),
+    ("GET", "/api/admin/ai/run-logs/{call}", None, True, True, 200),
 ]
 IDS = [f"{m} {p.split('?')[0]}" for m, p, *_ in ENDPOINTS]
 
@@ -58,7 +60,7 @@ def rows(db_url: str, client: TestClient, make_token) -> dict[str, int]:
     event = client.post(
         "/api/ai/events", json={"event_type": "consumption", "site_id": SITE, "member_id": 7}, headers=bearer(make_token())
     ).json()["id"]
-    return {"event": event, "alert": put_alert(db_url, site=SITE)}
+    return {"event": event, "alert": put_alert(db_url, site=SITE), "call": put_call(db_url, site=SITE, app="app3_clue")}
 
 
 def _call(client: TestClient, endpoint, names: dict[str, int], headers: dict[str, str]):

@@ -1,0 +1,42 @@
+"""Run logs: the site's LLM calls from the ledger, list and detail."""
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import OTHER_SITE, SITE, bearer, put_call
+from zqyy_assets.lib import db
+
+
+def _target(db_url: str, call_id: int, target: str, prompt: str = "{}") -> None:
+    with db.transaction(db_url) as conn:
+        conn.execute("UPDATE biz.ai_call_ledger SET target_id = %s, request_prompt = %s, response_text = 'ok' WHERE id = %s",
+                     (target, prompt, call_id))
+
+
+def test_list_and_detail(client: TestClient, db_url: str, admin, make_token) -> None:
+    first = put_call(db_url, site=SITE, app="app3_clue", tokens_in=100, tokens_out=20, latency_ms=300,
+                     called_at="2026-05-01T10:00+08")
+    _target(db_url, first, "42", '{"member": 42}')
+    pair = put_call(db_url, site=SITE, app="app4_analysis", status="failed", called_at="2026-05-02T10:00+08")
+    _target(db_url, pair, "7_42")
+    finance = put_call(db_url, site=SITE, app="app2_finance", status="budget_exceeded", called_at="2026-05-03T10:00+08")
+    _target(db_url, finance, "this_month__all")
+    elsewhere = put_call(db_url, site=OTHER_SITE, app="app3_clue")
+
+    body = client.get("/api/admin/ai/run-logs", headers=admin).json()
+    assert body["total"] == 3
+    assert [(i["id"], i["member_id"], i["target_id"]) for i in body["items"]] == [
+        (finance, None, "this_month__all"), (pair, 42, "7_42"), (first, 42, "42")]
+    assert body["items"][2] | {"created_at": None} == {
+        "id": first, "app_type": "app3_clue", "trigger_type": "event", "member_id": 42, "target_id": "42",
+        "tokens_used": 120, "latency_ms": 300, "status": "success", "site_id": SITE, "created_at": None,
+        "dagster_run_id": None}
+    assert [i["id"] for i in client.get("/api/admin/ai/run-logs?status=failed", headers=admin).json()["items"]] == [pair]
+    assert client.get("/api/admin/ai/run-logs?app_type=app2_finance", headers=admin).json()["total"] == 1
+    ranged = client.get("/api/admin/ai/run-logs?date_from=2026-05-01&date_to=2026-05-02", headers=admin).json()
+    assert [i["id"] for i in ranged["items"]] == [pair, first]
+
+    detail = client.get(f"/api/admin/ai/run-logs/{first}", headers=admin).json()
+    assert (detail["request_prompt"], detail["response_text"], detail["provider"]) == ('{"member": 42}', "ok", "dashscope")
+    assert client.get("/api/admin/ai/run-logs/999999", headers=admin).status_code == 404
+    assert client.get(f"/api/admin/ai/run-logs/{elsewhere}", headers=admin).status_code == 403
+    assert client.get(f"/api/admin/ai/run-logs/{first}", headers=bearer(make_token("staff"))).status_code == 403
