@@ -19,6 +19,27 @@ async def latest_valid(conn: psycopg.AsyncConnection, site_id: int, app_type: st
     return await cur.fetchone()
 
 
+async def latest_valid_json(conn: psycopg.AsyncConnection, site_id: int, app_type: str, target_id: str) -> str | None:
+    """The same row as ``latest_valid``, as the JSON body itself, built by Postgres.
+
+    The hottest read of the API: the stored jsonb goes to the client without being parsed,
+    validated and serialized again in Python (about a third of the request's CPU)."""
+    cur = await conn.execute(
+        f"""SELECT json_build_object(
+                'id', id, 'site_id', site_id, 'app_type', cache_type, 'target_id', target_id, 'status', status,
+                'result', result_json, 'score', score::float8, 'prompt_version', prompt_version,
+                'provider', provider, 'model', model, 'triggered_by', triggered_by, 'tokens_in', tokens_in,
+                'tokens_out', tokens_out, 'latency_ms', latency_ms, 'dagster_run_id', dagster_run_id,
+                'created_at', created_at)::text AS body
+            FROM biz.ai_cache
+            WHERE site_id = %s AND cache_type = %s AND target_id = %s AND status = 'valid'
+            ORDER BY created_at DESC, id DESC LIMIT 1""",
+        (site_id, app_type, target_id),
+    )
+    row = await cur.fetchone()
+    return row["body"] if row else None
+
+
 async def history(
     conn: psycopg.AsyncConnection, site_id: int, app_type: str, target_id: str, *, limit: int, offset: int
 ) -> tuple[list[dict], int]:

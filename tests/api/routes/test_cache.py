@@ -75,3 +75,15 @@ def test_member_clues(client: TestClient, db_url: str, staff) -> None:
     assert body["total"] == 2
     assert {c["summary"] for c in body["items"]} == {"📅 周末下午常来", "🎱 喜欢斯诺克"}
     assert {c["source"] for c in body["items"]} == {"ai_consumption", "manual"}
+
+
+def test_latest_answer_body_built_by_postgres_matches_the_model(client: TestClient, db_url: str, staff) -> None:
+    """The latest-answer body comes straight from Postgres: it must equal CacheEntry of the same row."""
+    from api.schemas.cache import CacheEntry
+
+    put_cache(db_url, site=SITE, app="app6_note", target="9", result={"score": 7, "clues": [{"summary": "爱喝红茶"}]},
+              score=7.25, run_id="run-1")
+    body = client.get("/api/ai/cache/app6_note/9", headers=staff).json()
+    history_item = client.get("/api/ai/cache/app6_note/9/history", headers=staff).json()["items"][0]
+    assert CacheEntry.model_validate(body) == CacheEntry.model_validate(history_item)
+    assert set(body) == set(CacheEntry.model_fields)
