@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-port", type=int, default=8000)
     p.add_argument("--no-serve", action="store_true", help="prepare data and DWS, then exit")
     p.set_defaults(func=cmd_demo)
+
+    from zqyy_assets.defs.events.live_traffic import add_command as add_live_traffic  # no Dagster import
+
+    add_live_traffic(sub, _server_url)
     from api.cli_tokens import add_parser as add_token_parser  # the API's tokens: api/cli_tokens.py
     add_token_parser(sub)
     return parser

@@ -7,6 +7,7 @@ from zqyy_assets.defs.ai.checks import ai_checks
 from zqyy_assets.defs.ai.jobs import ai_jobs
 from zqyy_assets.defs.dws.assets import dws_assistant_member, dws_finance_area_daily, dws_member_profile
 from zqyy_assets.defs.dws.checks import dws_checks
+from zqyy_assets.defs.events.automation import event_schedules, event_sensors
 from zqyy_assets.defs.llm.resources import LLMResource
 from zqyy_assets.defs.ods.assets import ods_assets
 from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
@@ -15,6 +16,8 @@ defs = dg.Definitions(
     assets=[*ods_assets, dws_finance_area_daily, dws_member_profile, dws_assistant_member, *ai_assets],
     asset_checks=[*dws_checks, *ai_checks],
     jobs=ai_jobs,
+    sensors=event_sensors,
+    schedules=event_schedules,
     resources={
         "postgres": PostgresResource(database_url=dg.EnvVar("DATABASE_URL")),
         "venue_calendar": VenueCalendarResource(

@@ -1,0 +1,113 @@
+"""DWS completion writes dws_completed events for the affected sites; the 10:00 schedule
+prewarms app2 for every active site in one run."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from tests.defs.events.conftest import tick
+from zqyy_assets.defs.ai.partitions import app2_full_range_tags
+from zqyy_assets.defs.dws.refresh import materialize_dws
+from zqyy_assets.defs.events import schedules
+from zqyy_assets.defs.events.dws import dws_completion_sensor
+from zqyy_assets.defs.events.schedules import app2_daily_prewarm_schedule
+from zqyy_assets.definitions import defs
+from zqyy_assets.lib import db
+
+# Site 2 is active but sold nothing in March; site 3 sold but is closed.
+MORE_SITES_SQL = """
+INSERT INTO ods.sites (site_id, name) VALUES (2, '第二门店');
+INSERT INTO ods.sites (site_id, name, is_active) VALUES (3, '停业门店', false);
+INSERT INTO ods.areas VALUES (3, 'vip', 'VIP');
+INSERT INTO ods.tables VALUES (3, 51, 'vip', 'V9', 2.00);
+INSERT INTO ods.settlements (site_id, settlement_id, member_id, area_code, table_id, started_at, ended_at,
+    settled_at, table_minutes, table_fee, assistant_fee, goods_amount, discount, total, pay_method) VALUES
+ (3, 1, NULL, 'vip', 51, '2026-03-02 20:00+08', '2026-03-02 21:00+08', '2026-03-02 21:00+08', 60, 120.00, 0, 0, 0, 120.00, '现金');
+"""
+
+
+def dws_tick(instance, postgres, cursor=None):
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"postgres": postgres}) as context:
+        return dws_completion_sensor.evaluate_tick(context)
+
+
+def dws_events(db_url: str) -> list[dict]:
+    with db.connect(db_url) as conn:
+        return conn.execute(
+            "SELECT * FROM biz.ai_events WHERE event_type = 'dws_completed' ORDER BY id"
+        ).fetchall()
+
+
+def test_dws_materialization_writes_one_event_per_affected_site(instance, postgres, venue, db_url) -> None:
+    with db.transaction(db_url) as conn:
+        conn.execute(MORE_SITES_SQL)
+    assert dws_tick(instance, postgres).skip_message  # nothing materialized yet
+
+    run = materialize_dws(instance, db_url, date(2026, 3, 2), date(2026, 3, 3)).dagster_run
+    first = dws_tick(instance, postgres)
+
+    events = dws_events(db_url)
+    assert [(e["site_id"], e["source"], e["status"]) for e in events] == [(1, "dws_sensor", "pending")]
+    assert events[0]["payload"] == {"dws_run_id": run.run_id, "first_date": "2026-03-02", "last_date": "2026-03-03"}
+
+    # The same materializations read again (a tick whose cursor was lost) insert nothing new.
+    again = dws_tick(instance, postgres)
+    assert again.cursor == first.cursor
+    assert len(dws_events(db_url)) == 1
+    assert dws_tick(instance, postgres, first.cursor).skip_message
+
+    # The inbox sensor turns the event into the app2 prewarm run.
+    (request,) = tick(instance, postgres).run_requests
+    assert (request.job_name, request.tags["zqyy/trigger"], request.tags["zqyy/site_ids"]) == (
+        "app2_prewarm_job", "dws_completed", "1",
+    )
+
+
+def schedule_at(instance, postgres, moment: datetime):
+    with dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=moment, resources={"postgres": postgres}
+    ) as context:
+        return app2_daily_prewarm_schedule.evaluate_tick(context)
+
+
+def test_daily_schedule_prewarms_every_active_site_in_one_run(instance, postgres, venue, db_url, monkeypatch) -> None:
+    with db.transaction(db_url) as conn:
+        conn.execute(MORE_SITES_SQL)
+    moment = datetime(2026, 3, 3, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+    (request,) = schedule_at(instance, postgres, moment).run_requests
+
+    assert request.job_name == "app2_prewarm_job"
+    assert request.run_key == "app2-prewarm-2026-03-03"
+    assert request.tags["zqyy/trigger"] == "schedule"
+    assert request.tags["zqyy/site_ids"] == "1,2"
+    for tag, value in app2_full_range_tags().items():
+        assert request.tags[tag] == value
+    # The request's config is valid for the job as deployed (resources bound from the environment).
+    for name, value in {"DATABASE_URL": db_url, "VENUE_TIMEZONE": "Asia/Shanghai", "BUSINESS_DAY_CUTOFF_HOURS": "6"}.items():
+        monkeypatch.setenv(name, value)
+    assert dg.validate_run_config(defs.resolve_job_def(request.job_name), request.run_config)
+
+
+def test_schedule_skips_when_no_site_is_active(instance, postgres, db_url) -> None:
+    moment = datetime(2026, 3, 3, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+    result = schedule_at(instance, postgres, moment)
+
+    assert result.run_requests == [] and "no active site" in result.skip_message
+
+
+def test_schedule_time_and_zone_are_settings(monkeypatch) -> None:
+    assert app2_daily_prewarm_schedule.cron_schedule == schedules.prewarm_cron()
+    assert app2_daily_prewarm_schedule.execution_timezone == schedules.prewarm_timezone()
+    monkeypatch.delenv("APP2_PREWARM_CRON", raising=False)
+    monkeypatch.delenv("APP2_PREWARM_TIMEZONE", raising=False)
+    monkeypatch.delenv("VENUE_TIMEZONE", raising=False)
+    assert (schedules.prewarm_cron(), schedules.prewarm_timezone()) == ("0 10 * * *", "Asia/Shanghai")
+    monkeypatch.setenv("VENUE_TIMEZONE", "Asia/Kuala_Lumpur")
+    assert schedules.prewarm_timezone() == "Asia/Kuala_Lumpur"
+    monkeypatch.setenv("APP2_PREWARM_TIMEZONE", "Asia/Hong_Kong")
+    assert schedules.prewarm_timezone() == "Asia/Hong_Kong"
