@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from zqyy_assets.lib import db, embedded_pg
 from zqyy_assets.lib.migrations import apply_migrations
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Beta notices (single-run backfills) are for authors, not for someone watching the demo start.
+warnings.filterwarnings("ignore", message=".*is currently in beta.*")
 
 
 def _say(message: str) -> None:
@@ -44,7 +47,9 @@ def _prepare_environment() -> tuple[str, bool]:
     os.environ.setdefault("BUSINESS_DAY_CUTOFF_HOURS", "6")
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    target = home / "dagster.yaml"
+    target.unlink(missing_ok=True)  # refreshed each start so edits to the repo's dagster.yaml apply
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", target)
     return app_url, started_embedded
 
 
@@ -89,9 +94,34 @@ def _ensure_dws(app_url: str) -> None:
     _say(f"DWS done in {time.perf_counter() - started:.1f} s; checks: {checks}")
 
 
+def _ensure_finance_insights(app_url: str) -> None:
+    """The 72 app2 answers per active site, as one prewarm run; memoization makes a repeat free."""
+    import dagster as dg
+
+    from zqyy_assets.defs.ai.jobs import materialize_app2_prewarm
+    from zqyy_assets.defs.llm.resources import LLMResource
+
+    llm = LLMResource(database_url=app_url)
+    provider = llm.llm_settings().resolved_provider()
+    _say(f"prewarming finance insights (72 per active site) with provider '{provider}'"
+         + (" - no DASHSCOPE_API_KEY, answers computed offline from the figures" if provider == "offline" else ""))
+    started = time.perf_counter()
+    result = materialize_app2_prewarm(dg.DagsterInstance.get(), database_url=app_url, llm=llm, trigger="demo")
+    outcome = "ok" if result.success else "with failures (see the run in the Dagster UI)"
+    _say(f"prewarm finished {outcome} in {time.perf_counter() - started:.1f} s")
+
+
 def _start_services(host: str, dagster_port: int, api_port: int) -> list[subprocess.Popen]:
     bin_dir = Path(sys.executable).parent
-    common = {"cwd": PROJECT_ROOT, "env": os.environ.copy()}
+    # Own session: a terminal Ctrl-C reaches only this runner, which then stops each child once
+    # (a second SIGINT would cut dagster dev's shutdown short). SIGINT is reset to default in the
+    # child because a shell starts background jobs with it ignored, and Python keeps that.
+    common = {
+        "cwd": PROJECT_ROOT,
+        "env": os.environ.copy(),
+        "start_new_session": True,
+        "preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    }
     dagster = subprocess.Popen(
         [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-h", host, "-p", str(dagster_port)], **common
     )
@@ -101,12 +131,20 @@ def _start_services(host: str, dagster_port: int, api_port: int) -> list[subproc
     return [dagster, api]
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(*, sites: int, days: int, seed: int, host: str, dagster_port: int, api_port: int, serve: bool) -> int:
+    # Ctrl-C and `kill` both stop the stack cleanly, also when started as a background job.
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     app_url, started_embedded = _prepare_environment()
     children: list[subprocess.Popen] = []
     try:
         _ensure_demo_venue(app_url, sites, days, seed)
         _ensure_dws(app_url)
+        _ensure_finance_insights(app_url)
         if not serve:
             return 0
         children = _start_services(host, dagster_port, api_port)
@@ -126,7 +164,7 @@ def run_demo(*, sites: int, days: int, seed: int, host: str, dagster_port: int, 
                 child.send_signal(signal.SIGINT)
         for child in children:
             try:
-                child.wait(timeout=20)
+                child.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 child.kill()
         if started_embedded:
