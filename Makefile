@@ -26,9 +26,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## make bench: benchmarks in bench/ (figures go into the README)
+## make bench: every benchmark in bench/ (figures go into the README); one: make bench BENCH=bench_api
+BENCH ?= bench_dws bench_prewarm bench_events bench_api
 bench: install
-	$(BIN)/python bench/bench_dws.py
+	@for b in $(BENCH); do echo "== $$b"; $(BIN)/python -W ignore bench/$$b.py || exit 1; done
 
 db-down:
 	$(BIN)/zqyy db-down
