@@ -111,6 +111,19 @@ def _ensure_finance_insights(app_url: str) -> None:
     _say(f"prewarm finished {outcome} in {time.perf_counter() - started:.1f} s")
 
 
+def _issue_demo_token(app_url: str) -> str:
+    """An admin token for the demo's sites, valid one day, so the API can be tried at once."""
+    from datetime import datetime, timedelta, timezone as tz
+
+    from api.auth import issue
+
+    with db.transaction(app_url) as conn:
+        sites = [r["site_id"] for r in conn.execute("SELECT site_id FROM ods.sites ORDER BY site_id")]
+        issued = issue(conn, subject="demo-admin", role="admin", site_ids=sites or [1], note="make demo",
+                       expires_at=datetime.now(tz.utc) + timedelta(days=1))
+    return issued.token
+
+
 def _start_services(host: str, dagster_port: int, api_port: int) -> list[subprocess.Popen]:
     bin_dir = Path(sys.executable).parent
     # Own session: a terminal Ctrl-C reaches only this runner, which then stops each child once
@@ -147,9 +160,15 @@ def run_demo(*, sites: int, days: int, seed: int, host: str, dagster_port: int, 
         _ensure_finance_insights(app_url)
         if not serve:
             return 0
+        os.environ.setdefault("DAGSTER_GRAPHQL_URL", f"http://{host}:{dagster_port}/graphql")
         children = _start_services(host, dagster_port, api_port)
+        token = _issue_demo_token(app_url)
         _say(f"Dagster UI: http://{host}:{dagster_port}")
         _say(f"API:       http://{host}:{api_port}/docs  (health: /api/health)")
+        _say(f"admin token for the demo sites (valid 1 day): {token}")
+        _say(f"  try: curl -H 'Authorization: Bearer {token}' "
+             f"'http://{host}:{api_port}/api/ai/finance/insights?site_id=1&time_dimension=this_month&area=all'")
+        _say("  live traffic (sensors fire, answers appear): .venv/bin/zqyy live-traffic --rate 6 --minutes 5")
         _say("Ctrl-C stops everything this command started")
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
