@@ -186,6 +186,11 @@ def run_demo(*, sites: int, days: int, seed: int, host: str, dagster_port: int, 
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 child.kill()
+            # Code servers dagster dev spawned share its process group: leave none behind.
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if started_embedded:
             embedded_pg.stop("demo")
             _say("embedded Postgres stopped")
