@@ -8,11 +8,17 @@ names exactly one run for the life of the instance, so requesting it again is a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from zqyy_assets.defs.ai.assets import FORCE_TAG, TRIGGER_TAG
-from zqyy_assets.defs.ai.partitions import app2_full_range_tags, assistant_member_partition_key, member_partition_key
+from zqyy_assets.defs.ai.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    app2_full_range_tags,
+    assistant_member_partition_key,
+    member_partition_key,
+)
 from zqyy_assets.defs.events.chains import (
     APP2_PREWARM,
     ASSISTANT_MEMBERS,
@@ -34,6 +40,9 @@ EVENT_ID_TAG = "zqyy/event_id"  # the first (often only) event the run answers
 EVENT_COUNT_TAG = "zqyy/event_count"
 SITE_TAG = "zqyy/site_id"
 SITES_TAG = "zqyy/site_ids"  # app2 prewarm: the comma-separated sites to answer for
+PARTITION_KEYS_TAG = "zqyy/partition_keys"  # a range run: its keys, comma-separated, in order
+
+RANGE_MAX = 50  # keys per range run: bounds a run's length and what one failure takes down
 
 _CHAIN_BY_JOB = {c.job_name: c for c in CHAINS}
 
@@ -101,15 +110,55 @@ def _prewarm_run(events: Sequence[Event]) -> PlannedRun:
     )
 
 
-def plan_window(events: Sequence[Event]) -> WindowPlan:
+def _range_run(chain: Chain, items: Sequence[tuple[Event, PlannedRun]]) -> PlannedRun:
+    """One run of ``chain`` over keys added together (contiguous in the partitions' order)."""
+    events = list({event.id: event for event, _ in items}.values())  # an event may bring several keys
+    keys = [run.partition_key for _, run in items]
+    sites = sorted({e.site_id for e in events})
+    tags = {
+        RANGE_START_TAG: keys[0],
+        RANGE_END_TAG: keys[-1],
+        PARTITION_KEYS_TAG: ",".join(keys),
+        TRIGGER_TAG: events[0].event_type,
+        EVENT_ID_TAG: str(events[0].id),
+        EVENT_COUNT_TAG: str(len(events)),
+    }
+    if len(sites) == 1:
+        tags[SITE_TAG] = str(sites[0])
+    return PlannedRun(
+        run_key=f"ev{events[0].id}-{events[-1].id}:{chain.run_key_suffix}",
+        job_name=chain.job_name,
+        partition_key=None,
+        asset_names=chain.asset_names,
+        event_ids=tuple(e.id for e in events),
+        tags=tags,
+    )
+
+
+def plan_window(
+    events: Sequence[Event],
+    *,
+    range_chains: frozenset[str] = frozenset(),
+    is_new_key: Callable[[str, str], bool] | None = None,
+    used_keys: Iterable[tuple[str, str]] = (),
+) -> WindowPlan:
     """Decide each pending event of a window: invalid, a same-day duplicate, or its runs.
 
     Non-forced events whose (type, site, member, business date) already came earlier are
     duplicates. Events that already have runs (planned by an earlier evaluation of the same
     window) are left alone here; the sensor re-requests their stored runs.
+
+    Batching: a run can cover several dynamic partitions only as a range, and a range is every
+    key between its ends in the order keys were added. Keys this window adds are added together,
+    so for chains in ``range_chains`` (their assets answer a range in one run) the window's
+    first-time keys become one run per chain (at most ``RANGE_MAX`` keys each); keys that already
+    exist, forced events and a key's second use in the window keep a run of their own.
+    ``used_keys`` are keys of runs re-requested from an earlier evaluation.
     """
     plan = WindowPlan()
     prewarm: list[Event] = []
+    used = set(used_keys)
+    batches: dict[str, list[list[tuple[Event, PlannedRun]]]] = {}
     for event in events:
         if event.status != PENDING or event.has_runs:
             continue
@@ -121,13 +170,14 @@ def plan_window(events: Sequence[Event]) -> WindowPlan:
             plan.duplicates[event.id] = event.first_of_day
             continue
         if event.event_type == CONSUMPTION:
-            served = [_assistant_member_run(event, CONSUMPTION_ASSISTANT_CHAIN, a) for a in event.assistant_ids()]
-            runs = [_member_run(event, CONSUMPTION_CHAIN), *served]
+            served = [(CONSUMPTION_ASSISTANT_CHAIN, _assistant_member_run(event, CONSUMPTION_ASSISTANT_CHAIN, a))
+                      for a in event.assistant_ids()]
+            runs = [(CONSUMPTION_CHAIN, _member_run(event, CONSUMPTION_CHAIN)), *served]
             label = CONSUMPTION_CHAIN.label + (f" + {CONSUMPTION_ASSISTANT_CHAIN.label}" if served else "")
         elif event.event_type == NOTE_CREATED:
-            runs, label = [_member_run(event, NOTE_CHAIN)], NOTE_CHAIN.label
+            runs, label = [(NOTE_CHAIN, _member_run(event, NOTE_CHAIN))], NOTE_CHAIN.label
         elif event.event_type == TASK_ASSIGNED:
-            runs = [_assistant_member_run(event, TASK_CHAIN, a) for a in event.assistant_ids()]
+            runs = [(TASK_CHAIN, _assistant_member_run(event, TASK_CHAIN, a)) for a in event.assistant_ids()]
             label = TASK_CHAIN.label
         elif event.event_type == DWS_COMPLETED:
             prewarm.append(event)
@@ -135,20 +185,46 @@ def plan_window(events: Sequence[Event]) -> WindowPlan:
             continue
         else:  # the table's CHECK constraint makes this unreachable; fail loudly if it changes
             raise ValueError(f"event {event.id}: unknown event type {event.event_type!r}")
-        plan.runs.extend(runs)
+        for chain, run in runs:
+            key = (chain.partitions, run.partition_key)
+            if (
+                chain.name in range_chains and is_new_key is not None and not event.is_forced
+                and key not in used and is_new_key(*key)
+            ):
+                chain_batches = batches.setdefault(chain.name, [[]])
+                if len(chain_batches[-1]) == RANGE_MAX:
+                    chain_batches.append([])
+                chain_batches[-1].append((event, run))
+            else:
+                plan.runs.append(run)
+            used.add(key)
         plan.chains_by_event[event.id] = label
+    for chain in CHAINS:
+        for batch in batches.get(chain.name, []):
+            plan.runs.append(batch[0][1] if len(batch) == 1 else _range_run(chain, batch))
     if prewarm:
         plan.runs.append(_prewarm_run(prewarm))
     return plan
 
 
+def run_partition_keys(run: PlannedRun) -> list[str]:
+    """The dynamic partition keys a run materializes, in order (a range run lists its own)."""
+    if run.partition_key is not None:
+        return [run.partition_key]
+    listed = run.tags.get(PARTITION_KEYS_TAG)
+    return listed.split(",") if listed else []
+
+
 def partitions_to_add(runs: Sequence[PlannedRun]) -> dict[str, list[str]]:
-    """Dynamic partition keys the runs need, per partitions name, in first-use order."""
+    """Dynamic partition keys the runs need, per partitions name: every range's keys first and
+    together, in the range's order (so each range spans exactly its own keys), then the rest."""
     keys: dict[str, list[str]] = {MEMBERS: [], ASSISTANT_MEMBERS: []}
-    for run in runs:
+    ranges_first = sorted(runs, key=lambda r: r.partition_key is not None)
+    for run in ranges_first:
         chain = _CHAIN_BY_JOB.get(run.job_name)
-        if chain is None or chain.partitions is None or run.partition_key is None:
+        if chain is None or chain.partitions is None:
             continue
-        if run.partition_key not in keys[chain.partitions]:
-            keys[chain.partitions].append(run.partition_key)
+        for key in run_partition_keys(run):
+            if key not in keys[chain.partitions]:
+                keys[chain.partitions].append(key)
     return {name: ks for name, ks in keys.items() if ks}

@@ -12,12 +12,18 @@ cursor. Why a restart neither loses nor repeats an event:
   runs again (same run keys), which Dagster creates at most once;
 - once Dagster has stored a tick's requests it submits any that are left after a restart
   itself, without evaluating the sensor again.
+
+Batching: for member chains whose assets answer a partition range in one run, the window's
+first-time keys become one range run per chain (``planning.plan_window``); today the member
+assets answer one key a run, so ``RANGE_CHAINS`` is empty and every event has its own runs.
 """
 
 from __future__ import annotations
 
 import dagster as dg
+from dagster._core.definitions.backfill_policy import BackfillPolicyType
 
+from zqyy_assets.defs.ai.assets import ai_assets
 from zqyy_assets.defs.ai.jobs import (
     app2_prewarm_job,
     consumption_assistant_chain_job,
@@ -27,8 +33,8 @@ from zqyy_assets.defs.ai.jobs import (
 )
 from zqyy_assets.defs.ai.partitions import assistant_members_partitions, members_partitions
 from zqyy_assets.defs.events import inbox
-from zqyy_assets.defs.events.chains import ASSISTANT_MEMBERS, MEMBERS
-from zqyy_assets.defs.events.planning import partitions_to_add, plan_window
+from zqyy_assets.defs.events.chains import ASSISTANT_MEMBERS, CHAINS, MEMBERS, Chain
+from zqyy_assets.defs.events.planning import partitions_to_add, plan_window, run_partition_keys
 from zqyy_assets.defs.events.status import INBOX_SENSOR_NAME
 from zqyy_assets.lib.resources import PostgresResource
 
@@ -36,6 +42,24 @@ from zqyy_assets.lib.resources import PostgresResource
 WINDOW = 500
 
 _PARTITIONS = {MEMBERS: members_partitions, ASSISTANT_MEMBERS: assistant_members_partitions}
+
+
+def answers_ranges(chain: Chain) -> bool:
+    """Whether every asset of the chain answers a partition range in one run (it declares a
+    single-run backfill policy and reads ``context.partition_keys``)."""
+    by_name = {a.key.to_user_string(): a for a in ai_assets}
+    return all(
+        (policy := by_name[name].backfill_policy) is not None and policy.policy_type == BackfillPolicyType.SINGLE_RUN
+        for name in chain.asset_names
+    )
+
+
+# Member chains whose first-time keys of a window are batched into range runs (see plan_window).
+RANGE_CHAINS = frozenset(c.name for c in CHAINS if c.partitions is not None and answers_ranges(c))
+
+
+def _partitions_of(run: inbox.PlannedRun) -> str | None:
+    return next((c.partitions for c in CHAINS if c.job_name == run.job_name), None)
 
 
 def run_request(run: inbox.PlannedRun) -> dg.RunRequest:
@@ -61,8 +85,20 @@ def ai_events_sensor(context: dg.SensorEvaluationContext, postgres: PostgresReso
         events = inbox.read_window(conn, cursor, WINDOW)
         if not events:
             return dg.SensorResult(skip_reason="no new events", cursor=context.cursor)
-        plan = plan_window(events)
         replayed = inbox.load_runs(conn, {key for e in events for key in e.run_keys})
+        existing: dict[str, set[str]] = {}
+
+        def is_new_key(partitions: str, key: str) -> bool:
+            if partitions not in existing:
+                existing[partitions] = set(context.instance.get_dynamic_partitions(partitions))
+            return key not in existing[partitions]
+
+        plan = plan_window(
+            events,
+            range_chains=RANGE_CHAINS,
+            is_new_key=is_new_key,
+            used_keys=[(_partitions_of(run), key) for run in replayed for key in run_partition_keys(run)],
+        )
         inbox.record_decisions(
             conn, runs=plan.runs, chains_by_event=plan.chains_by_event, duplicates=plan.duplicates, invalid=plan.invalid
         )
