@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-serve", action="store_true", help="prepare data and DWS, then exit")
     p.set_defaults(func=cmd_demo)
 
+    from zqyy_assets.defs.ods import commands as ods_commands  # demo-generate, import-csv, export-csv
+
+    ods_commands.register(sub)
+
     from zqyy_assets.defs.events.live_traffic import add_command as add_live_traffic  # no Dagster import
 
     add_live_traffic(sub, _server_url)
