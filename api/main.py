@@ -1,7 +1,9 @@
 """Builds the FastAPI app. No Dagster code is imported at request time.
 
 The Dagster GraphQL client (``run/{app_type}``) is imported when the app starts, inside
-``api.services.dagster_runs``; nothing else on a request path touches Dagster. The chat uses
+``api.services.dagster_runs``; nothing else on a request path touches Dagster. The batch
+estimate (``api.services.batch``) reuses the AI assets' prompt builders and memoization test
+(``zqyy_assets.defs.ai``), which import Dagster: that import also happens once, at startup. The chat uses
 the LLM layer's plain service class (``zqyy_assets.defs.llm.service``), which has no Dagster
 import, so the guards, the budget and the ledger are the same as in the pipeline.
 """
@@ -20,11 +22,13 @@ from psycopg_pool import AsyncConnectionPool
 from api import auth
 from api.routes import (
     admin_alerts,
+    admin_batch,
     admin_cache,
     admin_dashboard,
     admin_jobs,
     admin_run_logs,
     admin_runs,
+    admin_triggers,
     cache,
     chat,
     events,
@@ -92,7 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="zqyy AI assets API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings  # None: read from the environment when the app starts
     app.add_exception_handler(psycopg.DataError, _data_error)
-    for module in (health, cache, events, admin_dashboard, admin_cache, admin_alerts, admin_jobs, admin_runs, admin_run_logs, chat):
+    for module in (health, cache, events, admin_dashboard, admin_cache, admin_alerts, admin_jobs, admin_runs, admin_run_logs,
+                   admin_triggers, admin_batch, chat):
         app.include_router(module.router)
     return app
 

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
 
     # Dagster's GraphQL endpoint (the webserver started by `dagster dev` / `make demo`).
     dagster_graphql_url: str = "http://127.0.0.1:3000/graphql"
+    # Where an admin's browser opens Dagster's UI (run links in run logs, trigger jobs, batches).
+    # Unset: the GraphQL URL without its /graphql, right when the browser reaches the same host.
+    dagster_ui_url: str | None = None
     # How long `POST /api/admin/ai/run/{app_type}` waits for its run before answering.
     run_app_timeout_s: float = Field(120.0, gt=0)
     run_app_poll_interval_s: float = Field(0.5, gt=0)
@@ -39,6 +42,18 @@ class Settings(BaseSettings):
     dashscope_workspace: str | None = None
     dashscope_app_id_app1_chat: str | None = None
     chat_context_messages: int = Field(20, ge=1, le=200)
+
+    # Batch runs: how long an estimate can be confirmed, and the tokens a call is assumed to
+    # cost when the ledger has no recent successful call of the app (the old service's figure).
+    batch_confirm_window_s: float = Field(600.0, gt=0)
+    batch_default_tokens_per_call: int = Field(2000, ge=1)
+
+    def dagster_ui_base(self) -> str:
+        base = self.dagster_ui_url or self.dagster_graphql_url.rstrip("/").removesuffix("/graphql")
+        return base.rstrip("/")
+
+    def dagster_run_url(self, run_id: str | None) -> str | None:
+        return f"{self.dagster_ui_base()}/runs/{run_id}" if run_id else None
 
 
 @lru_cache

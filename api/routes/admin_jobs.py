@@ -28,6 +28,7 @@ RUN_STATUS_TIMEOUT_S = 3.0  # a listing must not hang on a slow Dagster; statuse
 
 async def _with_runs(request: Request, rows: list[dict]) -> tuple[list[dict], str | None]:
     """Attach each event's Dagster runs with their live status (one GraphQL call for the page)."""
+    settings = request.app.state.settings
     run_ids = [run_id for row in rows for run_id in row["dagster_run_ids"]]
     statuses: dict[str, str] = {}
     error = None
@@ -37,7 +38,8 @@ async def _with_runs(request: Request, rows: list[dict]) -> tuple[list[dict], st
         except (DagsterUnavailable, TimeoutError) as exc:
             error = str(exc) or f"Dagster did not answer within {RUN_STATUS_TIMEOUT_S:g} s"
     for row in rows:
-        row["runs"] = [{"run_id": run_id, "status": statuses.get(run_id)} for run_id in row["dagster_run_ids"]]
+        row["runs"] = [{"run_id": run_id, "status": statuses.get(run_id), "url": settings.dagster_run_url(run_id)}
+                       for run_id in row["dagster_run_ids"]]
     return rows, error
 
 

@@ -37,14 +37,16 @@ async def list_run_logs(
         conn, site_id, app_type=app_type, status=status_, trigger_type=trigger_type,
         called_from=start if date_from else None, called_before=end if date_to else None, page=page, page_size=page_size,
     )
+    for item in items:
+        item["dagster_run_url"] = settings.dagster_run_url(item["dagster_run_id"])
     return {"items": items, "total": total, "page": page, "page_size": page_size}
 
 
 @router.get("/{log_id}", response_model=RunLogDetailResponse, responses={404: {"model": Message}})
-async def get_run_log(log_id: Annotated[Id, Path()], principal: AdminDep, conn: ConnDep):
+async def get_run_log(log_id: Annotated[Id, Path()], principal: AdminDep, conn: ConnDep, settings: SettingsDep):
     """One call in full: the prompt sent and the answer (or error) received."""
     row = await admin.get_run_log(conn, log_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no run log {log_id}")
     check_site(principal, row["site_id"])
-    return row
+    return row | {"dagster_run_url": settings.dagster_run_url(row["dagster_run_id"])}

@@ -109,6 +109,7 @@ class AlertActionResponse(BaseModel):
 class RunInfo(BaseModel):
     run_id: str
     status: str | None = Field(None, description="Dagster's run status; None when Dagster could not be asked.")
+    url: str | None = Field(None, description="The run in Dagster's UI.")
 
 
 class TriggerJobItem(BaseModel):
@@ -205,6 +206,8 @@ class RunLogItem(BaseModel):
     site_id: int
     created_at: datetime
     dagster_run_id: str | None
+    dagster_run_url: str | None = Field(
+        None, description="The run in Dagster's UI (DAGSTER_UI_URL, else the GraphQL URL's host); None for chat calls.")
 
 
 class RunLogDetailResponse(RunLogItem):
@@ -224,3 +227,67 @@ class RunLogListResponse(BaseModel):
     total: int
     page: int
     page_size: int
+
+
+# ---- triggers (Dagster sensors and schedules) ----
+class TriggerItem(BaseModel):
+    id: int = Field(description="Stable numeric id of the sensor or schedule (biz.admin_triggers).")
+    job_name: str = Field(description="The sensor's or schedule's name in Dagster.")
+    job_type: Literal["sensor", "schedule"]
+    kind: Literal["sensor", "schedule"]
+    trigger_condition: Literal["event", "cron"] = Field(description="event: a sensor; cron: a schedule.")
+    trigger_config: dict[str, Any] = Field(
+        description="Schedule: cron_expression, execution_timezone, jobs. Sensor: sensor_type, min_interval_seconds, jobs.")
+    status: Literal["enabled", "disabled", "unknown"] = Field(
+        description="Dagster's instigation state (RUNNING: enabled); unknown when Dagster could not be asked.")
+    description: str | None = Field(description="The admin's note if set, else the description in code.")
+    dagster_description: str | None
+    last_run_at: datetime | None = Field(description="The newest tick (evaluation) of the sensor or schedule.")
+    last_tick_status: str | None
+    next_run_at: datetime | None = Field(description="The next tick while enabled.")
+    last_error: str | None = Field(description="The newest tick's error when it failed.")
+    dagster_url: str | None = Field(description="The sensor or schedule in Dagster's UI.")
+
+
+class TriggerUpdateRequest(BaseModel):
+    status: Literal["enabled", "disabled"] | None = None
+    cron_expression: str | None = Field(None, max_length=200, description="Schedules only; see the endpoint for when it can change.")
+    description: str | None = Field(None, max_length=2000, description="The admin's note; an empty string clears it.")
+
+
+# ---- batch run ----
+class BatchRunReq(BaseModel):
+    app_types: list[AppType] = Field(min_length=1, max_length=8)
+    member_ids: list[Id] = Field(default_factory=list, max_length=100,
+                                 description="The members of the member apps (App3-App8); unused by App2.")
+    site_id: Id
+
+
+class BatchRunEstimate(BaseModel):
+    batch_id: str
+    estimated_calls: int = Field(description="LLM calls the batch will make: memoized (unchanged-input) answers excluded.")
+    estimated_tokens: int = Field(description="estimated_calls x each app's recent average tokens a call (ledger), else the default.")
+    expires_at: datetime = Field(description="Confirm before this.")
+    calls_by_app: dict[str, int]
+    memoized_by_app: dict[str, int] = Field(description="Answers whose input is unchanged: no call.")
+    skipped_by_app: dict[str, int] = Field(description="Targets with nothing to ask (no data, inactive site).")
+    tokens_per_call: dict[str, int]
+    runs_planned: int
+
+
+class BatchRunConfirmReq(BaseModel):
+    batch_id: str = Field(max_length=100)
+
+
+class BatchRunInfo(BaseModel):
+    run_id: str
+    url: str | None
+    job_name: str
+    partition: str
+    assets: list[str]
+
+
+class BatchRunConfirmResponse(BaseModel):
+    status: str = Field(description="launched: every planned run was launched (none when nothing needed a call).")
+    batch_id: str
+    runs: list[BatchRunInfo]

@@ -171,9 +171,51 @@ class DagsterRuns:
             raise DagsterUnavailable(f"Dagster could not list runs: {data.get('message', data['__typename'])}")
         return {r["runId"]: r["status"] for r in data["results"]}
 
+    def _submit_job(
+        self, job_name: str, *, tags: dict[str, str], asset_selection: list[str] | None = None,
+        run_config: dict[str, Any] | None = None, dynamic_partition: tuple[str, str] | None = None,
+    ) -> str:
+        if dynamic_partition is not None:
+            self._add_partition(*dynamic_partition)
+        repo = self._repository_selector()
+        try:
+            return self._client().submit_job_execution(
+                job_name,
+                repository_location_name=repo["repositoryLocationName"],
+                repository_name=repo["repositoryName"],
+                run_config=run_config or {},
+                asset_selection=asset_selection,
+                tags=tags,
+            )
+        except self._error_cls as exc:
+            raise DagsterUnavailable(f"Dagster refused the run of {job_name}: {exc}") from exc
+        except Exception as exc:
+            raise DagsterUnavailable(f"Dagster GraphQL at {self.url} failed: {type(exc).__name__}: {exc}") from exc
+
     # -- the async face used by the routers --
     async def launch(self, target: AppTarget) -> str:
         return await asyncio.to_thread(self._submit, target)
+
+    async def launch_job(
+        self, job_name: str, *, tags: dict[str, str], asset_selection: list[str] | None = None,
+        run_config: dict[str, Any] | None = None, dynamic_partition: tuple[str, str] | None = None,
+    ) -> str:
+        """Launch a run of any job (``ASSET_JOB`` with ``asset_selection`` for a subset of assets).
+
+        ``dynamic_partition`` is (partitions def name, key): added first, as a run of a key that
+        does not exist yet is refused."""
+        return await asyncio.to_thread(
+            self._submit_job, job_name, tags=tags, asset_selection=asset_selection, run_config=run_config,
+            dynamic_partition=dynamic_partition,
+        )
+
+    async def graphql(self, query: str, variables: dict[str, Any]) -> dict:
+        """Any GraphQL operation; DagsterUnavailable when Dagster cannot be reached or errs."""
+        return await asyncio.to_thread(self._execute, query, variables)
+
+    async def repository(self) -> dict[str, str]:
+        """The code location's RepositorySelector (repositoryLocationName, repositoryName)."""
+        return await asyncio.to_thread(self._repository_selector)
 
     async def wait(self, run_id: str, *, timeout_s: float, poll_s: float) -> tuple[str, bool]:
         """Poll until the run ends or the time is up: (last status, finished?)."""

@@ -37,11 +37,17 @@ ENDPOINTS: list[tuple[str, str, Any, bool, bool, int]] = [
     ("POST", "/api/admin/ai/run/app3_clue", {"site_id": "{site}", "member_id": 7}, True, True, 200),
     ("GET", "/api/admin/ai/run-logs?site_id={site}", None, True, True, 200),
     ("GET", "/api/admin/ai/run-logs/{call}", None, True, True, 200),
+    # Triggers are the deployment's Dagster sensors and schedules, not a site's. Dagster is a closed
+    # port here: the list answers what was seen before; an unknown id is 404 once auth has passed.
+    ("GET", "/api/admin/ai/triggers", None, True, False, 200),
+    ("PATCH", "/api/admin/ai/triggers/999999", {"status": "enabled"}, True, False, 404),
+    ("POST", "/api/admin/ai/batch-run", {"site_id": "{site}", "app_types": ["app2_finance"]}, True, True, 200),
+    ("POST", "/api/admin/ai/batch-run/confirm", {"batch_id": "{batch}"}, True, True, 200),
 ]
 IDS = [f"{m} {p.split('?')[0]}" for m, p, *_ in ENDPOINTS]
 
 
-def _render(value: Any, names: dict[str, int]) -> Any:
+def _render(value: Any, names: dict[str, Any]) -> Any:
     if isinstance(value, str):
         if value == "{site}":
             return names["site"]
@@ -53,14 +59,22 @@ def _render(value: Any, names: dict[str, int]) -> Any:
 
 @pytest.fixture
 def rows(db_url: str, client: TestClient, make_token) -> dict[str, int]:
-    """What the endpoints read, at SITE: a cached answer, insights, clues, an alert, an event."""
+    """What the endpoints read, at SITE: a cached answer, insights, clues, an alert, an event, a batch
+    (with nothing to launch, so its confirmation needs no Dagster)."""
     put_cache(db_url, site=SITE, app="app3_clue", target="7", result={"clues": []})
     put_cache(db_url, site=SITE, app="app2_finance", target="this_month__all", result={"insights": [{"title": "营收"}]})
     put_clue(db_url, site=SITE, member=7, summary="📅 周末常来")
     event = client.post(
         "/api/ai/events", json={"event_type": "consumption", "site_id": SITE, "member_id": 7}, headers=bearer(make_token())
     ).json()["id"]
-    return {"event": event, "alert": put_alert(db_url, site=SITE), "call": put_call(db_url, site=SITE, app="app3_clue")}
+    with db.transaction(db_url) as conn:
+        batch = conn.execute(
+            """INSERT INTO biz.admin_batches (batch_id, site_id, created_by, app_types, member_ids, estimated_calls,
+                                              estimated_tokens, plan, expires_at)
+               VALUES (gen_random_uuid(), %s, 'test', '{app3_clue}', '{7}', 0, 0, '[]', now() + interval '10 minutes')
+               RETURNING batch_id::text""", (SITE,)).fetchone()["batch_id"]
+    return {"event": event, "alert": put_alert(db_url, site=SITE), "call": put_call(db_url, site=SITE, app="app3_clue"),
+            "batch": batch}
 
 
 def _call(client: TestClient, endpoint, names: dict[str, int], headers: dict[str, str]):

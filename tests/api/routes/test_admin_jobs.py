@@ -49,7 +49,8 @@ def test_list_with_filters_runs_and_todays_skipped_duplicates(client: TestClient
     assert {i["site_id"] for i in body["items"]} == {SITE}
     item = next(i for i in body["items"] if i["id"] == launched)
     # Dagster is not running here: the runs are listed, their status unknown, and the reason given.
-    assert item["runs"] == [{"run_id": "run-a", "status": None}, {"run_id": "run-b", "status": None}]
+    assert item["runs"] == [{"run_id": "run-a", "status": None, "url": "http://127.0.0.1:9/runs/run-a"},
+                            {"run_id": "run-b", "status": None, "url": "http://127.0.0.1:9/runs/run-b"}]
     assert "Dagster" in body["runs_error"]
     assert [i["id"] for i in client.get("/api/admin/ai/trigger-jobs?status=completed", headers=admin).json()["items"]] == [old]
     assert client.get("/api/admin/ai/trigger-jobs?event_type=note_created", headers=admin).json()["total"] == 1

@@ -1,0 +1,202 @@
+"""Batch runs: estimate the LLM calls a batch would make, then launch it as Dagster runs on confirmation.
+
+The estimate asks the same question the AI assets ask before each call, with their own code
+(``zqyy_assets.defs.ai``): build the app's prompt with its builder, hash it
+(``answering.prepare``) and compare it with the newest valid cache row (``answering.memo_hit``).
+A target whose hash is unchanged is memoized (no call); one whose builder has nothing to ask
+(unknown member, no notes...) is skipped, as the asset skips it. Everything else is a call.
+
+A chain app whose input includes an upstream answer (App8 reads App3 and App6, App7 reads App8
+and App3, App5 reads App4) is counted as a call when a selected upstream app of the same target
+is: the upstream answer changes first, so its input will have changed by the time it runs.
+
+Tokens: each app's average tokens a call over its recent successful calls in the ledger
+(``biz.ai_call_ledger``), else ``batch_default_tokens_per_call`` (2,000, the old service's figure).
+
+The plan (the runs to launch) is computed with the estimate and stored with it in
+``biz.admin_batches`` (migration 0010), so any API worker can confirm it, and the confirmation
+launches what was estimated:
+
+- member apps (App3, App6, App8, App7): one run per member that needs a call, selecting only the
+  apps that need one, in the members partition ``{site}-{member}``;
+- assistant x member apps (App4, App5): one run per pair that needs a call (the pairs are the
+  member's assistants in ``dws.assistant_member``), partition ``{site}-{assistant}_{member}``;
+- App2: one run over the smallest rectangle of partitions holding every partition that needs a
+  call (Dagster runs a multi-partition range as that rectangle), narrowed to the site.
+
+Member and pair runs force exactly the apps that need a call (op config ``force``). The App2 run
+is not forced: force is per run there, and the rectangle's other partitions have an unchanged
+hash, so memoization skips them while the changed ones are asked anyway.
+
+The zqyy_assets modules import Dagster; this module is imported when the app starts, never at
+request time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from zqyy_assets.defs.ai import answering, cache, prompts
+from zqyy_assets.defs.ai.partitions import (
+    AREAS,
+    TIME_DIMENSIONS,
+    AssistantMemberKey,
+    MemberKey,
+    app2_app_name,
+    app2_partition_key,
+    app2_target_id,
+)
+from zqyy_assets.lib import db
+
+from api.services.dagster_runs import ASSET_JOB, ASSISTANT_MEMBERS_PARTITIONS, MEMBERS_PARTITIONS
+
+APP2_APPS = ("app2_finance", "app2a_finance_area")
+MEMBER_APPS = ("app3_clue", "app6_note", "app8_consolidation", "app7_customer")  # chain order
+PAIR_APPS = ("app4_analysis", "app5_tactics")
+UPSTREAM = {
+    "app8_consolidation": ("app3_clue", "app6_note"),
+    "app7_customer": ("app8_consolidation", "app3_clue"),
+    "app5_tactics": ("app4_analysis",),
+}
+BATCH_TRIGGER = "admin_batch"
+RECENT_CALLS = 200  # the ledger rows an app's token average is taken over
+RECENT_DAYS = 30
+# Range tags Dagster reads for a run over a range of partitions (as in zqyy_assets.defs.ai.partitions).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+@dataclass
+class Estimate:
+    calls: Counter = field(default_factory=Counter)
+    memoized: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    plan: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _needs_call(ask: answering.Ask, latest: cache.CachedAnswer | None, provider: str) -> bool:
+    """The asset's own memoization test: no hit means a call."""
+    run = answering.RunInfo(provider=provider, trigger=BATCH_TRIGGER, force=False, dagster_run_id=None)
+    return answering.memo_hit(answering.prepare(ask, provider), latest, run) is None
+
+
+def _chain(conn, est: Estimate, apps: list[str], key: MemberKey | AssistantMemberKey, builders: dict,
+           provider: str, tz: str) -> list[str]:
+    """The apps of one target's chain that need a call, counting each app's outcome."""
+    needed: list[str] = []
+    for app in apps:
+        if any(up in needed for up in UPSTREAM.get(app, ())):
+            needed.append(app)
+            est.calls[app] += 1
+            continue
+        try:
+            prompt = builders[app](conn, key, tz=tz)
+        except prompts.NothingToAsk:
+            est.skipped[app] += 1
+            continue
+        ask = answering.Ask(key.site_id, app, key.target_id, prompt, prompts.PROMPT_VERSIONS[app])
+        if _needs_call(ask, cache.latest_valid(conn, key.site_id, app, key.target_id), provider):
+            needed.append(app)
+            est.calls[app] += 1
+        else:
+            est.memoized[app] += 1
+    return needed
+
+
+def _run(batch_id: str, site_id: int, partition: str, assets: list[str], *, dynamic: str | None,
+         force: bool, extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    tags = {"zqyy/trigger": BATCH_TRIGGER, "zqyy/batch_id": batch_id, "zqyy/site_id": str(site_id), **(extra_tags or {})}
+    if dynamic is not None:
+        tags["dagster/partition"] = partition
+    run_config = {"ops": {app: {"config": {"force": True}} for app in assets}} if force else {}
+    return {"job_name": ASSET_JOB, "assets": assets, "partition": partition, "dynamic_partitions": dynamic,
+            "tags": tags, "run_config": run_config}
+
+
+def _app2(conn, est: Estimate, batch_id: str, site_id: int, apps: list[str], provider: str) -> None:
+    finance = prompts.load_site_finance(conn, site_id)
+    latest = cache.latest_valid_for_site(conn, site_id, apps)
+    needed: list[tuple[int, int]] = []  # (time dimension index, area index)
+    for t, time_dimension in enumerate(TIME_DIMENSIONS):
+        for a, area in enumerate(AREAS):
+            app = app2_app_name(area)
+            if app not in apps:
+                continue
+            if finance is None:  # the asset skips a site with no DWS finance figures
+                est.skipped[app] += 1
+                continue
+            target = app2_target_id(time_dimension, area)
+            ask = answering.Ask(site_id, app, target, prompts.build_app2_prompt(finance, time_dimension, area),
+                                prompts.PROMPT_VERSIONS[app])
+            if _needs_call(ask, latest.get((app, target)), provider):
+                needed.append((t, a))
+                est.calls[app] += 1
+            else:
+                est.memoized[app] += 1
+    if not needed:
+        return
+    # 'all' is area 0, so a rectangle over the area app's needs never takes in the site app's
+    # partitions (and the other way round): every partition in it is one the estimate covered.
+    t0, t1 = min(t for t, _ in needed), max(t for t, _ in needed)
+    a0, a1 = min(a for _, a in needed), max(a for _, a in needed)
+    start = str(app2_partition_key(TIME_DIMENSIONS[t0], AREAS[a0]))
+    end = str(app2_partition_key(TIME_DIMENSIONS[t1], AREAS[a1]))
+    est.plan.append(_run(batch_id, site_id, f"{start}...{end}", ["app2_finance"], dynamic=None, force=False,
+                         extra_tags={RANGE_START_TAG: start, RANGE_END_TAG: end}))
+
+
+def estimate(database_url: str, batch_id: str, site_id: int, app_types: list[str], member_ids: list[int],
+             provider: str, tz: str) -> Estimate:
+    """Synchronous (the prompt builders are): run it in a worker thread."""
+    est = Estimate()
+    selected = set(app_types)
+    with db.connect(database_url, autocommit=True) as conn:
+        site = conn.execute("SELECT is_active FROM ods.sites WHERE site_id = %s", (site_id,)).fetchone()
+        if site is None or not site["is_active"]:
+            # The assets ask nothing for an unknown or inactive site.
+            app2_targets = {"app2_finance": len(TIME_DIMENSIONS), "app2a_finance_area": len(TIME_DIMENSIONS) * (len(AREAS) - 1)}
+            for app in selected:
+                est.skipped[app] += app2_targets.get(app, len(set(member_ids)))
+            return est
+        app2 = [a for a in APP2_APPS if a in selected]
+        if app2:
+            _app2(conn, est, batch_id, site_id, app2, provider)
+        member_apps = [a for a in MEMBER_APPS if a in selected]
+        pair_apps = [a for a in PAIR_APPS if a in selected]
+        for member_id in dict.fromkeys(member_ids):
+            key = MemberKey(site_id, member_id)
+            if member_apps and (needed := _chain(conn, est, member_apps, key, prompts.MEMBER_BUILDERS, provider, tz)):
+                est.plan.append(_run(batch_id, site_id, key.partition_key, needed, dynamic=MEMBERS_PARTITIONS, force=True))
+            if not pair_apps:
+                continue
+            assistants = [r["assistant_id"] for r in conn.execute(
+                "SELECT assistant_id FROM dws.assistant_member WHERE site_id = %s AND member_id = %s ORDER BY assistant_id",
+                (site_id, member_id))]
+            for assistant_id in assistants:
+                pair = AssistantMemberKey(site_id, assistant_id, member_id)
+                if needed := _chain(conn, est, pair_apps, pair, prompts.ASSISTANT_MEMBER_BUILDERS, provider, tz):
+                    est.plan.append(_run(batch_id, site_id, pair.partition_key, needed,
+                                         dynamic=ASSISTANT_MEMBERS_PARTITIONS, force=True))
+    return est
+
+
+async def tokens_per_call(conn, app_types: list[str], default: int) -> dict[str, int]:
+    """Each app's average tokens over its recent successful calls; ``default`` for an app with none."""
+    cur = await conn.execute(
+        """SELECT app_name, round(avg(tokens_used))::bigint AS avg_tokens FROM (
+               SELECT app_name, tokens_used,
+                      row_number() OVER (PARTITION BY app_name ORDER BY called_at DESC, id DESC) AS n
+               FROM biz.ai_call_ledger
+               WHERE app_name = ANY(%s) AND status = 'success' AND called_at > now() - make_interval(days => %s)
+           ) recent WHERE n <= %s GROUP BY app_name""",
+        (list(app_types), RECENT_DAYS, RECENT_CALLS),
+    )
+    averages = {r["app_name"]: int(r["avg_tokens"]) for r in await cur.fetchall()}
+    return {app: averages.get(app, default) for app in app_types}
+
+
+def new_batch_id() -> str:
+    return str(uuid.uuid4())
