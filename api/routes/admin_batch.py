@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, HTTPException, Request, status
 from psycopg.types.json import Jsonb
 
-from api.deps import AdminDep, ConnDep, PoolDep, SettingsDep, check_site
+from api.deps import AdminDep, PoolDep, SettingsDep, check_site
 from api.schemas.admin import BatchRunConfirmReq, BatchRunConfirmResponse, BatchRunEstimate, BatchRunReq
 from api.schemas.common import Message
 from api.services import batch
@@ -59,7 +59,7 @@ async def create_batch_run(body: BatchRunReq, request: Request, principal: Admin
 @router.post("/confirm", response_model=BatchRunConfirmResponse,
              responses={404: {"model": Message}, 409: {"model": Message}, 410: {"model": Message},
                         422: {"model": Message}, 503: {"model": Message}})
-async def confirm_batch_run(body: BatchRunConfirmReq, request: Request, principal: AdminDep, conn: ConnDep,
+async def confirm_batch_run(body: BatchRunConfirmReq, request: Request, principal: AdminDep, pool: PoolDep,
                             settings: SettingsDep):
     """Launch an estimated batch's runs in Dagster (see the estimate for how they are batched).
 
@@ -71,8 +71,9 @@ async def confirm_batch_run(body: BatchRunConfirmReq, request: Request, principa
     except ValueError:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             detail="batch_id must be the UUID POST /api/admin/ai/batch-run answered with") from None
-    row = await (await conn.execute(
-        "SELECT site_id, status, expires_at, now() AS now FROM biz.admin_batches WHERE batch_id = %s", (batch_id,))).fetchone()
+    async with pool.connection() as conn:
+        row = await (await conn.execute(
+            "SELECT site_id, status, expires_at, now() AS now FROM biz.admin_batches WHERE batch_id = %s", (batch_id,))).fetchone()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no batch {batch_id}")
     check_site(principal, row["site_id"])
@@ -83,12 +84,14 @@ async def confirm_batch_run(body: BatchRunConfirmReq, request: Request, principa
                             detail=f"batch {batch_id} expired at {row['expires_at'].isoformat()}; "
                             "estimate again with POST /api/admin/ai/batch-run")
     # The claim is one statement, so two workers confirming at once launch the batch once.
-    claimed = await (await conn.execute(
-        """UPDATE biz.admin_batches SET status = 'launching', confirmed_at = now(), confirmed_by = %s
-           WHERE batch_id = %s AND status = 'estimated' AND expires_at > now() RETURNING plan""",
-        (principal.subject, batch_id))).fetchone()
+    async with pool.connection() as conn:
+        claimed = await (await conn.execute(
+            """UPDATE biz.admin_batches SET status = 'launching', confirmed_at = now(), confirmed_by = %s
+               WHERE batch_id = %s AND status = 'estimated' AND expires_at > now() RETURNING plan""",
+            (principal.subject, batch_id))).fetchone()
     if claimed is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"batch {batch_id} was confirmed or expired meanwhile")
+    # No pooled connection is held while the runs launch (seconds each with the default coordinator).
     runs, dagster = [], request.app.state.dagster
     for planned in claimed["plan"]:
         dynamic = planned["dynamic_partitions"]
@@ -99,15 +102,17 @@ async def confirm_batch_run(body: BatchRunConfirmReq, request: Request, principa
             )
         except DagsterUnavailable as exc:
             launched = [r["run_id"] for r in runs]
-            await conn.execute(
-                "UPDATE biz.admin_batches SET status = 'failed', run_ids = %s, error_message = %s WHERE batch_id = %s",
-                (launched, str(exc), batch_id))
+            async with pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE biz.admin_batches SET status = 'failed', run_ids = %s, error_message = %s WHERE batch_id = %s",
+                    (launched, str(exc), batch_id))
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
                 detail=f"{len(launched)} of {len(claimed['plan'])} runs of batch {batch_id} were launched "
                 f"({', '.join(launched) or 'none'}); then: {exc}") from exc
         runs.append({"run_id": run_id, "url": settings.dagster_run_url(run_id), "job_name": planned["job_name"],
                      "partition": planned["partition"], "assets": planned["assets"]})
-    await conn.execute("UPDATE biz.admin_batches SET status = 'launched', run_ids = %s WHERE batch_id = %s",
-                       ([r["run_id"] for r in runs], batch_id))
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE biz.admin_batches SET status = 'launched', run_ids = %s WHERE batch_id = %s",
+                           ([r["run_id"] for r in runs], batch_id))
     return {"status": "launched", "batch_id": batch_id, "runs": runs}

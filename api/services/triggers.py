@@ -148,8 +148,11 @@ async def _ids(conn: psycopg.AsyncConnection, items: list[dict]) -> dict[tuple[s
     """Each (kind, name)'s row in biz.admin_triggers, adding the ones seen for the first time."""
     if items:
         await conn.execute(
+            # Only unseen names draw an id (a conflicting insert would still burn one), so ids stay small.
             """INSERT INTO biz.admin_triggers (kind, name)
-               SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT (kind, name) DO NOTHING""",
+               SELECT t.kind, t.name FROM unnest(%s::text[], %s::text[]) AS t(kind, name)
+               WHERE NOT EXISTS (SELECT 1 FROM biz.admin_triggers a WHERE a.kind = t.kind AND a.name = t.name)
+               ON CONFLICT (kind, name) DO NOTHING""",
             ([i["kind"] for i in items], [i["job_name"] for i in items]),
         )
     rows = await (await conn.execute("SELECT id, kind, name, description FROM biz.admin_triggers ORDER BY id")).fetchall()
