@@ -13,12 +13,12 @@ from zqyy_assets.lib.migrations import apply_migrations
 
 def bench_server_url() -> str:
     external = os.environ.get("DATABASE_URL")
-    return db.with_database(external, "postgres") if external else embedded_pg.start("bench")
+    return db.with_database(external, "postgres") if external else embedded_pg.start("bench", stop_on_exit=True)
 
 
 @contextmanager
 def scratch_database(prefix: str = "zqyy_bench") -> Iterator[str]:
-    """A fresh migrated database, dropped afterwards; yields its URL."""
+    """A fresh migrated database, dropped afterwards with its ``_dagster`` twin; yields its URL."""
     server = bench_server_url()
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     db.ensure_database(server, name)
@@ -28,4 +28,5 @@ def scratch_database(prefix: str = "zqyy_bench") -> Iterator[str]:
         yield url
     finally:
         with db.connect(db.with_database(server, "postgres"), autocommit=True) as conn:
-            conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(name)))
+            for database in (name, f"{name}_dagster"):
+                conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(database)))

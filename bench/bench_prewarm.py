@@ -26,7 +26,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -37,32 +36,15 @@ sys.path.insert(0, str(ROOT))
 
 import dagster as dg  # noqa: E402
 
+from _db import scratch_database  # noqa: E402
 from zqyy_assets.defs.ai.jobs import materialize_app2_prewarm  # noqa: E402
 from zqyy_assets.defs.dws.refresh import materialize_dws, ods_date_range  # noqa: E402
 from zqyy_assets.defs.llm.apps import APP_NAMES  # noqa: E402
 from zqyy_assets.defs.llm.resources import LLMResource  # noqa: E402
 from zqyy_assets.defs.ods.generator import generate_demo_venue  # noqa: E402
-from zqyy_assets.lib import db, embedded_pg  # noqa: E402
-from zqyy_assets.lib.migrations import apply_migrations  # noqa: E402
+from zqyy_assets.lib import db  # noqa: E402
 from zqyy_assets.lib.resources import VenueCalendarResource  # noqa: E402
 from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeAdmin  # noqa: E402
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    """A fresh migrated database on the bench server, dropped afterwards; yields its URL."""
-    external = os.environ.get("DATABASE_URL")
-    server = db.with_database(external, "postgres") if external else embedded_pg.start("bench", stop_on_exit=True)
-    name = f"zqyy_bench_prewarm_{uuid.uuid4().hex[:8]}"
-    db.ensure_database(server, name)
-    url = db.with_database(server, name)
-    try:
-        apply_migrations(url)
-        yield url
-    finally:
-        with db.connect(db.with_database(server, "postgres"), autocommit=True) as conn:
-            for database in (name, f"{name}_dagster"):
-                conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(database)))
 
 
 @contextmanager
@@ -127,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     latency_s = args.latency_ms / 1000
 
-    with scratch_database() as url:
+    with scratch_database("zqyy_bench_prewarm") as url:
         t0 = time.perf_counter()
         generate_demo_venue(url, sites=args.sites, days=args.days, seed=args.seed,
                             end_date=date.today() - timedelta(days=1), show_progress=False)
