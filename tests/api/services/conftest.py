@@ -2,6 +2,7 @@
 with its own DAGSTER_HOME and Postgres storage database on the test server."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,13 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _drop(pg_server_url: str, name: str) -> None:
@@ -56,6 +64,7 @@ def dagster_webserver(pg_server_url: str, home: Path, location: list[str], env: 
             [str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p", str(port), *location],
             env={**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": storage_url, **env},
             stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the code server it spawns is stopped with it
         )
         try:
             deadline = time.monotonic() + 120
@@ -69,10 +78,12 @@ def dagster_webserver(pg_server_url: str, home: Path, location: list[str], env: 
                     time.sleep(0.5)
             yield f"http://127.0.0.1:{port}/graphql"
         finally:
-            proc.terminate()
+            # The webserver's gRPC code server outlives a terminated webserver: signal the whole group.
+            _signal_group(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
+            _signal_group(proc.pid, signal.SIGKILL)  # whatever of the group is still there
             _drop(pg_server_url, storage_db)
