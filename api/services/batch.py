@@ -42,6 +42,8 @@ from typing import Any
 from zqyy_assets.defs.ai import answering, cache, prompts
 from zqyy_assets.defs.ai.partitions import (
     AREAS,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
     TIME_DIMENSIONS,
     AssistantMemberKey,
     MemberKey,
@@ -64,9 +66,6 @@ UPSTREAM = {
 BATCH_TRIGGER = "admin_batch"
 RECENT_CALLS = 200  # the ledger rows an app's token average is taken over
 RECENT_DAYS = 30
-# Range tags Dagster reads for a run over a range of partitions (as in zqyy_assets.defs.ai.partitions).
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 @dataclass
