@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dagster as dg
+
 from zqyy_assets.lib import db, embedded_pg
 from zqyy_assets.lib.migrations import apply_migrations
 
@@ -30,3 +32,14 @@ def scratch_database(prefix: str = "zqyy_bench") -> Iterator[str]:
         with db.connect(db.with_database(server, "postgres"), autocommit=True) as conn:
             for database in (name, f"{name}_dagster"):
                 conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(database)))
+
+
+@contextmanager
+def postgres_dagster_instance(url: str) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance whose storage is Postgres on the same server (``<db>_dagster``), as in
+    ``make demo``: run and event writes cost what they cost there."""
+    storage = f"{db.database_name(url)}_dagster"
+    db.ensure_database(url, storage)
+    overrides = {"storage": {"postgres": {"postgres_url": db.dagster_storage_url(url, storage)}}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        yield instance

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dagster as dg  # noqa: E402
 
-from _db import scratch_database  # noqa: E402
+from _db import postgres_dagster_instance, scratch_database  # noqa: E402
 from zqyy_assets.defs.dws.assets import dws_finance_area_daily  # noqa: E402
 from zqyy_assets.defs.dws.refresh import materialize_dws, ods_date_range  # noqa: E402
 from zqyy_assets.defs.ods.assets import ods_assets  # noqa: E402
@@ -32,15 +32,6 @@ from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource  #
 def _count(url: str, sql: str) -> int:
     with db.connect(url) as conn:
         return conn.execute(sql).fetchone()["n"]
-
-
-def _postgres_instance(url: str):
-    """A Dagster instance whose storage is Postgres on the same server, as in `make demo`."""
-    storage_db = db.database_name(url) + "_dagster"
-    db.ensure_database(url, storage_db)
-    return dg.instance_for_test(
-        overrides={"storage": {"postgres": {"postgres_url": db.dagster_storage_url(url, storage_db)}}}
-    )
 
 
 def main() -> None:
@@ -62,7 +53,7 @@ def main() -> None:
 
         calendar = VenueCalendarResource()
         span = ods_date_range(url, calendar)
-        with _postgres_instance(url) as instance:
+        with postgres_dagster_instance(url) as instance:
             t0 = time.perf_counter()
             result = materialize_dws(instance, url, span.first, span.last, calendar)
             dws_s = time.perf_counter() - t0

@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=200.0)
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--dequeue-interval", type=int, default=None,
-                        help="QueuedRunCoordinator dequeue_interval_seconds (default: dagster.yaml's, i.e. 5)")
+                        help="QueuedRunCoordinator dequeue_interval_seconds (default: dagster.yaml's)")
     parser.add_argument("--max-concurrent-runs", type=int, default=None, help="default: dagster.yaml's")
     args = parser.parse_args()
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import dagster as dg  # noqa: E402
 
-from _db import scratch_database  # noqa: E402
+from _db import postgres_dagster_instance, scratch_database  # noqa: E402
 from zqyy_assets.defs.ai.jobs import materialize_app2_prewarm  # noqa: E402
 from zqyy_assets.defs.dws.refresh import materialize_dws, ods_date_range  # noqa: E402
 from zqyy_assets.defs.llm.apps import APP_NAMES  # noqa: E402
@@ -69,16 +69,6 @@ def fake_server(latency_ms: float) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-@contextmanager
-def dagster_instance(url: str) -> Iterator[dg.DagsterInstance]:
-    """Dagster storage in Postgres on the same server, as in ``make demo``."""
-    storage = f"{db.database_name(url)}_dagster"
-    db.ensure_database(url, storage)
-    storage_url = db.with_database(db.dagster_storage_url(url), storage)  # psycopg2 driver, our own database
-    with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": storage_url}}}) as instance:
-        yield instance
 
 
 def ledger_totals(url: str) -> tuple[int, int]:
@@ -115,7 +105,7 @@ def main() -> None:
                             end_date=date.today() - timedelta(days=1), show_progress=False)
         calendar = VenueCalendarResource()
         span = ods_date_range(url, calendar)
-        with dagster_instance(url) as instance, fake_server(args.latency_ms) as base_url:
+        with postgres_dagster_instance(url) as instance, fake_server(args.latency_ms) as base_url:
             dws = materialize_dws(instance, url, span.first, span.last, calendar)
             assert dws.success, "DWS did not materialize"
             print(f"setup: {args.sites} sites x {args.days} days generated, DWS materialized "
