@@ -6,24 +6,20 @@ Each subcommand delegates to the module that owns the job; this file only parses
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from zqyy_assets.lib import db, embedded_pg
-from zqyy_assets.lib.migrations import apply_migrations
+from zqyy_assets.lib.migrations import prepare_databases
 
 
 def _server_url() -> str:
     """DATABASE_URL's server when set, else the embedded server (started if needed)."""
-    url = os.environ.get("DATABASE_URL")
-    return url if url else db.with_database(embedded_pg.start("demo"), db.APP_DATABASE)
+    return embedded_pg.app_database_url()[0]
 
 
 def cmd_db_up(args: argparse.Namespace) -> None:
     app_url = _server_url()
-    db.ensure_database(app_url, db.database_name(app_url))
-    db.ensure_database(app_url, db.DAGSTER_DATABASE)
-    applied = apply_migrations(app_url)
+    applied = prepare_databases(app_url)
     if args.print_env:
         print(f"export DATABASE_URL='{app_url}'")
         print(f"export DAGSTER_PG_URL='{db.dagster_storage_url(app_url)}'")

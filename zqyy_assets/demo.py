@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from zqyy_assets.lib import db, embedded_pg
-from zqyy_assets.lib.migrations import apply_migrations
+from zqyy_assets.lib.migrations import prepare_databases
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Beta notices (single-run backfills) are for authors, not for someone watching the demo start.
@@ -31,14 +31,8 @@ def _say(message: str) -> None:
 
 def _prepare_environment() -> tuple[str, bool]:
     """Export DATABASE_URL / DAGSTER_PG_URL / DAGSTER_HOME for this process and its children."""
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        app_url, started_embedded = external, False
-    else:
-        app_url, started_embedded = db.with_database(embedded_pg.start("demo"), db.APP_DATABASE), True
-    db.ensure_database(app_url, db.database_name(app_url))
-    db.ensure_database(app_url, db.DAGSTER_DATABASE)
-    applied = apply_migrations(app_url)
+    app_url, started_embedded = embedded_pg.app_database_url()
+    applied = prepare_databases(app_url)
     _say(f"database ready ({'embedded' if started_embedded else 'DATABASE_URL'}); migrations applied now: {applied or 'none'}")
 
     os.environ["DATABASE_URL"] = app_url

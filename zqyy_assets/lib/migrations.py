@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zqyy_assets.lib import db
 from zqyy_assets.lib.db import connect
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
@@ -41,3 +42,10 @@ def apply_migrations(url: str) -> list[str]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     return applied_now
+
+
+def prepare_databases(app_url: str) -> list[str]:
+    """Create the app and Dagster databases if missing, then migrate the app database."""
+    db.ensure_database(app_url, db.database_name(app_url))
+    db.ensure_database(app_url, db.DAGSTER_DATABASE)
+    return apply_migrations(app_url)
