@@ -124,13 +124,15 @@ def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
 
 
 class SiteFailingProxy:
-    """Forwards completions to the fake, except those whose prompt matches ``fails``: those get a
-    500 (a transient error, retried by the LLM layer, then given up). Scripting by prompt
-    content, which the fake's per-app queues cannot do under concurrency."""
+    """Forwards completions to the fake, except those whose prompt matches ``fails``: those get
+    ``error`` (default a 500, a transient error, retried by the LLM layer, then given up).
+    Scripting by prompt content, which the fake's per-app queues cannot do under concurrency."""
 
-    def __init__(self, upstream: str, fails: Callable[[dict], bool]) -> None:
+    def __init__(self, upstream: str, fails: Callable[[dict], bool],
+                 error: tuple[int, str] = (500, "InternalError")) -> None:
         self.upstream = upstream.rstrip("/")
         self.fails = fails
+        self.error = error
         self.failed = 0
         self._lock = threading.Lock()
         self._session = requests.Session()  # keep-alive to the fake
@@ -152,7 +154,8 @@ class SiteFailingProxy:
                 if proxy.fails(parsed):
                     with proxy._lock:
                         proxy.failed += 1
-                    self._send(500, json.dumps({"code": "InternalError", "message": "scripted", "request_id": "x"}).encode())
+                    status, code = proxy.error
+                    self._send(status, json.dumps({"code": code, "message": "scripted", "request_id": "x"}).encode())
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 response = proxy._session.post(f"{proxy.upstream}{self.path}", data=body, headers=headers, timeout=30)

@@ -4,9 +4,10 @@ from typing import Any
 
 import dagster as dg
 
-from tests.defs.ai.conftest import cache_rows, materialize, metadata
+from tests.defs.ai.conftest import SiteFailingProxy, cache_rows, materialize, metadata
 from zqyy_assets.defs.ai.assets import ai_assets, app3_clue, app6_note, app8_consolidation
 from zqyy_assets.defs.ai.jobs import ai_jobs
+from zqyy_assets.defs.ai.partitions import RANGE_END_TAG, RANGE_START_TAG
 from zqyy_assets.defs.ai.schemas import validate_answer
 from zqyy_assets.defs.llm.apps import prompt_version
 from zqyy_assets.defs.ods.assets import ods_assets
@@ -20,7 +21,7 @@ def _instance(members: list[str] = (), assistant_members: list[str] = ()) -> dg.
     return instance
 
 
-def _run_job(name: str, resources: dict[str, Any], instance: dg.DagsterInstance, partition_key: str,
+def _run_job(name: str, resources: dict[str, Any], instance: dg.DagsterInstance, partition_key: str | None,
              tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
     defs = dg.Definitions(assets=[*ods_assets, *ai_assets], jobs=ai_jobs, resources=resources)
     return defs.resolve_job_def(name).execute_in_process(
@@ -196,3 +197,85 @@ def test_offline_provider_answers_without_the_network(venue, resources, make_llm
     # a later dashscope run does not take the offline answer for its own
     online = materialize([app3_clue], resources, instance=instance, partition_key="1-100")
     assert metadata(online, "app3_clue")["calls"] == 1 and fake.count("app3_clue") == 1
+
+
+def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = {}
+    for event in result.get_asset_materialization_events():
+        keys.setdefault(event.asset_key.to_user_string(), set()).add(event.partition)
+    return keys
+
+
+def _member_of(prompt: dict) -> int | None:
+    member = prompt.get("member")
+    return member.get("member_id") if isinstance(member, dict) else None
+
+
+RANGE = {RANGE_START_TAG: "1-100", RANGE_END_TAG: "2-200"}
+
+
+def test_a_range_run_answers_every_member_of_the_range_in_one_run(venue, resources, fake) -> None:
+    instance = _instance(["1-100", "1-101", "2-200"])
+    fake.script("*", latency_ms=150)
+    result = _run_job("consumption_chain_job", resources, instance, None, tags={**RANGE, "zqyy/trigger": "consumption"})
+    assert result.success
+    everyone = {"1-100", "1-101", "2-200"}
+    assert _materialized(result) == {"app3_clue": everyone, "app8_consolidation": everyone, "app7_customer": everyone}
+    md = metadata_of_partition(result, "app3_clue", "1-101")
+    assert (md["partitions"], md["calls"], md["answers_written"], md["first_partition"], md["last_partition"]) == (
+        3, 3, 3, "1-100", "2-200")
+    assert {(r["site_id"], r["target_id"]) for r in cache_rows(venue, "app7_customer")} == {(1, "100"), (1, "101"), (2, "200")}
+    assert metadata_of_partition(result, "app8_consolidation", "1-100")["clues_written"] > 0
+    # the three calls of each app went out together, not one after another
+    app3 = sorted(r["at"] for r in fake.requests("app3_clue"))
+    assert app3[-1] - app3[0] < 0.15
+
+
+def metadata_of_partition(result: dg.ExecuteInProcessResult, asset: str, partition: str) -> dict[str, Any]:
+    [event] = [e for e in result.get_asset_materialization_events()
+               if e.asset_key.to_user_string() == asset and e.partition == partition]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_one_failing_member_fails_the_step_after_the_others_are_cached(venue, resources, make_llm, fake) -> None:
+    instance = _instance(["1-100", "1-101", "2-200"])
+    # Content inspection refusing one member's data: permanent, so no step retry either.
+    inspection = (400, "DataInspectionFailed")
+    with SiteFailingProxy(fake.url, lambda prompt: _member_of(prompt) == 101, error=inspection) as proxy:
+        failing = {**resources, "llm": make_llm(base_url=proxy.base_url)}
+        result = _run_job("consumption_chain_job", failing, instance, None, tags={**RANGE, "zqyy/trigger": "consumption"})
+    assert not result.success and proxy.failed == 1
+    failure = result.failure_data_for_node("app3_clue")
+    assert "1 of 3 target(s) failed: 1-101" in failure.error.message
+    assert failure.user_failure_data.metadata["failed_partitions"].value == "1-101"
+    assert _materialized(result) == {}  # the range is one step: nothing downstream ran
+    assert {r["target_id"] for r in cache_rows(venue, "app3_clue")} == {"100", "200"}  # the others are cached
+
+    # Again, the upstream healthy: only the failed member is asked; the others are memo hits.
+    calls_before = fake.count("app3_clue")
+    again = _run_job("consumption_chain_job", resources, instance, None, tags={**RANGE, "zqyy/trigger": "consumption"})
+    assert again.success
+    assert fake.count("app3_clue") - calls_before == 1
+    md = metadata_of_partition(again, "app3_clue", "1-100")
+    assert (md["calls"], md["cache_hits"]) == (1, 2)
+
+
+def test_a_step_retry_is_allowed_unless_every_failure_is_permanent() -> None:
+    from zqyy_assets.defs.ai.answering import Outcome
+    from zqyy_assets.defs.ai.assets import _failure
+    from zqyy_assets.defs.ai.partitions import MemberKey
+    from zqyy_assets.defs.llm.errors import TransientLLMError
+
+    refused = dg.Failure("refused", metadata={"error_code": "DataInspectionFailed"}, allow_retries=False)
+    flaky = TransientLLMError("upstream 503", code="ServiceUnavailable")
+
+    def failed(member_id: int, error: BaseException) -> tuple[MemberKey, Outcome]:
+        return MemberKey(1, member_id), Outcome(1, "app3_clue", str(member_id), "failed", error=error, reason=str(error))
+
+    only_permanent = [failed(100, refused)]
+    mixed = [failed(100, refused), failed(101, flaky)]
+    assert _failure("app3_clue", only_permanent, only_permanent).allow_retries is False
+    failure = _failure("app3_clue", mixed, mixed)
+    assert failure.allow_retries is True
+    assert failure.metadata["error_code"].value == "DataInspectionFailed,ServiceUnavailable"
+    assert failure.metadata["failed_partitions"].value == "1-100,1-101"

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from tests.defs.events.conftest import MORNING, event_row, tick
-from zqyy_assets.defs.ai.partitions import app2_full_range_tags
+from zqyy_assets.defs.ai.partitions import RANGE_END_TAG, RANGE_START_TAG, app2_full_range_tags
 from zqyy_assets.defs.events import inbox, sensors
 from zqyy_assets.definitions import defs
 from zqyy_assets.lib import db
@@ -54,17 +54,29 @@ def test_consumption_served_by_assistants_adds_their_chains(instance, postgres, 
     result = tick(instance, postgres)
 
     runs = by_key(result)
-    assert list(runs) == [
-        f"ev{event_id}:consumption",
-        f"ev{event_id}:consumption_assistant:7",
-        f"ev{event_id}:consumption_assistant:9",
-    ]
-    assistant_run = runs[f"ev{event_id}:consumption_assistant:7"]
+    # Both assistant x member keys are new, so their chain answers them in one range run.
+    assert list(runs) == [f"ev{event_id}:consumption", f"ev{event_id}:consumption_assistant"]
+    assistant_run = runs[f"ev{event_id}:consumption_assistant"]
     assert assistant_run.job_name == "consumption_assistant_chain_job"
-    assert assistant_run.partition_key == "1-7_100"
+    assert assistant_run.partition_key is None
+    assert (assistant_run.tags[RANGE_START_TAG], assistant_run.tags[RANGE_END_TAG]) == ("1-7_100", "1-9_100")
     assert job_assets(assistant_run.job_name) == {"app4_analysis", "app5_tactics"}
     assert added_partitions(result) == {"members": ["1-100"], "assistant_members": ["1-7_100", "1-9_100"]}
     assert event_row(db_url, event_id)["app_chain"] == "app3→app8→app7 + app4→app5"
+
+
+def test_a_second_visit_of_a_known_member_runs_alone(instance, postgres, add_event) -> None:
+    """Only keys new to the instance can share a range (a range spans keys in the order they
+    were added); a member seen before gets a run of its own."""
+    instance.add_dynamic_partitions("members", ["1-100"])
+    known, new_1, new_2 = (add_event("consumption", member_id=m) for m in (100, 101, 102))
+
+    runs = by_key(tick(instance, postgres))
+
+    assert runs[f"ev{known}:consumption"].partition_key == "1-100"
+    batch = runs[f"ev{new_1}-{new_2}:consumption"]
+    assert (batch.tags[RANGE_START_TAG], batch.tags[RANGE_END_TAG]) == ("1-101", "1-102")
+    assert len(runs) == 2
 
 
 @pytest.mark.parametrize(
@@ -128,7 +140,7 @@ def test_a_burst_larger_than_the_window_spreads_over_ticks(instance, postgres, a
     first = tick(instance, postgres)
     second = tick(instance, postgres, first.cursor)
 
-    assert [r.run_key for r in first.run_requests] == [f"ev{ids[0]}:consumption", f"ev{ids[1]}:consumption"]
+    assert [r.run_key for r in first.run_requests] == [f"ev{ids[0]}-{ids[1]}:consumption"]
     assert [r.run_key for r in second.run_requests] == [f"ev{ids[2]}:consumption"]
 
 
@@ -141,8 +153,9 @@ def test_same_member_same_business_day_runs_once(instance, postgres, db_url, add
 
     result = tick(instance, postgres)
 
+    # The first two are new members (one range run); the note and the next day's visit reuse 1-100.
     assert set(by_key(result)) == {
-        f"ev{first}:consumption", f"ev{other_member}:consumption", f"ev{other_type}:note", f"ev{next_day}:consumption",
+        f"ev{first}-{other_member}:consumption", f"ev{other_type}:note", f"ev{next_day}:consumption",
     }
     skipped = event_row(db_url, again)
     assert (skipped["status"], skipped["duplicate_of"]) == ("skipped_duplicate", first)
@@ -232,7 +245,7 @@ def test_events_commit_in_id_order_so_the_cursor_skips_none(instance, postgres, 
 
     assert slow_id < fast_id
     result = tick(instance, postgres, held.cursor)
-    assert [r.run_key for r in result.run_requests] == [f"ev{slow_id}:consumption", f"ev{fast_id}:consumption"]
+    assert [r.run_key for r in result.run_requests] == [f"ev{slow_id}-{fast_id}:consumption"]
 
 
 def _insert_committed(db_url: str, member_id: int) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 import dagster as dg
-import pytest
 
 from tests.defs.events.conftest import event_row, tick
 from zqyy_assets.defs.ai.partitions import members_partitions
@@ -85,13 +84,12 @@ def test_keys_of_re_requested_runs_are_not_batched_again() -> None:
     assert [r.run_key for r in plan.runs] == ["ev2:consumption", "ev3-4:consumption"]
 
 
-@pytest.fixture
-def batching(monkeypatch) -> None:
-    """As if the member chain's assets answered ranges (today they answer one key a run)."""
-    monkeypatch.setattr(sensors, "RANGE_CHAINS", frozenset({"consumption"}))
+def test_every_member_chain_answers_ranges() -> None:
+    """Its assets declare a single-run backfill policy, so the sensor batches their new keys."""
+    assert sensors.RANGE_CHAINS == {"consumption", "consumption_assistant", "note", "task"}
 
 
-def test_sensor_batches_new_members_and_repeats_itself_exactly(batching, instance, postgres, db_url, add_event) -> None:
+def test_sensor_batches_new_members_and_repeats_itself_exactly(instance, postgres, db_url, add_event) -> None:
     instance.add_dynamic_partitions("members", ["1-102"])
     ids = [add_event("consumption", member_id=m) for m in (100, 101, 102, 103)]
 
@@ -115,7 +113,7 @@ def range_probe(context) -> None:
     context.log.info(f"answering {context.partition_keys}")
 
 
-def test_a_range_run_covers_exactly_its_own_keys(batching, instance, postgres, add_event) -> None:
+def test_a_range_run_covers_exactly_its_own_keys(instance, postgres, add_event) -> None:
     """Dagster resolves the range against the keys' order, after the daemon applied the tick's
     add request; keys that existed before stay outside it."""
     instance.add_dynamic_partitions("members", ["1-50", "1-102"])

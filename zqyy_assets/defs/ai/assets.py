@@ -250,70 +250,143 @@ def _failure_table(failures: list[Outcome], limit: int = 50) -> str:
 # ------------------------------------------------------------------------ member-level apps
 
 
-def _ask_one(
+class TargetRunConfig(AIRunConfig):
+    concurrency: int = Field(
+        DEFAULT_CONCURRENCY, ge=1, le=64, description="LLM calls in flight at once when a run covers several partitions."
+    )
+
+
+TargetKey = MemberKey | AssistantMemberKey
+# After a target's answer is cached (or reused): extra work and its metadata (App8 writes clues).
+AfterAnswer = Callable[[dg.AssetExecutionContext, PostgresResource, TargetKey, Outcome, RunInfo], dict[str, Any]]
+
+
+def _answer_targets(
     context: dg.AssetExecutionContext,
     *,
     app_name: str,
-    key: MemberKey | AssistantMemberKey,
-    build: Callable[..., dict],
-    config: AIRunConfig,
+    keys: list[TargetKey],
+    config: TargetRunConfig,
     llm: LLMResource,
     postgres: PostgresResource,
     venue_calendar: VenueCalendarResource,
-) -> tuple[Outcome, RunInfo]:
-    """Build the prompt and ask (or reuse) one answer; raises when the call fails."""
+) -> tuple[list[tuple[TargetKey, Outcome]], RunInfo]:
+    """Every key's outcome, in key order: skipped (nothing to ask), a memo hit, answered or failed.
+
+    Prompts are built on this thread while earlier calls are already in flight (``iter_answers``
+    with ``config.concurrency``); each answer is cached the moment it validates, so a failed
+    target takes nothing from the others."""
+    build = prompts.TARGET_BUILDERS[app_name]
     run = run_info(context, config, llm)
+    by_target = {(k.site_id, k.target_id): k for k in keys}
+    outcomes: dict[str, Outcome] = {}
+
     with postgres.connect(autocommit=True) as conn:
-        site = conn.execute("SELECT is_active FROM ods.sites WHERE site_id = %s", (key.site_id,)).fetchone()
-        try:
-            if site is None or not site["is_active"]:
-                raise prompts.NothingToAsk(f"site {key.site_id} is not an active site")
-            prompt = build(conn, key, tz=venue_calendar.timezone)
-        except prompts.NothingToAsk as why:
-            context.log.info(f"{app_name} {key.partition_key}: skipped, {why}")
-            return Outcome(key.site_id, app_name, key.target_id, "skipped", reason=str(why)), run
-        ask = Ask(key.site_id, app_name, key.target_id, prompt, prompts.PROMPT_VERSIONS[app_name])
-        try:
-            outcome = answering.answer_sync(llm, conn, ask, run)
-        except LLMError as err:
-            # Transient (retries exhausted), refused by a guard, or invalid every time: the step's
-            # RetryPolicy may try again later; nothing was cached.
-            raise dg.Failure(
-                description=f"{app_name} {key.partition_key}: {type(err).__name__}: {err}",
-                metadata={"error_code": err.code or "", "app_name": app_name, "target_id": key.target_id},
-            ) from err
-    context.log.info(
-        f"{app_name} {key.partition_key}: {outcome.status} (calls {outcome.calls}, "
-        f"tokens {outcome.tokens_in}+{outcome.tokens_out})"
-    )
-    return outcome, run
+        active = {s["site_id"] for s in active_sites(conn)}
+
+        def asks() -> Iterator[Ask]:
+            for key in keys:
+                try:
+                    if key.site_id not in active:
+                        raise prompts.NothingToAsk(f"site {key.site_id} is not an active site")
+                    prompt = build(conn, key, tz=venue_calendar.timezone)
+                except prompts.NothingToAsk as why:
+                    outcomes[key.partition_key] = Outcome(key.site_id, app_name, key.target_id, "skipped", reason=str(why))
+                    continue
+                yield Ask(key.site_id, app_name, key.target_id, prompt, prompts.PROMPT_VERSIONS[app_name])
+
+        for outcome in answering.iter_answers(llm, postgres.database_url, asks(), run, concurrency=config.concurrency):
+            outcomes[by_target[(outcome.site_id, outcome.target_id)].partition_key] = outcome
+
+    for key in keys:
+        o = outcomes[key.partition_key]
+        detail = o.reason if o.status in ("skipped", "failed") else f"calls {o.calls}, tokens {o.tokens_in}+{o.tokens_out}"
+        log = context.log.warning if o.status == "failed" else context.log.info
+        log(f"{app_name} {key.partition_key}: {o.status} ({detail})")
+    return [(key, outcomes[key.partition_key]) for key in keys], run
 
 
-def _result(outcome: Outcome, key: MemberKey | AssistantMemberKey, **extra: Any) -> dg.MaterializeResult:
+def _failure(app_name: str, results: list[tuple[TargetKey, Outcome]], failed: list[tuple[TargetKey, Outcome]]) -> dg.Failure:
+    """The step's failure once every other target is answered and cached.
+
+    A step retry asks only the failed targets again (the others are memo hits, unless forced);
+    when every failure is permanent (a refused key, content inspection) no retry is allowed."""
+    permanent = [o for _, o in failed if isinstance(o.error, dg.Failure) and not o.error.allow_retries]
+    described = "; ".join(f"{k.partition_key}: {o.reason}" for k, o in failed[:10])
+    more = f"; and {len(failed) - 10} more" if len(failed) > 10 else ""
     metadata: dict[str, Any] = {
-        **answering.summarise([outcome]),
-        "site_id": dg.MetadataValue.int(key.site_id),
-        "target_id": dg.MetadataValue.text(key.target_id),
-        "status": dg.MetadataValue.text(outcome.status),
+        "failed_partitions": dg.MetadataValue.text(",".join(k.partition_key for k, _ in failed)),
+        "app_name": dg.MetadataValue.text(app_name),
+        "answers_cached": dg.MetadataValue.int(sum(o.answer is not None for _, o in results)),
     }
-    if outcome.reason:
-        metadata["skip_reason"] = dg.MetadataValue.text(outcome.reason)
-    if outcome.answer is not None:
-        metadata["cache_row_id"] = dg.MetadataValue.int(outcome.answer.id)
-    metadata.update(extra)
-    return dg.MaterializeResult(metadata=metadata)
+    codes = {code for _, o in failed if (code := _error_code(o.error))}
+    metadata["error_code"] = dg.MetadataValue.text(",".join(sorted(codes)))
+    return dg.Failure(
+        description=f"{app_name}: {len(failed)} of {len(results)} target(s) failed: {described}{more}",
+        metadata=metadata,
+        allow_retries=len(permanent) < len(failed),
+    )
 
 
-def _member_app(
-    app_name: str, *, deps: list[Any], description: str
+def _error_code(error: BaseException | None) -> str | None:
+    """The provider's error code: on the LLM error, or on the Failure a permanent one became."""
+    if isinstance(error, LLMError):
+        return error.code
+    if isinstance(error, dg.Failure) and "error_code" in error.metadata:
+        return str(error.metadata["error_code"].value)
+    return None
+
+
+def _target_metadata(results: list[tuple[TargetKey, Outcome]], extras: list[dict[str, Any]]) -> dict[str, Any]:
+    """One partition: its own figures. A range: the figures summed, recorded on each partition
+    (Dagster gives a single-run range one materialization per partition with shared metadata)."""
+    outcomes = [o for _, o in results]
+    metadata: dict[str, Any] = {**answering.summarise(outcomes)}
+    if len(results) == 1:
+        [(key, outcome)] = results
+        metadata.update(site_id=dg.MetadataValue.int(key.site_id), target_id=dg.MetadataValue.text(key.target_id),
+                        status=dg.MetadataValue.text(outcome.status))
+        if outcome.reason:
+            metadata["skip_reason"] = dg.MetadataValue.text(outcome.reason)
+        if outcome.answer is not None:
+            metadata["cache_row_id"] = dg.MetadataValue.int(outcome.answer.id)
+        for extra in extras:
+            metadata.update(extra)
+        return metadata
+    metadata.update(
+        partitions=dg.MetadataValue.int(len(results)),
+        targets_skipped=dg.MetadataValue.int(sum(o.status == "skipped" for o in outcomes)),
+        first_partition=dg.MetadataValue.text(results[0][0].partition_key),
+        last_partition=dg.MetadataValue.text(results[-1][0].partition_key),
+    )
+    for extra in extras:  # numeric extras add up over the range
+        for name, value in extra.items():
+            if isinstance(value, dg.IntMetadataValue):
+                previous = metadata.get(name)
+                metadata[name] = dg.MetadataValue.int((previous.value if previous else 0) + value.value)
+    return metadata
+
+
+def _target_app(
+    app_name: str,
+    *,
+    partitions_def: dg.PartitionsDefinition,
+    parse_key: Callable[[str], TargetKey],
+    deps: list[Any],
+    description: str,
+    after_answer: AfterAnswer | None = None,
 ) -> dg.AssetsDefinition:
-    build = prompts.MEMBER_BUILDERS[app_name]
+    """A member or assistant x member app. A run may cover a range of partitions (the inbox
+    sensor batches a burst of new members into one run per chain): each key is answered
+    concurrently inside the step, and the step fails, after caching every other answer, when
+    any key failed."""
 
     @dg.asset(
         name=app_name,
         group_name="ai",
-        partitions_def=members_partitions,
+        partitions_def=partitions_def,
         deps=deps,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         retry_policy=MEMBER_RETRY_POLICY,
         pool="llm",
         kinds={"python", "postgres"},
@@ -321,20 +394,67 @@ def _member_app(
     )
     def _asset(
         context: dg.AssetExecutionContext,
-        config: AIRunConfig,
+        config: TargetRunConfig,
         llm: LLMResource,
         postgres: PostgresResource,
         venue_calendar: VenueCalendarResource,
     ) -> dg.MaterializeResult:
-        key = parse_member_key(context.partition_key)
-        outcome, _ = _ask_one(context, app_name=app_name, key=key, build=build, config=config, llm=llm,
-                              postgres=postgres, venue_calendar=venue_calendar)
-        extra = {}
-        if app_name == "app6_note" and outcome.answer is not None:
-            extra["score"] = dg.MetadataValue.float(float(outcome.answer.score or 0))
-        return _result(outcome, key, **extra)
+        keys = [parse_key(k) for k in context.partition_keys]
+        results, run = _answer_targets(context, app_name=app_name, keys=keys, config=config, llm=llm,
+                                       postgres=postgres, venue_calendar=venue_calendar)
+        extras = []
+        for key, outcome in results:  # before failing: the answered keys' work is done either way
+            extra = _key_extras(app_name, key, outcome)
+            if after_answer is not None and outcome.answer is not None:
+                extra.update(after_answer(context, postgres, key, outcome, run))
+            extras.append(extra)
+        failed = [(k, o) for k, o in results if o.status == "failed"]
+        if failed:
+            raise _failure(app_name, results, failed)
+        return dg.MaterializeResult(metadata=_target_metadata(results, extras))
 
     return _asset
+
+
+def _key_extras(app_name: str, key: TargetKey, outcome: Outcome) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if isinstance(key, AssistantMemberKey):
+        extra.update(assistant_id=dg.MetadataValue.int(key.assistant_id), member_id=dg.MetadataValue.int(key.member_id))
+    if app_name == "app6_note" and outcome.answer is not None:
+        extra["score"] = dg.MetadataValue.float(float(outcome.answer.score or 0))
+    return extra
+
+
+def _replace_member_clues(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, key: TargetKey, outcome: Outcome, run: RunInfo
+) -> dict[str, Any]:
+    """App8: the answer's clues replace the member's AI clues of the run's source. Also on a
+    cache hit: replacing with the same answer is idempotent, and the run's source may differ
+    from the one that first wrote these clues."""
+    assert outcome.answer is not None and isinstance(key, MemberKey)
+    with postgres.connect() as conn:
+        replaced = retention.replace_ai_clues(
+            conn,
+            site_id=key.site_id,
+            member_id=key.member_id,
+            source=retention.source_for_trigger(run.trigger),
+            clues=outcome.answer.result_json.get("clues") or [],
+            dagster_run_id=context.run.run_id,
+        )
+    return {
+        "clue_source": dg.MetadataValue.text(replaced.source),
+        "clues_deleted": dg.MetadataValue.int(replaced.deleted),
+        "clues_written": dg.MetadataValue.int(replaced.inserted),
+    }
+
+
+def _member_app(app_name: str, **kwargs: Any) -> dg.AssetsDefinition:
+    return _target_app(app_name, partitions_def=members_partitions, parse_key=parse_member_key, **kwargs)
+
+
+def _assistant_member_app(app_name: str, **kwargs: Any) -> dg.AssetsDefinition:
+    return _target_app(app_name, partitions_def=assistant_members_partitions, parse_key=parse_assistant_member_key,
+                       **kwargs)
 
 
 app3_clue = _member_app(
@@ -349,85 +469,20 @@ app6_note = _member_app(
     description="Analysis of the newest note about the member: score, summary, clues. "
     "Partition '{site_id}-{member_id}'; cache target id: member id.",
 )
-app7_customer = _member_app(
-    "app7_customer",
-    deps=["app8_consolidation", "app3_clue", dws_member_profile],
-    description="Customer analysis: segment, value, churn risk, suggestions, grounded in the consolidated clues. "
-    "Partition '{site_id}-{member_id}'; cache target id: member id.",
-)
-
-
-@dg.asset(
-    group_name="ai",
-    partitions_def=members_partitions,
+app8_consolidation = _member_app(
+    "app8_consolidation",
     deps=[app3_clue, app6_note],
-    retry_policy=MEMBER_RETRY_POLICY,
-    pool="llm",
-    kinds={"python", "postgres"},
+    after_answer=_replace_member_clues,
     description="App3 and App6 clues consolidated; replaces the member's AI retention clues of the run's source "
     "(ai_note for note_created, else ai_consumption) in one transaction, manual clues untouched. "
     "Partition '{site_id}-{member_id}'; cache target id: member id.",
 )
-def app8_consolidation(
-    context: dg.AssetExecutionContext,
-    config: AIRunConfig,
-    llm: LLMResource,
-    postgres: PostgresResource,
-    venue_calendar: VenueCalendarResource,
-) -> dg.MaterializeResult:
-    key = parse_member_key(context.partition_key)
-    outcome, run = _ask_one(context, app_name="app8_consolidation", key=key, build=prompts.build_app8_prompt,
-                            config=config, llm=llm, postgres=postgres, venue_calendar=venue_calendar)
-    extra: dict[str, Any] = {}
-    if outcome.answer is not None:
-        # Also on a cache hit: replacing with the same answer is idempotent, and the run's
-        # source may differ from the one that first wrote these clues.
-        with postgres.connect() as conn:
-            replaced = retention.replace_ai_clues(
-                conn,
-                site_id=key.site_id,
-                member_id=key.member_id,
-                source=retention.source_for_trigger(run.trigger),
-                clues=outcome.answer.result_json.get("clues") or [],
-                dagster_run_id=context.run.run_id,
-            )
-        extra = {
-            "clue_source": dg.MetadataValue.text(replaced.source),
-            "clues_deleted": dg.MetadataValue.int(replaced.deleted),
-            "clues_written": dg.MetadataValue.int(replaced.inserted),
-        }
-    return _result(outcome, key, **extra)
-
-
-def _assistant_member_app(app_name: str, *, deps: list[Any], description: str) -> dg.AssetsDefinition:
-    build = prompts.ASSISTANT_MEMBER_BUILDERS[app_name]
-
-    @dg.asset(
-        name=app_name,
-        group_name="ai",
-        partitions_def=assistant_members_partitions,
-        deps=deps,
-        retry_policy=MEMBER_RETRY_POLICY,
-        pool="llm",
-        kinds={"python", "postgres"},
-        description=description,
-    )
-    def _asset(
-        context: dg.AssetExecutionContext,
-        config: AIRunConfig,
-        llm: LLMResource,
-        postgres: PostgresResource,
-        venue_calendar: VenueCalendarResource,
-    ) -> dg.MaterializeResult:
-        key = parse_assistant_member_key(context.partition_key)
-        outcome, _ = _ask_one(context, app_name=app_name, key=key, build=build, config=config, llm=llm,
-                              postgres=postgres, venue_calendar=venue_calendar)
-        return _result(outcome, key, assistant_id=dg.MetadataValue.int(key.assistant_id),
-                       member_id=dg.MetadataValue.int(key.member_id))
-
-    return _asset
-
-
+app7_customer = _member_app(
+    "app7_customer",
+    deps=[app8_consolidation, app3_clue, dws_member_profile],
+    description="Customer analysis: segment, value, churn risk, suggestions, grounded in the consolidated clues. "
+    "Partition '{site_id}-{member_id}'; cache target id: member id.",
+)
 app4_analysis = _assistant_member_app(
     "app4_analysis",
     deps=[dws_assistant_member, dws_member_profile, "ods_assistant_services", "ods_tasks", "ods_notes"],

@@ -734,3 +734,4 @@ ASSISTANT_MEMBER_BUILDERS: dict[str, MemberBuilder] = {
     "app4_analysis": build_app4_prompt,
     "app5_tactics": build_app5_prompt,
 }
+TARGET_BUILDERS: dict[str, MemberBuilder] = {**MEMBER_BUILDERS, **ASSISTANT_MEMBER_BUILDERS}

@@ -1,9 +1,10 @@
 """From a window of inbox events to the runs the inbox sensor requests (pure, no I/O).
 
 Run keys are derived from event ids: ``ev42:consumption``, ``ev42:consumption_assistant:7``
-(assistant 7 served the visit), ``ev43:task:7``,
-``ev40-45:app2_prewarm`` (the DWS completions of one window, batched into one run). A run key
-names exactly one run for the life of the instance, so requesting it again is a no-op.
+(assistant 7 served the visit), ``ev43:task:7``, ``ev40-45:consumption`` (a burst's new
+members batched into one range run), ``ev40-45:app2_prewarm`` (the DWS completions of one
+window, batched into one run). A run key names exactly one run for the life of the instance,
+so requesting it again is a no-op.
 """
 
 from __future__ import annotations
@@ -86,8 +87,14 @@ def _assistant_member_run(event: Event, chain: Chain, assistant_id: int) -> Plan
     )
 
 
-def _prewarm_run(events: Sequence[Event]) -> PlannedRun:
+def _event_span(events: Sequence[Event]) -> str:
+    """``ev42`` for one event, ``ev40-45`` for the events of a batch (first and last id)."""
     first, last = events[0].id, events[-1].id
+    return f"ev{first}" if first == last else f"ev{first}-{last}"
+
+
+def _prewarm_run(events: Sequence[Event]) -> PlannedRun:
+    first = events[0].id
     sites = sorted({e.site_id for e in events})
     tags = {
         **app2_full_range_tags(),  # all 72 partitions in this one run
@@ -101,7 +108,7 @@ def _prewarm_run(events: Sequence[Event]) -> PlannedRun:
     if any(e.is_forced for e in events):
         tags[FORCE_TAG] = "true"
     return PlannedRun(
-        run_key=f"ev{first}:{APP2_PREWARM.run_key_suffix}" if first == last else f"ev{first}-{last}:{APP2_PREWARM.run_key_suffix}",
+        run_key=f"{_event_span(events)}:{APP2_PREWARM.run_key_suffix}",
         job_name=APP2_PREWARM.job_name,
         partition_key=None,
         asset_names=APP2_PREWARM.asset_names,
@@ -126,7 +133,7 @@ def _range_run(chain: Chain, items: Sequence[tuple[Event, PlannedRun]]) -> Plann
     if len(sites) == 1:
         tags[SITE_TAG] = str(sites[0])
     return PlannedRun(
-        run_key=f"ev{events[0].id}-{events[-1].id}:{chain.run_key_suffix}",
+        run_key=f"{_event_span(events)}:{chain.run_key_suffix}",
         job_name=chain.job_name,
         partition_key=None,
         asset_names=chain.asset_names,

@@ -13,9 +13,10 @@ cursor. Why a restart neither loses nor repeats an event:
 - once Dagster has stored a tick's requests it submits any that are left after a restart
   itself, without evaluating the sensor again.
 
-Batching: for member chains whose assets answer a partition range in one run, the window's
-first-time keys become one range run per chain (``planning.plan_window``); today the member
-assets answer one key a run, so ``RANGE_CHAINS`` is empty and every event has its own runs.
+Batching: every member chain's assets answer a partition range in one run (a single-run
+backfill policy), so the window's first-time keys become one range run per chain
+(``planning.plan_window``): a burst of new members is a few runs, not one per event. A key seen
+before, a forced event and a key's second use in the window keep a run of their own.
 """
 
 from __future__ import annotations
