@@ -41,6 +41,7 @@ import yaml  # noqa: E402
 from dagster._core.storage.tags import RUN_KEY_TAG  # noqa: E402
 
 from _db import scratch_database  # noqa: E402
+from zqyy_assets.defs.ai.assets import DEFAULT_CONCURRENCY  # noqa: E402
 from zqyy_assets.defs.dws import compute  # noqa: E402
 from zqyy_assets.defs.events import inbox  # noqa: E402
 from zqyy_assets.defs.events.harness import daemon_harness  # noqa: E402
@@ -115,9 +116,9 @@ def _last_answer_at(url: str, member_id: int) -> float:
         ).fetchone()["t"]
 
 
-def _timeline(instance: dg.DagsterInstance, event_id: int, inserted: float) -> dict[str, float] | None:
-    """Where one event's run spent its time, from Dagster's event log (seconds)."""
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: f"ev{event_id}:consumption"}))
+def _timeline(instance: dg.DagsterInstance, run_key: str, inserted: float) -> dict[str, float] | None:
+    """Where one run spent its time, from Dagster's event log (seconds)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}))
     if not runs:
         return None
     run = runs[0]
@@ -133,17 +134,26 @@ def _timeline(instance: dg.DagsterInstance, event_id: int, inserted: float) -> d
         "sensor": created - inserted,  # sensor loop wait + tick + run creation
         "queue": at["PIPELINE_STARTING"] - created,  # waiting for the queue daemon / a free slot
         "launch": at["PIPELINE_START"] - at["PIPELINE_STARTING"],  # new process, code location loaded
-        "execute": at["PIPELINE_SUCCESS"] - at["PIPELINE_START"],  # three steps, three calls
+        "execute": at["PIPELINE_SUCCESS"] - at["PIPELINE_START"],  # three steps, the calls inside them
     }
 
 
-def _wait_timelines(instance, events: list[tuple[int, float]], timeout: float = 60) -> list[dict[str, float]]:
+def _wait_timelines(instance, runs: list[tuple[str, float]], timeout: float = 60) -> list[dict[str, float]]:
+    """Timelines of (run key, insert time of its first event) pairs, once every run is over."""
     deadline = time.monotonic() + timeout
     while True:
-        parts = [_timeline(instance, e, t) for e, t in events]
+        parts = [_timeline(instance, key, t) for key, t in runs]
         if all(parts) or time.monotonic() > deadline:
             return [p for p in parts if p]
         time.sleep(0.5)
+
+
+def _chain_runs(url: str, event_ids: list[int]) -> dict[str, list[int]]:
+    """The consumption-chain run keys the inbox sensor planned for these events, and their events."""
+    with db.connect(url) as conn:
+        return {r["run_key"]: r["event_ids"] for r in conn.execute(
+            "SELECT run_key, event_ids FROM biz.ai_event_runs WHERE job_name = 'consumption_chain_job' "
+            "AND event_ids && %s::bigint[] ORDER BY requested_at", (event_ids,))}
 
 
 def _tree_cpu_seconds(pgid: int) -> float:
@@ -250,7 +260,7 @@ def _run(args: argparse.Namespace, url: str, members: list[int], harness) -> Non
             if took is None:
                 raise SystemExit(f"event {event_id} not answered in 120 s")
             latencies.append(took)
-            parts.extend(_wait_timelines(instance, [(event_id, inserted)]))
+            parts.extend(_wait_timelines(instance, [(f"ev{event_id}:consumption", inserted)]))
         single_wall = time.monotonic() - single_from
         single_cpu = (_tree_cpu_seconds(daemon.pid) - cpu_before - idle_rate * single_wall) / args.single
         launch = statistics.median(p["launch"] for p in parts)
@@ -284,29 +294,33 @@ def _run(args: argparse.Namespace, url: str, members: list[int], harness) -> Non
             done = len(_answered(url, burst, since))
             print(f"(b) burst of {len(burst)}: only {done} answered after {wall:.0f} s")
         burst_cpu = _tree_cpu_seconds(daemon.pid) - cpu_before - idle_rate * (time.monotonic() - t_burst)
-        burst_parts = _wait_timelines(instance, inserted_events)
-        runs_per_event = [
-            len(instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: f"ev{e}:consumption"})))
-            for e, _ in inserted_events
-        ]
+        burst_ids = [e for e, _ in inserted_events]
+        planned = _chain_runs(url, burst_ids)
+        burst_parts = _wait_timelines(instance, [(key, since) for key in planned])
+        dagster_runs = {key: len(instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: key}))) for key in planned}
+        runs_per_event = {e: 0 for e in burst_ids}
+        for key, events in planned.items():
+            for e in events:
+                runs_per_event[e] += dagster_runs[key]
         if took is not None:
             print(f"(b) burst of {len(burst)} consumption events for {len(burst)} members: all answered in "
-                  f"{took:.1f} s (goal <= 120 s); runs per event: {sorted(set(runs_per_event))}, "
-                  f"lost: {sum(1 for n in runs_per_event if n == 0)}")
+                  f"{took:.1f} s (goal <= 120 s) by {len(planned)} run(s) (new members share a range run); "
+                  f"runs per event: {sorted(set(runs_per_event.values()))}, "
+                  f"lost: {sum(1 for n in runs_per_event.values() if n == 0)}")
         slots = coordinator["max_concurrent_runs"]
-        per_run = launch + execute
-        print(f"    floor: {len(burst)} runs / {slots} at once x (launch {launch:.2f} + execution {execute:.2f} s) "
-              f"= {len(burst) / slots * per_run:.1f} s with no CPU contention; "
-              f"{len(burst)} x {len(CHAIN)} calls x {args.latency_ms / 1000:.1f} s / {slots} = "
-              f"{len(burst) * calls / slots:.1f} s of calls")
         if burst_parts:
-            print(f"    median breakdown (s): {_breakdown(burst_parts)}; "
-                  f"p95 queue wait {_pct([p['queue'] for p in burst_parts], 0.95):.1f} s, "
-                  f"p95 launch {_pct([p['launch'] for p in burst_parts], 0.95):.1f} s")
+            range_exec = statistics.median(p["execute"] for p in burst_parts)
+            range_launch = statistics.median(p["launch"] for p in burst_parts)
+            keys_per_run = len(burst) / max(1, len(planned))
+            waves = -(-keys_per_run // DEFAULT_CONCURRENCY)
+            print(f"    floor: sensor loop {SENSOR_LOOP_S:.0f} s + {len(planned)} run(s) ({min(len(planned), slots)} at once) "
+                  f"x (launch {range_launch:.2f} s + {len(CHAIN)} apps x {waves:.0f} waves of "
+                  f"{DEFAULT_CONCURRENCY} calls x {args.latency_ms / 1000:.1f} s = {len(CHAIN) * waves * args.latency_ms / 1000:.1f} s)")
+            print(f"    median breakdown per run (s): {_breakdown(burst_parts)}; execution {range_exec:.2f} s "
+                  f"for {keys_per_run:.0f} members x {len(CHAIN)} apps")
         cores = os.cpu_count() or 1
-        print(f"    largest cost: CPU. The burst used {burst_cpu:.0f} CPU-s in the daemon's process tree "
-              f"({burst_cpu / len(burst):.1f} per run: a new process loading the code location, then the chain); "
-              f"{burst_cpu / cores:.0f} s on {cores} cores even with no waiting at all")
+        print(f"    CPU: the burst used {burst_cpu:.0f} CPU-s in the daemon's process tree "
+              f"({burst_cpu / len(burst):.2f} per event; {len(planned)} run launches); {cores} cores")
         with db.connect(url) as conn:
             statuses = {r["status"]: r["n"] for r in conn.execute(
                 "SELECT status, count(*) AS n FROM biz.ai_events WHERE id = ANY(%s) GROUP BY status",

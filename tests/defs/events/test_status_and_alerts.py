@@ -9,6 +9,7 @@ from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from tests.defs.events.conftest import event_row, tick
 from zqyy_assets.defs.ai.partitions import members_partitions
 from zqyy_assets.defs.events.status import ai_event_status_sensor, ai_run_failure_alert_sensor
+from zqyy_assets.definitions import defs
 from zqyy_assets.lib import db
 
 
@@ -122,6 +123,88 @@ def test_runs_of_other_sensors_are_ignored(instance, postgres, db_url, add_event
     follow_runs(instance, postgres)
 
     assert event_row(db_url, event_id)["status"] == "launched"
+
+
+# ------------------------------------------------------------------------- split ranges
+
+
+@dg.op(config_schema={"failed_partitions": str})
+def range_step(context) -> None:
+    # What a member app raises when some keys of its range failed (assets._failure).
+    failed = context.op_config["failed_partitions"]
+    raise dg.Failure(f"target(s) failed: {failed}", metadata={"failed_partitions": failed})
+
+
+@dg.job
+def failing_range() -> None:
+    range_step()
+
+
+def fail_range(instance, run_key: str, failed_partitions: str) -> dg.DagsterRun:
+    return failing_range.execute_in_process(
+        instance=instance, tags={RUN_KEY_TAG: run_key, SENSOR_NAME_TAG: "ai_events_sensor"}, raise_on_error=False,
+        run_config={"ops": {"range_step": {"config": {"failed_partitions": failed_partitions}}}},
+    ).dagster_run
+
+
+def tick_as_daemon(instance, postgres) -> list[dg.RunRequest]:
+    """An inbox tick, its dynamic partitions added as the daemon adds them."""
+    result = tick(instance, postgres)
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result.run_requests
+
+
+def follow_runs_with_definitions(instance, postgres):
+    with dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(), definitions=defs,
+                                 resources={"postgres": postgres}) as context:
+        return ai_event_status_sensor.evaluate_tick(context)
+
+
+def test_a_range_failing_for_one_member_is_split_into_each_events_own_run(instance, postgres, db_url, add_event) -> None:
+    ids = [add_event("consumption", member_id=m) for m in (100, 101, 102)]
+    [batch] = tick_as_daemon(instance, postgres)
+    assert batch.run_key == f"ev{ids[0]}-{ids[2]}:consumption"
+    range_run = fail_range(instance, batch.run_key, "1-101")
+
+    result = follow_runs_with_definitions(instance, postgres)
+
+    requests = {r.run_key: r for r in result.run_requests}
+    assert list(requests) == [f"ev{i}:consumption" for i in ids]  # the runs each would have had alone
+    assert [r.partition_key for r in requests.values()] == ["1-100", "1-101", "1-102"]
+    assert all(r.job_name == "consumption_chain_job" and r.tags["zqyy/split_from"] == batch.run_key
+               for r in requests.values())
+    assert {event_row(db_url, i)["status"] for i in ids} == {"launched"}  # not failed: their own runs decide
+    # Until Dagster has them, every tick asks again (the same run keys: a lost tick loses none).
+    assert [r.run_key for r in follow_runs_with_definitions(instance, postgres).run_requests] == list(requests)
+    # The inbox sensor, evaluating that window again, asks only for what it planned itself.
+    assert [r.run_key for r in tick(instance, postgres).run_requests] == [batch.run_key]
+
+    own = {}
+    for event_id, chain in zip(ids, (passing_chain, failing_chain, passing_chain), strict=True):
+        own[event_id] = chain.execute_in_process(
+            instance=instance, raise_on_error=False,
+            tags={RUN_KEY_TAG: f"ev{event_id}:consumption", SENSOR_NAME_TAG: "ai_event_status_sensor"},
+        ).dagster_run
+    after = follow_runs_with_definitions(instance, postgres)
+
+    assert after.run_requests == []
+    rows = {i: event_row(db_url, i) for i in ids}
+    assert [rows[i]["status"] for i in ids] == ["completed", "failed", "completed"]
+    assert all(rows[i]["dagster_run_ids"] == [range_run.run_id, own[i].run_id] for i in ids)
+    assert "DashScope timed out" in rows[ids[1]]["error_message"]
+
+
+def test_a_range_failing_for_every_member_is_not_split(instance, postgres, db_url, add_event) -> None:
+    """Nothing to save by splitting (an invalid key fails everyone): one failed run, one alert."""
+    ids = [add_event("consumption", member_id=m) for m in (100, 101)]
+    [batch] = tick_as_daemon(instance, postgres)
+    fail_range(instance, batch.run_key, "1-100,1-101")
+
+    result = follow_runs_with_definitions(instance, postgres)
+
+    assert result.run_requests == []
+    assert [event_row(db_url, i)["status"] for i in ids] == ["failed", "failed"]
 
 
 # ------------------------------------------------------------------------------------ alerts

@@ -129,19 +129,29 @@ _FIRST_OF_DAY = """
       ORDER BY p.id LIMIT 1)"""
 
 
+_EVENT_COLUMNS = f"""e.id, e.event_type, e.site_id, e.member_id, e.assistant_id,
+    e.biz_date, e.payload, e.is_forced, e.status, {_FIRST_OF_DAY} AS first_of_day,
+    coalesce((SELECT array_agg(r.run_key ORDER BY r.run_key) FROM biz.ai_event_runs r
+              WHERE r.event_ids @> ARRAY[e.id]), '{{}}') AS run_keys"""
+
+
 def read_window(conn: psycopg.Connection, cursor: int, limit: int) -> list[Event]:
     """The next ``limit`` events after id ``cursor``, in id (= commit) order."""
     rows = conn.execute(
-        f"""SELECT e.id, e.event_type, e.site_id, e.member_id, e.assistant_id,
-                   e.biz_date, e.payload, e.is_forced, e.status, {_FIRST_OF_DAY} AS first_of_day,
-                   coalesce((SELECT array_agg(r.run_key ORDER BY r.run_key) FROM biz.ai_event_runs r
-                             WHERE r.event_ids @> ARRAY[e.id]), '{{}}') AS run_keys
-            FROM biz.ai_events e
-            WHERE e.id > %s
-            ORDER BY e.id
-            LIMIT %s""",
-        (cursor, limit),
+        f"SELECT {_EVENT_COLUMNS} FROM biz.ai_events e WHERE e.id > %s ORDER BY e.id LIMIT %s", (cursor, limit)
     ).fetchall()
+    return _events(rows)
+
+
+def read_events(conn: psycopg.Connection, event_ids: Iterable[int]) -> list[Event]:
+    """These events, in id order."""
+    rows = conn.execute(
+        f"SELECT {_EVENT_COLUMNS} FROM biz.ai_events e WHERE e.id = ANY(%s) ORDER BY e.id", (list(event_ids),)
+    ).fetchall()
+    return _events(rows)
+
+
+def _events(rows: list[dict[str, Any]]) -> list[Event]:
     return [
         Event(
             id=r["id"], event_type=r["event_type"], site_id=r["site_id"], member_id=r["member_id"],
@@ -169,17 +179,32 @@ class PlannedRun:
     tags: dict[str, str]
 
 
-def load_runs(conn: psycopg.Connection, run_keys: Iterable[str]) -> list[PlannedRun]:
+SPLIT_FROM_TAG = "zqyy/split_from"  # a run that replaces its event's share of a failed range run
+
+
+def load_runs(conn: psycopg.Connection, run_keys: Iterable[str], *, splits: bool = True) -> list[PlannedRun]:
+    """The planned runs of these keys; ``splits=False`` leaves out runs a split planned (the
+    status sensor requests those, not the inbox sensor)."""
     rows = conn.execute(
         """SELECT run_key, job_name, partition_key, asset_names, event_ids, tags
-           FROM biz.ai_event_runs WHERE run_key = ANY(%s) ORDER BY requested_at, run_key""",
-        (list(run_keys),),
+           FROM biz.ai_event_runs WHERE run_key = ANY(%s) AND (%s OR NOT tags ? %s)
+           ORDER BY requested_at, run_key""",
+        (list(run_keys), splits, SPLIT_FROM_TAG),
     ).fetchall()
     return [
         PlannedRun(r["run_key"], r["job_name"], r["partition_key"], tuple(r["asset_names"]), tuple(r["event_ids"]),
                    dict(r["tags"]))
         for r in rows
     ]
+
+
+def record_runs(conn: psycopg.Connection, runs: Sequence[PlannedRun]) -> None:
+    for run in runs:
+        conn.execute(
+            """INSERT INTO biz.ai_event_runs (run_key, job_name, partition_key, asset_names, event_ids, tags)
+               VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_key) DO NOTHING""",
+            (run.run_key, run.job_name, run.partition_key, list(run.asset_names), list(run.event_ids), Jsonb(run.tags)),
+        )
 
 
 def record_decisions(
@@ -191,12 +216,7 @@ def record_decisions(
     invalid: dict[int, str],
 ) -> None:
     """Persist one window's decisions in the caller's transaction; every write is idempotent."""
-    for run in runs:
-        conn.execute(
-            """INSERT INTO biz.ai_event_runs (run_key, job_name, partition_key, asset_names, event_ids, tags)
-               VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_key) DO NOTHING""",
-            (run.run_key, run.job_name, run.partition_key, list(run.asset_names), list(run.event_ids), Jsonb(run.tags)),
-        )
+    record_runs(conn, runs)
     if chains_by_event:
         conn.execute(
             """UPDATE biz.ai_events e SET status = 'launched', app_chain = c.chain
@@ -265,9 +285,28 @@ def record_run_states(conn: psycopg.Connection, states: Sequence[RunState]) -> l
     return sorted({event_id for r in rows for event_id in r["event_ids"]})
 
 
+def record_split(conn: psycopg.Connection, run_key: str, runs: Sequence[PlannedRun]) -> None:
+    """A failed range run is replaced by its events' own runs (in the caller's transaction)."""
+    record_runs(conn, runs)
+    conn.execute("UPDATE biz.ai_event_runs SET split_into = %s WHERE run_key = %s",
+                 ([r.run_key for r in runs], run_key))
+
+
+def split_runs_to_request(conn: psycopg.Connection, found: Iterable[str]) -> list[PlannedRun]:
+    """Runs a split planned that Dagster has not created yet (``found``: keys it has): the
+    status sensor requests them again, so a tick lost after its commit loses none."""
+    rows = conn.execute(
+        "SELECT run_key FROM biz.ai_event_runs WHERE finished_at IS NULL AND tags ? %s AND NOT run_key = ANY(%s)",
+        (SPLIT_FROM_TAG, list(found)),
+    ).fetchall()
+    return load_runs(conn, [r["run_key"] for r in rows])
+
+
 def refresh_event_status(conn: psycopg.Connection, event_ids: Sequence[int]) -> int:
     """Roll the runs of each event up to the event: its run ids, start, and once every run is
-    over, completed (all succeeded) or failed (any failed or was canceled). Returns rows changed."""
+    over, completed (all succeeded) or failed (any failed or was canceled). A split range run
+    counts in the history (run ids, start) but not in the outcome: its replacements decide.
+    Returns rows changed."""
     if not event_ids:
         return 0
     cur = conn.execute(
@@ -276,10 +315,10 @@ def refresh_event_status(conn: psycopg.Connection, event_ids: Sequence[int]) -> 
                       coalesce(array_agg(r.dagster_run_id ORDER BY r.requested_at, r.run_key)
                                FILTER (WHERE r.dagster_run_id IS NOT NULL), '{}') AS run_ids,
                       min(r.started_at) AS started_at,
-                      bool_and(r.finished_at IS NOT NULL) AS all_done,
-                      bool_or(r.run_status IN ('FAILURE', 'CANCELED')) AS any_failed,
-                      max(r.finished_at) AS finished_at,
-                      string_agg(r.error_message, '; ' ORDER BY r.run_key) AS errors
+                      bool_and(r.finished_at IS NOT NULL) FILTER (WHERE r.split_into IS NULL) AS all_done,
+                      bool_or(r.run_status IN ('FAILURE', 'CANCELED')) FILTER (WHERE r.split_into IS NULL) AS any_failed,
+                      max(r.finished_at) FILTER (WHERE r.split_into IS NULL) AS finished_at,
+                      string_agg(r.error_message, '; ' ORDER BY r.run_key) FILTER (WHERE r.split_into IS NULL) AS errors
                FROM biz.ai_events e JOIN biz.ai_event_runs r ON r.event_ids @> ARRAY[e.id]
                WHERE e.id = ANY(%s)
                GROUP BY e.id)

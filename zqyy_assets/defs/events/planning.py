@@ -10,7 +10,7 @@ so requesting it again is a no-op.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from zqyy_assets.defs.ai.assets import FORCE_TAG, TRIGGER_TAG
 from zqyy_assets.defs.ai.partitions import (
@@ -35,8 +35,9 @@ from zqyy_assets.defs.events.chains import (
     TASK_CHAIN,
     Chain,
 )
-from zqyy_assets.defs.events.inbox import PENDING, Event, PlannedRun
+from zqyy_assets.defs.events.inbox import PENDING, SPLIT_FROM_TAG, Event, PlannedRun
 
+INBOX_SENSOR_NAME = "ai_events_sensor"
 EVENT_ID_TAG = "zqyy/event_id"  # the first (often only) event the run answers
 EVENT_COUNT_TAG = "zqyy/event_count"
 SITE_TAG = "zqyy/site_id"
@@ -235,3 +236,23 @@ def partitions_to_add(runs: Sequence[PlannedRun]) -> dict[str, list[str]]:
             if key not in keys[chain.partitions]:
                 keys[chain.partitions].append(key)
     return {name: ks for name, ks in keys.items() if ks}
+
+
+def is_range_run(run: PlannedRun) -> bool:
+    """A member chain's run over a batch of keys (see ``plan_window``)."""
+    return run.partition_key is None and PARTITION_KEYS_TAG in run.tags
+
+
+def split_range_run(run: PlannedRun, events: Sequence[Event]) -> list[PlannedRun]:
+    """The runs that replace a failed range run: each of its events' own runs for its keys in the
+    range, the very runs (and run keys) the event would have had unbatched."""
+    chain = _CHAIN_BY_JOB[run.job_name]
+    keys = set(run_partition_keys(run))
+    solo: list[PlannedRun] = []
+    for event in events:
+        if chain.partitions == MEMBERS:
+            candidates = [_member_run(event, chain)]
+        else:
+            candidates = [_assistant_member_run(event, chain, a) for a in event.assistant_ids()]
+        solo.extend(replace(c, tags={**c.tags, SPLIT_FROM_TAG: run.run_key}) for c in candidates if c.partition_key in keys)
+    return solo

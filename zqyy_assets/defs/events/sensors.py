@@ -35,8 +35,7 @@ from zqyy_assets.defs.ai.jobs import (
 from zqyy_assets.defs.ai.partitions import assistant_members_partitions, members_partitions
 from zqyy_assets.defs.events import inbox
 from zqyy_assets.defs.events.chains import ASSISTANT_MEMBERS, CHAINS, MEMBERS, Chain
-from zqyy_assets.defs.events.planning import partitions_to_add, plan_window, run_partition_keys
-from zqyy_assets.defs.events.status import INBOX_SENSOR_NAME
+from zqyy_assets.defs.events.planning import INBOX_SENSOR_NAME, partitions_to_add, plan_window, run_partition_keys
 from zqyy_assets.lib.resources import PostgresResource
 
 # Events decided per tick. A burst larger than this is spread over consecutive ticks (5 s apart).
@@ -63,6 +62,9 @@ def _partitions_of(run: inbox.PlannedRun) -> str | None:
     return next((c.partitions for c in CHAINS if c.job_name == run.job_name), None)
 
 
+MEMBER_CHAIN_JOBS = [consumption_chain_job, consumption_assistant_chain_job, note_chain_job, task_chain_job]
+
+
 def run_request(run: inbox.PlannedRun) -> dg.RunRequest:
     # No asset_selection: each chain job selects exactly its chain, and a subset selection
     # would make the code server build a subset job for every request.
@@ -71,7 +73,7 @@ def run_request(run: inbox.PlannedRun) -> dg.RunRequest:
 
 @dg.sensor(
     name=INBOX_SENSOR_NAME,
-    jobs=[consumption_chain_job, consumption_assistant_chain_job, note_chain_job, task_chain_job, app2_prewarm_job],
+    jobs=[*MEMBER_CHAIN_JOBS, app2_prewarm_job],
     # The daemon evaluates sensors every 5 s at best; a 5 s minimum would skip every other loop.
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -86,7 +88,7 @@ def ai_events_sensor(context: dg.SensorEvaluationContext, postgres: PostgresReso
         events = inbox.read_window(conn, cursor, WINDOW)
         if not events:
             return dg.SensorResult(skip_reason="no new events", cursor=context.cursor)
-        replayed = inbox.load_runs(conn, {key for e in events for key in e.run_keys})
+        replayed = inbox.load_runs(conn, {key for e in events for key in e.run_keys}, splits=False)
         existing: dict[str, set[str]] = {}
 
         def is_new_key(partitions: str, key: str) -> bool:

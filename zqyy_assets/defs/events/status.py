@@ -4,6 +4,11 @@
   (by run key), copies their run id and status to biz.ai_event_runs and rolls them up to the
   events. Polling the run storage, not a stream of status events, means a sensor restart or a
   missed tick loses nothing: the next tick reads the truth again.
+- A range run (a burst's new members in one run) that failed for some members only is split:
+  each of its events gets its own run (the run key it would have had unbatched; the members
+  answered already are memo hits, no call), so one member's failure fails only its own event.
+  The split is stored with the new runs in one transaction and the status sensor requests every
+  split run Dagster does not have yet, so a lost tick loses none.
 - ``ai_run_failure_alert_sensor`` writes one biz.ai_alerts row per failed run (the run id is
   unique there, so a re-evaluated tick cannot duplicate an alert).
 """
@@ -11,16 +16,26 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG, WILL_RETRY_TAG
 
 from zqyy_assets.defs.ai.partitions import parse_assistant_member_key, parse_member_key
 from zqyy_assets.defs.events import inbox
-from zqyy_assets.defs.events.planning import EVENT_ID_TAG, SITE_TAG
+from zqyy_assets.defs.events.planning import (
+    EVENT_ID_TAG,
+    INBOX_SENSOR_NAME,
+    SITE_TAG,
+    is_range_run,
+    run_partition_keys,
+    split_range_run,
+)
+from zqyy_assets.defs.events.sensors import MEMBER_CHAIN_JOBS, run_request
 from zqyy_assets.lib.resources import PostgresResource
 
-INBOX_SENSOR_NAME = "ai_events_sensor"
+STATUS_SENSOR_NAME = "ai_event_status_sensor"
+_REQUESTING_SENSORS = [INBOX_SENSOR_NAME, STATUS_SENSOR_NAME]  # split runs come from the status sensor
 _MAX_ERROR_CHARS = 2000
 _BODY_SCAN_LOOKBACK = timedelta(days=1)
 _BODY_SCAN_LIMIT = 5000
@@ -59,7 +74,7 @@ def _inbox_runs(records: list[dg.RunRecord], wanted: set[str]) -> dict[str, dg.R
     for record in records:
         tags = record.dagster_run.tags
         key = tags.get(RUN_KEY_TAG)
-        if key not in wanted or tags.get(SENSOR_NAME_TAG) != INBOX_SENSOR_NAME:
+        if key not in wanted or tags.get(SENSOR_NAME_TAG) not in _REQUESTING_SENSORS:
             continue
         if key not in newest or record.create_timestamp > newest[key].create_timestamp:
             newest[key] = record
@@ -79,7 +94,7 @@ def find_runs(instance: dg.DagsterInstance, requested: dict[str, datetime]) -> d
         return {}
     wanted = set(requested)
     records = instance.get_run_records(
-        filters=dg.RunsFilter(tags={RUN_KEY_TAG: sorted(wanted), SENSOR_NAME_TAG: INBOX_SENSOR_NAME})
+        filters=dg.RunsFilter(tags={RUN_KEY_TAG: sorted(wanted), SENSOR_NAME_TAG: _REQUESTING_SENSORS})
     )
     found = _inbox_runs(list(records), wanted)
     missing = wanted - set(found)
@@ -109,23 +124,67 @@ def collect_run_states(instance: dg.DagsterInstance, requested: dict[str, dateti
     return states
 
 
+def failed_partitions(instance: dg.DagsterInstance, run_id: str) -> set[str] | None:
+    """The partitions a run's failed steps name (``failed_partitions`` in the Failure's
+    metadata), or None when a step failed without naming them (a crash: no telling which)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    keys: set[str] = set()
+    for record in records:
+        data = getattr(record.event_log_entry.dagster_event, "event_specific_data", None)
+        user = getattr(data, "user_failure_data", None)
+        named = user.metadata.get("failed_partitions") if user is not None else None
+        if named is None:
+            return None
+        keys.update(k for k in str(named.value).split(",") if k)
+    return keys
+
+
+def split_partly_failed_ranges(
+    conn, instance: dg.DagsterInstance, states: list[inbox.RunState], log: Any
+) -> list[int]:
+    """Split each range run that failed for some of its keys only; returns the events affected.
+    A range that failed for every key, or for no key it can name, stays failed as one run."""
+    failed = {s.run_key: s for s in states if s.status == "FAILURE" and s.finished_at is not None}
+    affected: list[int] = []
+    for run in inbox.load_runs(conn, failed):
+        if not is_range_run(run):
+            continue
+        keys = run_partition_keys(run)
+        bad = failed_partitions(instance, failed[run.run_key].run_id)
+        if not bad or not bad < set(keys):
+            continue
+        solo = split_range_run(run, inbox.read_events(conn, run.event_ids))
+        inbox.record_split(conn, run.run_key, solo)
+        affected.extend(run.event_ids)
+        log.info(f"range run {run.run_key} failed for {sorted(bad)} of {len(keys)} keys: split into {len(solo)} runs")
+    return affected
+
+
 @dg.sensor(
-    name="ai_event_status_sensor",
+    name=STATUS_SENSOR_NAME,
+    jobs=MEMBER_CHAIN_JOBS,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Copies the status of the runs requested for inbox events (biz.ai_event_runs) and rolls it up "
-    "to each event: launched -> completed / failed, with its Dagster run ids.",
+    "to each event: launched -> completed / failed, with its Dagster run ids. A range run that failed for some "
+    "members only is split into each event's own run.",
 )
-def ai_event_status_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SkipReason:
+def ai_event_status_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SensorResult:
     with postgres.connect() as conn:
         requested = inbox.open_runs(conn)
         if not requested:
-            return dg.SkipReason("no event runs in flight")
+            return dg.SensorResult(skip_reason="no event runs in flight")
         states = collect_run_states(context.instance, requested)
         event_ids = inbox.record_run_states(conn, states)
-        changed = inbox.refresh_event_status(conn, event_ids)
+        event_ids += split_partly_failed_ranges(conn, context.instance, states, context.log)
+        changed = inbox.refresh_event_status(conn, sorted(set(event_ids)))
+        to_request = inbox.split_runs_to_request(conn, [s.run_key for s in states])
         conn.commit()
-    return dg.SkipReason(f"{len(requested)} runs in flight, {len(states)} found; {changed} event status rows updated")
+    summary = f"{len(requested)} runs in flight, {len(states)} found; {changed} event status rows updated"
+    if not to_request:
+        return dg.SensorResult(skip_reason=summary)
+    context.log.info(f"{summary}; requesting {len(to_request)} split run(s)")
+    return dg.SensorResult(run_requests=[run_request(run) for run in to_request])
 
 
 # ------------------------------------------------------------------------------------ alerts
