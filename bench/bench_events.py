@@ -321,12 +321,15 @@ def _run(args: argparse.Namespace, url: str, members: list[int], harness) -> Non
         cores = os.cpu_count() or 1
         print(f"    CPU: the burst used {burst_cpu:.0f} CPU-s in the daemon's process tree "
               f"({burst_cpu / len(burst):.2f} per event; {len(planned)} run launches); {cores} cores")
-        with db.connect(url) as conn:
-            statuses = {r["status"]: r["n"] for r in conn.execute(
-                "SELECT status, count(*) AS n FROM biz.ai_events WHERE id = ANY(%s) GROUP BY status",
-                ([e for e, _ in inserted_events],))}
-        print(f"    burst event status (status sensor lags up to ~10 s): {statuses}; "
-              f"load average {os.getloadavg()[0]:.1f} at end")
+        def statuses() -> dict[str, int]:
+            with db.connect(url) as conn:
+                return {r["status"]: r["n"] for r in conn.execute(
+                    "SELECT status, count(*) AS n FROM biz.ai_events WHERE id = ANY(%s) GROUP BY status", (burst_ids,))}
+
+        deadline = time.monotonic() + 60  # the status sensor runs every 5-10 s
+        while statuses().get("launched") and time.monotonic() < deadline:
+            time.sleep(1)
+        print(f"    burst event status: {statuses()}; load average {os.getloadavg()[0]:.1f} at end")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Dagster definitions by domain; ``zqyy_assets/definitions.py`` gathers them."""
+
 import warnings
 
 import dagster as dg
