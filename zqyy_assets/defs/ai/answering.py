@@ -1,6 +1,6 @@
 """Asking an app for one target: memoization, the call, validation, the cache row.
 
-Used by every AI asset. One ``Ask`` is one (site, app, target, prompt). The steps:
+Used by every AI asset (``iter_answers``). One ``Ask`` is one (site, app, target, prompt). The steps:
 
 1. the input hash of (app, app version, prompt); when the newest valid cache row carries the
    same hash and the run is not forced, that row is the answer (a hit, no call);
@@ -142,29 +142,6 @@ def _call_kwargs(ask: Ask, run: RunInfo) -> dict[str, Any]:
             "trigger_type": run.trigger}
 
 
-def answer_sync(llm: Any, conn: psycopg.Connection, ask: Ask, run: RunInfo) -> Outcome:
-    """One ask, synchronously (member apps). ``conn`` must be autocommit. Raises on failure."""
-    prepared = prepare(ask, run.provider)
-    hit = memo_hit(prepared, cache.latest_valid(conn, ask.site_id, ask.app_name, ask.target_id), run)
-    if hit:
-        return hit
-    outcome = Outcome(ask.site_id, ask.app_name, ask.target_id, "answered")
-    last_error: ValidationError | None = None
-    for _ in range(VALIDATION_ATTEMPTS):
-        outcome.calls += 1
-        answer = llm.call_app(ask.app_name, prepared.prompt_text, **_call_kwargs(ask, run))
-        _account(outcome, answer)
-        try:
-            payload = _validated_payload(ask.app_name, answer.payload)
-        except ValidationError as exc:
-            outcome.invalid_answers += 1
-            last_error = exc
-            continue
-        outcome.answer = _store(conn, prepared, answer, payload, run)
-        return outcome
-    raise _invalid(ask, outcome, last_error)
-
-
 def _account(outcome: Outcome, answer: Any) -> None:
     outcome.tokens_in += answer.tokens_in
     outcome.tokens_out += answer.tokens_out
@@ -289,17 +266,14 @@ def iter_answers(
 
     # Two connections: reads on the caller's thread, cache writes on the loop's thread.
     with db.connect(database_url, autocommit=True) as reads, db.connect(database_url, autocommit=True) as writes:
-        latest: dict[tuple[int, str], dict[str, cache.CachedAnswer]] = {}
         workers = _LoopThread(concurrency)
         submitted = received = 0
         try:
             for ask in asks:
                 prepared = prepare(ask, run.provider)
-                site_app = (ask.site_id, ask.app_name)
-                if site_app not in latest:  # one query per site and app
-                    rows = cache.latest_valid_for_site(reads, ask.site_id, [ask.app_name])
-                    latest[site_app] = {target: row for (_, target), row in rows.items()}
-                hit = memo_hit(prepared, latest[site_app].get(ask.target_id), run)
+                # One indexed lookup per target: a member run must not read the site's whole cache.
+                latest = cache.latest_valid(reads, ask.site_id, ask.app_name, ask.target_id)
+                hit = memo_hit(prepared, latest, run)
                 if hit:
                     yield hit
                     continue
