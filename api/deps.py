@@ -11,6 +11,7 @@ from typing import Annotated
 import psycopg
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import State
 from psycopg_pool import AsyncConnectionPool
 
 from api import auth
@@ -51,24 +52,34 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+async def authenticate(state: State, token: str) -> auth.Principal | None:
+    """The principal of a bearer token, or None for a malformed, unknown, revoked or expired one.
+
+    From the app's per-process cache (``auth.PrincipalCache``), else one lookup on its own short
+    checkout (so routes that wait long, a run or a chat reply, pin no connection), then cached.
+    The one place a token is verified: ``get_principal`` and the latest-answer fast path
+    (``api.fast_read``) both call it."""
+    if not token or len(token) > auth.MAX_TOKEN_LENGTH:
+        return None
+    token_hash = auth.hash_token(token)
+    cache: auth.PrincipalCache = state.principals
+    principal = cache.get(token_hash)
+    if principal is None:
+        async with state.pool.connection() as conn:
+            principal = await auth.lookup_hash(conn, token_hash)
+        if principal is not None:
+            cache.put(token_hash, principal)
+    return principal
+
+
 async def get_principal(
-    request: Request, pool: PoolDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> auth.Principal:
     if credentials is None:
         raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    token = credentials.credentials
-    if not token or len(token) > auth.MAX_TOKEN_LENGTH:
-        raise _unauthorized("invalid, expired or revoked token")
-    token_hash = auth.hash_token(token)
-    cache: auth.PrincipalCache = request.app.state.principals
-    principal = cache.get(token_hash)
+    principal = await authenticate(request.app.state, credentials.credentials)
     if principal is None:
-        # Its own short checkout, so routes that wait long (a run, a chat reply) pin no connection.
-        async with pool.connection() as conn:
-            principal = await auth.lookup_hash(conn, token_hash)
-        if principal is None:
-            raise _unauthorized("invalid, expired or revoked token")
-        cache.put(token_hash, principal)
+        raise _unauthorized("invalid, expired or revoked token")
     return principal
 
 

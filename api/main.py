@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from api import auth
+from api.fast_read import LatestAnswerFastPath
 from api.routes import (
     admin_alerts,
     admin_batch,
@@ -91,11 +92,15 @@ async def _data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:
     return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": f"invalid value: {first_line}"})
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """``settings`` is for tests; the served app reads the environment when it starts."""
+def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> FastAPI:
+    """``settings`` is for tests; the served app reads the environment when it starts.
+
+    ``fast_read=False`` leaves the latest-answer read to its FastAPI route alone (tests compare the two)."""
     app = FastAPI(title="zqyy AI assets API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings  # None: read from the environment when the app starts
     app.add_exception_handler(psycopg.DataError, _data_error)
+    if fast_read:
+        app.add_middleware(LatestAnswerFastPath)
     for module in (health, cache, events, admin_dashboard, admin_cache, admin_alerts, admin_jobs, admin_runs, admin_run_logs,
                    admin_triggers, admin_batch, chat):
         app.include_router(module.router)

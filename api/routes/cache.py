@@ -4,6 +4,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from psycopg_pool import AsyncConnectionPool
 
 from api.deps import ConnDep, PoolDep, SiteDep
 from api.schemas.cache import CacheEntry, CacheHistory, FinanceInsights, MemberClues
@@ -59,13 +60,21 @@ def _not_cached(app_type: str, target_id: str, site_id: int) -> HTTPException:
     )
 
 
-@router.get("/cache/{app_type}/{target_id}", response_model=CacheEntry)
-async def get_latest_answer(app_type: AppType, target_id: Annotated[TargetId, Path()], site_id: SiteDep, pool: PoolDep):
-    """The newest valid answer of one app for one target."""
+async def latest_answer(pool: AsyncConnectionPool, site_id: int, app_type: str, target_id: str) -> str | None:
+    """The newest valid answer as its JSON body (CacheEntry's shape, built by Postgres), or None.
+
+    Shared by the route below and its fast path (``api.fast_read``), which answers the same
+    request without FastAPI's routing and dependencies when everything about it is in order."""
     check_target(app_type, target_id)
     # The pool directly, not the request-long ConnDep: one dependency (and exit stack) less on the hottest read.
     async with pool.connection() as conn:
-        body = await cache_reads.latest_valid_json(conn, site_id, app_type, target_id)
+        return await cache_reads.latest_valid_json(conn, site_id, app_type, target_id)
+
+
+@router.get("/cache/{app_type}/{target_id}", response_model=CacheEntry)
+async def get_latest_answer(app_type: AppType, target_id: Annotated[TargetId, Path()], site_id: SiteDep, pool: PoolDep):
+    """The newest valid answer of one app for one target."""
+    body = await latest_answer(pool, site_id, app_type, target_id)
     if body is None:
         raise _not_cached(app_type, target_id, site_id)
     # Postgres built the body in CacheEntry's shape (its tests compare the two); sent as is.

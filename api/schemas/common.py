@@ -33,7 +33,8 @@ AREAS: tuple[str, ...] = Area.__args__  # type: ignore[attr-defined]
 EventType = Literal["consumption", "note_created", "task_assigned", "dws_completed"]
 
 # A cache target: `{time_dimension}__{area}`, a member id or `{assistant_id}_{member_id}`.
-TargetId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_]+$")]
+TARGET_ID_MAX_LENGTH, TARGET_ID_PATTERN = 100, r"^[A-Za-z0-9_]+$"
+TargetId = Annotated[str, Field(min_length=1, max_length=TARGET_ID_MAX_LENGTH, pattern=TARGET_ID_PATTERN)]
 
 
 def finance_app_type(area: str) -> str:
