@@ -37,23 +37,6 @@ def _application() -> Any:
     return Application
 
 
-_preload_lock = threading.Lock()
-_preload_started = False
-
-
-def preload_sdk() -> None:
-    """Import ``dashscope`` on a background thread, once per process: a run that will call the
-    SDK starts the import when its resources are set up, so the import overlaps the run's own
-    start (events written, prompts built) instead of delaying the first call. A call made
-    before it finishes waits for the import, as any import of a module being imported does."""
-    global _preload_started
-    with _preload_lock:
-        if _preload_started:
-            return
-        _preload_started = True
-    threading.Thread(target=_application, name="zqyy-dashscope-import", daemon=True).start()
-
-
 class ConnectionDropped(ConnectionError):
     """The connection broke before a response arrived (not a ``requests`` error, on purpose)."""
 

@@ -35,7 +35,6 @@ from weakref import WeakKeyDictionary
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from zqyy_assets.defs.llm.client import preload_sdk
 from zqyy_assets.defs.llm.errors import GuardRefused, LLMError, PermanentLLMError
 from zqyy_assets.defs.llm.service import AppAnswer, ChatDelta, LLMService
 from zqyy_assets.defs.llm.settings import LLMSettings, load_settings
@@ -127,10 +126,6 @@ class LLMResource(dg.ConfigurableResource):
             if self._service is None:
                 self._service = LLMService(self.llm_settings())
             return self._service
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if self.llm_settings().resolved_provider() == "dashscope":
-            preload_sdk()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()
