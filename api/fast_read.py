@@ -75,6 +75,6 @@ async def _answer(scope: Scope, app_type: str, target_id: str) -> str | None:
         principal = await authenticate(state, token)
         if principal is None:
             return None
-        return await latest_answer(state.pool, check_site(principal, site_id), app_type, target_id)
+        return await latest_answer(state.latest_answers, check_site(principal, site_id), app_type, target_id)
     except (HTTPException, psycopg.DataError):
         return None

@@ -56,18 +56,20 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: sends a request, reads the whole response (status line, headers,
-    Content-Length bytes of body), records the latency, sends the next; until the deadline.
+    Content-Length bytes of body), records the latency, sends the next; until the deadline. A
+    response that is not a 200 carrying the bytes expected for its request counts as an error.
 
     Callbacks on the transport rather than a StreamReader and a coroutine per connection: about
     half the client's CPU per request, which it takes from the same two cores as the server."""
 
-    def __init__(self, requests: list[bytes], offset: int, deadline: float, latencies: list[float], errors: list[str],
-                 done: asyncio.Future) -> None:
+    def __init__(self, requests: list[tuple[bytes, bytes]], offset: int, deadline: float, latencies: list[float],
+                 errors: list[str], done: asyncio.Future) -> None:
         self.requests, self.i, self.deadline = requests, offset, deadline
         self.latencies, self.errors, self.done = latencies, errors, done
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.started = 0.0
+        self.expected = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -77,7 +79,7 @@ class _Connection(asyncio.Protocol):
         if time.perf_counter() >= self.deadline:
             self.transport.close()
             return
-        request = self.requests[self.i % len(self.requests)]
+        request, self.expected = self.requests[self.i % len(self.requests)]
         self.i += 1
         self.started = time.perf_counter()
         self.transport.write(request)
@@ -95,6 +97,8 @@ class _Connection(asyncio.Protocol):
         status = int(lines[0].split()[1])
         if status != 200:
             self.errors.append(str(status))
+        elif self.buffer.find(self.expected, end + 4, end + 4 + length) < 0:
+            self.errors.append(f"200 without {self.expected!r}")
         del self.buffer[: end + 4 + length]
         self._send()
 
@@ -105,7 +109,7 @@ class _Connection(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def load(host: str, port: int, requests: list[bytes], *, connections: int, seconds: float, warmup: float) -> dict:
+async def load(host: str, port: int, requests: list[tuple[bytes, bytes]], *, connections: int, seconds: float, warmup: float) -> dict:
     if warmup:
         await load(host, port, requests, connections=connections, seconds=warmup, warmup=0)
     loop = asyncio.get_running_loop()
@@ -261,9 +265,10 @@ async def main_async(args: argparse.Namespace, port: int, fake: FakeDashScope, s
     host = f"127.0.0.1:{port}"
     print(f"API benchmark: 1 uvicorn worker (database pool {args.pool}) on loopback, {args.connections} keep-alive connections, "
           f"{args.seconds:g} s per scenario after {args.warmup:g} s warm-up, {os.cpu_count()} cores shared with the load generator")
-    health = await load("127.0.0.1", port, [get("/api/health", host)], connections=args.connections,
+    health = await load("127.0.0.1", port, [(get("/api/health", host), b'"status":"ok"')], connections=args.connections,
                         seconds=args.seconds, warmup=args.warmup)
-    reads = [get(f"/api/ai/cache/app3_clue/{m}", host, staff) for m in range(1, MEMBERS + 1)]
+    # Each answer must be the member's own (the body as Postgres's json_build_object writes it).
+    reads = [(get(f"/api/ai/cache/app3_clue/{m}", host, staff), f'"target_id" : "{m}"'.encode()) for m in range(1, MEMBERS + 1)]
     cached = await load("127.0.0.1", port, reads, connections=args.connections, seconds=args.seconds, warmup=args.warmup)
     print(f"{'scenario':<44}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for name, r in (("baseline: GET /api/health (1 DB round trip)", health),

@@ -3,10 +3,9 @@
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
-from psycopg_pool import AsyncConnectionPool
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 
-from api.deps import ConnDep, PoolDep, SiteDep
+from api.deps import ConnDep, SiteDep
 from api.schemas.cache import CacheEntry, CacheHistory, FinanceInsights, MemberClues
 from api.schemas.common import (
     TIME_DIMENSIONS,
@@ -60,21 +59,28 @@ def _not_cached(app_type: str, target_id: str, site_id: int) -> HTTPException:
     )
 
 
-async def latest_answer(pool: AsyncConnectionPool, site_id: int, app_type: str, target_id: str) -> str | None:
+async def latest_answer(answers: cache_reads.LatestAnswers, site_id: int, app_type: str, target_id: str) -> str | None:
     """The newest valid answer as its JSON body (CacheEntry's shape, built by Postgres), or None.
 
     Shared by the route below and its fast path (``api.fast_read``), which answers the same
     request without FastAPI's routing and dependencies when everything about it is in order."""
     check_target(app_type, target_id)
-    # The pool directly, not the request-long ConnDep: one dependency (and exit stack) less on the hottest read.
-    async with pool.connection() as conn:
-        return await cache_reads.latest_valid_json(conn, site_id, app_type, target_id)
+    return await answers.get(site_id, app_type, target_id)
+
+
+async def _latest_answers(request: Request) -> cache_reads.LatestAnswers:
+    return request.app.state.latest_answers
 
 
 @router.get("/cache/{app_type}/{target_id}", response_model=CacheEntry)
-async def get_latest_answer(app_type: AppType, target_id: Annotated[TargetId, Path()], site_id: SiteDep, pool: PoolDep):
+async def get_latest_answer(
+    app_type: AppType,
+    target_id: Annotated[TargetId, Path()],
+    site_id: SiteDep,
+    answers: Annotated[cache_reads.LatestAnswers, Depends(_latest_answers)],
+):
     """The newest valid answer of one app for one target."""
-    body = await latest_answer(pool, site_id, app_type, target_id)
+    body = await latest_answer(answers, site_id, app_type, target_id)
     if body is None:
         raise _not_cached(app_type, target_id, site_id)
     # Postgres built the body in CacheEntry's shape (its tests compare the two); sent as is.

@@ -164,3 +164,14 @@ def test_a_database_error_on_the_fast_path_is_a_500_as_on_the_route(api_settings
             finally:
                 with db.connect(db_url, autocommit=True) as conn:
                     conn.execute("ALTER TABLE biz.ai_cache_gone RENAME TO ai_cache")
+
+
+def test_the_route_still_documents_the_read(api_settings: Settings) -> None:
+    """The fast path answers without the route, but the OpenAPI document is the route's."""
+    spec = create_app(api_settings).openapi()
+    get = spec["paths"]["/api/ai/cache/{app_type}/{target_id}"]["get"]
+    ok = get["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/CacheEntry"}
+    assert {code for code in get["responses"]} >= {"200", "401", "403", "404", "422"}
+    assert {p["name"] for p in get["parameters"]} == {"app_type", "target_id", "site_id"}
+    assert get["security"] == [{"HTTPBearer": []}]
