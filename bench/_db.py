@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+import yaml
 
 from zqyy_assets.lib import db, embedded_pg
+from zqyy_assets.lib.embedded_pg import PROJECT_ROOT
 from zqyy_assets.lib.migrations import apply_migrations
 
 
@@ -40,6 +42,15 @@ def postgres_dagster_instance(url: str) -> Iterator[dg.DagsterInstance]:
     ``make demo``: run and event writes cost what they cost there."""
     storage = f"{db.database_name(url)}_dagster"
     db.ensure_database(url, storage)
-    overrides = {"storage": {"postgres": {"postgres_url": db.dagster_storage_url(url, storage)}}}
-    with dg.instance_for_test(overrides=overrides) as instance:
-        yield instance
+    # The storage section of the project's dagster.yaml (pooled Postgres), pointed at this database.
+    shipped = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text(encoding="utf-8"))["storage"]
+    previous = os.environ.get("DAGSTER_PG_URL")
+    os.environ["DAGSTER_PG_URL"] = db.dagster_storage_url(url, storage)
+    try:
+        with dg.instance_for_test(overrides={"storage": shipped}) as instance:
+            yield instance
+    finally:
+        if previous is None:
+            os.environ.pop("DAGSTER_PG_URL", None)
+        else:
+            os.environ["DAGSTER_PG_URL"] = previous
