@@ -38,3 +38,17 @@ def test_dagster_yaml_uses_postgres_storage(
     finally:
         with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{storage_db}" WITH (FORCE)')
+
+
+def test_production_yaml_storage_config_is_valid() -> None:
+    """deploy/dagster.production.yaml names the same pooled storage, with postgres_db fields."""
+    import yaml
+    from dagster._config import validate_config
+
+    from zqyy_assets.lib.dagster_storage import PooledPostgresStorage
+
+    storage = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.production.yaml").read_text(encoding="utf-8"))["storage"]
+    assert (storage["custom"]["module"], storage["custom"]["class"]) == ("zqyy_assets.lib.dagster_storage",
+                                                                          "PooledPostgresStorage")
+    result = validate_config(PooledPostgresStorage.config_type(), storage["custom"]["config"])
+    assert result.success, result.errors
