@@ -140,16 +140,19 @@ def test_revoked_and_expired_tokens_are_401(client: TestClient, db_url: str, mak
     assert client.get("/api/admin/ai/budget", headers=bearer(expired)).status_code == 401
 
 
-def test_a_verified_token_is_cached_for_the_ttl_only(api_settings, db_url: str, make_token) -> None:
+# The latest answer is read by its fast path (api.fast_read), which checks tokens with the same cache.
+@pytest.mark.parametrize("path", ["/api/admin/ai/budget", "/api/ai/cache/app3_clue/7"])
+def test_a_verified_token_is_cached_for_the_ttl_only(api_settings, db_url: str, make_token, path: str) -> None:
+    put_cache(db_url, site=SITE, app="app3_clue", target="7", result={})
     token = make_token("admin")
     with TestClient(create_app(api_settings.model_copy(update={"auth_cache_ttl_s": 1.0}))) as client:
-        assert client.get("/api/admin/ai/budget", headers=bearer(token)).status_code == 200
+        assert client.get(path, headers=bearer(token)).status_code == 200
         with db.transaction(db_url) as conn:
             auth.revoke(conn, token=token)
         # Within the TTL this process still trusts its earlier check; after it, the revocation holds.
-        assert client.get("/api/admin/ai/budget", headers=bearer(token)).status_code == 200
+        assert client.get(path, headers=bearer(token)).status_code == 200
         time.sleep(1.1)
-        assert client.get("/api/admin/ai/budget", headers=bearer(token)).status_code == 401
+        assert client.get(path, headers=bearer(token)).status_code == 401
 
 
 def test_tokens_are_stored_hashed(db_url: str, make_token) -> None:
