@@ -92,6 +92,12 @@ def test_invalid_answer_is_retried_and_never_cached(venue, resources, fake) -> N
     [row] = cache_rows(venue, "app3_clue")
     assert validate_answer("app3_clue", row["result_json"]).clues
     assert fake.count("app3_clue") == 2
+    # The ledger books the unusable answer as a failed call (its tokens still count).
+    with db.connect(venue) as conn:
+        calls = conn.execute("""SELECT status, error_code, error_message, tokens_used FROM biz.ai_call_ledger
+                                WHERE app_name = 'app3_clue' ORDER BY id""").fetchall()
+    assert [(c["status"], c["error_code"]) for c in calls] == [("failed", "InvalidAnswer"), ("success", None)]
+    assert calls[0]["error_message"].startswith("clues: ") and calls[0]["tokens_used"] > 0
 
 
 def test_permanent_error_fails_at_once_and_writes_nothing(venue, resources, fake) -> None:

@@ -148,12 +148,17 @@ def _account(outcome: Outcome, answer: Any) -> None:
     outcome.latency_ms.append(answer.latency_ms)
 
 
-def _invalid(ask: Ask, outcome: Outcome, error: ValidationError | None) -> InvalidAnswerError:
+def _invalid_reason(error: ValidationError | None) -> str:
+    """Where the answer broke its schema first, e.g. ``clues.0.category: Field required``."""
     first = error.errors()[0] if error else {}
     where = ".".join(str(p) for p in first.get("loc", ())) or "answer"
+    return f"{where}: {first.get('msg', 'invalid')}"
+
+
+def _invalid(ask: Ask, outcome: Outcome, error: ValidationError | None) -> InvalidAnswerError:
     return InvalidAnswerError(
         f"{outcome.invalid_answers} answer(s) did not validate for {ask.target_id} "
-        f"(last: {where}: {first.get('msg', 'invalid')})",
+        f"(last: {_invalid_reason(error)})",
         app_name=ask.app_name,
         code="InvalidAnswer",
         attempts=outcome.calls,
@@ -182,6 +187,7 @@ async def _answer_async(
             except ValidationError as exc:
                 outcome.invalid_answers += 1
                 last_error = exc
+                llm.reject_answer(answer, _invalid_reason(exc))  # a few ms on the loop's thread
                 continue
             # A few ms on the loop's thread; cached now, whatever happens to the other asks.
             outcome.answer = _store(conn, prepared, answer, payload, run)

@@ -155,6 +155,19 @@ def finish_call(
         )
 
 
+def reject_answer(conn: psycopg.Connection, ledger_id: int, reason: str) -> bool:
+    """A call that succeeded but whose answer the caller could not use (outside its schema)
+    is booked as failed: the dashboard's success rate and the request cap per answer count it
+    as what it was. Its tokens were spent and stay counted against the budget."""
+    with conn.transaction():
+        cur = conn.execute(
+            """UPDATE biz.ai_call_ledger SET status = 'failed', error_code = 'InvalidAnswer', error_message = %s
+               WHERE id = %s AND status = 'success'""",
+            (reason, ledger_id),
+        )
+    return cur.rowcount == 1
+
+
 def failed_attempts_for_answer(
     conn: psycopg.Connection, *, dagster_run_id: str, app_name: str, site_id: int, target_id: str | None
 ) -> int:

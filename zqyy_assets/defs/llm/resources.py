@@ -203,6 +203,10 @@ class LLMResource(dg.ConfigurableResource):
         self._record_usage(context, output_name, app_name, answer)
         return answer
 
+    def reject_answer(self, answer: AppAnswer, reason: str) -> None:
+        """The answer did not fit the app's schema: its ledger row becomes a failed call."""
+        self.service.reject_answer(answer, reason)
+
     async def acall_app(self, app_name: str, prompt: str | dict, **kwargs: Any) -> AppAnswer:
         """``call_app`` in a worker thread, for bounded concurrency (a semaphore) inside an asset."""
         return await asyncio.to_thread(self.call_app, app_name, prompt, **kwargs)

@@ -415,6 +415,12 @@ class LLMService:
             prompt_version=record.prompt_version or "", ledger_id=ledger_id,
         )
 
+    def reject_answer(self, answer: AppAnswer, reason: str) -> None:
+        """Book an answer the caller found invalid as a failed call (``guards.reject_answer``)."""
+        if answer.ledger_id is not None:
+            with self.connection() as conn:
+                guards.reject_answer(conn, answer.ledger_id, reason)
+
     async def acall_app(self, app_name: str, prompt: str | dict, **kwargs: Any) -> AppAnswer:
         """``call_app`` in a worker thread, for bounded concurrency (a semaphore) inside an asset."""
         return await asyncio.to_thread(self.call_app, app_name, prompt, **kwargs)
