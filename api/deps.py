@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api import auth
 from api.schemas.common import MAX_BIGINT
+from api.services import cache_reads
 from api.settings import Settings
 
 
@@ -42,8 +43,14 @@ async def app_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
+async def get_latest_answers(request: Request) -> cache_reads.LatestAnswers:
+    """The app's batcher of latest-answer reads (built in main.lifespan, shared with the fast path)."""
+    return request.app.state.latest_answers
+
+
 ConnDep = Annotated[psycopg.AsyncConnection, Depends(get_conn)]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
+LatestAnswersDep = Annotated[cache_reads.LatestAnswers, Depends(get_latest_answers)]
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`; tokens come from `zqyy token issue`.")
 

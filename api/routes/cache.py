@@ -3,9 +3,9 @@
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from api.deps import ConnDep, SiteDep
+from api.deps import ConnDep, LatestAnswersDep, SiteDep
 from api.schemas.cache import CacheEntry, CacheHistory, FinanceInsights, MemberClues
 from api.schemas.common import (
     TIME_DIMENSIONS,
@@ -68,16 +68,12 @@ async def latest_answer(answers: cache_reads.LatestAnswers, site_id: int, app_ty
     return await answers.get(site_id, app_type, target_id)
 
 
-async def _latest_answers(request: Request) -> cache_reads.LatestAnswers:
-    return request.app.state.latest_answers
-
-
 @router.get("/cache/{app_type}/{target_id}", response_model=CacheEntry)
 async def get_latest_answer(
     app_type: AppType,
     target_id: Annotated[TargetId, Path()],
     site_id: SiteDep,
-    answers: Annotated[cache_reads.LatestAnswers, Depends(_latest_answers)],
+    answers: LatestAnswersDep,
 ):
     """The newest valid answer of one app for one target."""
     body = await latest_answer(answers, site_id, app_type, target_id)

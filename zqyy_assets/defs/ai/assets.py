@@ -55,6 +55,9 @@ SITES_TAG = "zqyy/site_ids"
 SITE_TAG = "zqyy/site_id"
 DEFAULT_TRIGGER = "manual"
 DEFAULT_CONCURRENCY = 8
+# A member app's Failure names the keys that failed (comma-separated) under this metadata key;
+# the status sensor reads it to split a range run (events/status.py).
+FAILED_PARTITIONS = "failed_partitions"
 
 # Two quick tries inside the LLM layer, then one later step retry (see llm/service.py).
 MEMBER_RETRY_POLICY = dg.RetryPolicy(
@@ -67,8 +70,13 @@ class AIRunConfig(dg.Config):
     trigger: str | None = Field(None, description=f"What triggered the run; default: the {TRIGGER_TAG} tag, else 'manual'.")
 
 
-class App2Config(AIRunConfig):
-    concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, le=64, description="LLM calls in flight at once.")
+class ConcurrentRunConfig(AIRunConfig):
+    concurrency: int = Field(
+        DEFAULT_CONCURRENCY, ge=1, le=64, description="LLM calls in flight at once when a run asks for several targets."
+    )
+
+
+class App2Config(ConcurrentRunConfig):
     as_of_date: str | None = Field(
         None, description="Business date the windows end at (YYYY-MM-DD); default each site's latest DWS date."
     )
@@ -250,12 +258,6 @@ def _failure_table(failures: list[Outcome], limit: int = 50) -> str:
 # ------------------------------------------------------------------------ member-level apps
 
 
-class TargetRunConfig(AIRunConfig):
-    concurrency: int = Field(
-        DEFAULT_CONCURRENCY, ge=1, le=64, description="LLM calls in flight at once when a run covers several partitions."
-    )
-
-
 TargetKey = MemberKey | AssistantMemberKey
 # After a target's answer is cached (or reused): extra work and its metadata (App8 writes clues).
 AfterAnswer = Callable[[dg.AssetExecutionContext, PostgresResource, TargetKey, Outcome, RunInfo], dict[str, Any]]
@@ -266,7 +268,7 @@ def _answer_targets(
     *,
     app_name: str,
     keys: list[TargetKey],
-    config: TargetRunConfig,
+    config: ConcurrentRunConfig,
     llm: LLMResource,
     postgres: PostgresResource,
     venue_calendar: VenueCalendarResource,
@@ -315,7 +317,7 @@ def _failure(app_name: str, results: list[tuple[TargetKey, Outcome]], failed: li
     described = "; ".join(f"{k.partition_key}: {o.reason}" for k, o in failed[:10])
     more = f"; and {len(failed) - 10} more" if len(failed) > 10 else ""
     metadata: dict[str, Any] = {
-        "failed_partitions": dg.MetadataValue.text(",".join(k.partition_key for k, _ in failed)),
+        FAILED_PARTITIONS: dg.MetadataValue.text(",".join(k.partition_key for k, _ in failed)),
         "app_name": dg.MetadataValue.text(app_name),
         "answers_cached": dg.MetadataValue.int(sum(o.answer is not None for _, o in results)),
     }
@@ -394,7 +396,7 @@ def _target_app(
     )
     def _asset(
         context: dg.AssetExecutionContext,
-        config: TargetRunConfig,
+        config: ConcurrentRunConfig,
         llm: LLMResource,
         postgres: PostgresResource,
         venue_calendar: VenueCalendarResource,

@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG, WILL_RETRY_TAG
 
+from zqyy_assets.defs.ai.assets import FAILED_PARTITIONS
 from zqyy_assets.defs.ai.partitions import parse_assistant_member_key, parse_member_key
 from zqyy_assets.defs.events import inbox
 from zqyy_assets.defs.events.planning import (
@@ -125,14 +126,14 @@ def collect_run_states(instance: dg.DagsterInstance, requested: dict[str, dateti
 
 
 def failed_partitions(instance: dg.DagsterInstance, run_id: str) -> set[str] | None:
-    """The partitions a run's failed steps name (``failed_partitions`` in the Failure's
+    """The partitions a run's failed steps name (``FAILED_PARTITIONS`` in the Failure's
     metadata), or None when a step failed without naming them (a crash: no telling which)."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     keys: set[str] = set()
     for record in records:
         data = getattr(record.event_log_entry.dagster_event, "event_specific_data", None)
         user = getattr(data, "user_failure_data", None)
-        named = user.metadata.get("failed_partitions") if user is not None else None
+        named = user.metadata.get(FAILED_PARTITIONS) if user is not None else None
         if named is None:
             return None
         keys.update(k for k in str(named.value).split(",") if k)
