@@ -94,43 +94,11 @@ def _event_span(events: Sequence[Event]) -> str:
     return f"ev{first}" if first == last else f"ev{first}-{last}"
 
 
-def _prewarm_run(events: Sequence[Event]) -> PlannedRun:
-    first = events[0].id
+def _batch_run(chain: Chain, events: Sequence[Event], tags: dict[str, str]) -> PlannedRun:
+    """One run of ``chain`` answering several events: ``tags`` say what it covers; the events,
+    their site (when they share one) and the run key come from the events."""
     sites = sorted({e.site_id for e in events})
-    tags = {
-        **app2_full_range_tags(),  # all 72 partitions in this one run
-        TRIGGER_TAG: DWS_COMPLETED,
-        EVENT_ID_TAG: str(first),
-        EVENT_COUNT_TAG: str(len(events)),
-        SITES_TAG: ",".join(str(s) for s in sites),
-    }
-    if len(sites) == 1:
-        tags[SITE_TAG] = str(sites[0])
-    if any(e.is_forced for e in events):
-        tags[FORCE_TAG] = "true"
-    return PlannedRun(
-        run_key=f"{_event_span(events)}:{APP2_PREWARM.run_key_suffix}",
-        job_name=APP2_PREWARM.job_name,
-        partition_key=None,
-        asset_names=APP2_PREWARM.asset_names,
-        event_ids=tuple(e.id for e in events),
-        tags=tags,
-    )
-
-
-def _range_run(chain: Chain, items: Sequence[tuple[Event, PlannedRun]]) -> PlannedRun:
-    """One run of ``chain`` over keys added together (contiguous in the partitions' order)."""
-    events = list({event.id: event for event, _ in items}.values())  # an event may bring several keys
-    keys = [run.partition_key for _, run in items]
-    sites = sorted({e.site_id for e in events})
-    tags = {
-        RANGE_START_TAG: keys[0],
-        RANGE_END_TAG: keys[-1],
-        PARTITION_KEYS_TAG: ",".join(keys),
-        TRIGGER_TAG: events[0].event_type,
-        EVENT_ID_TAG: str(events[0].id),
-        EVENT_COUNT_TAG: str(len(events)),
-    }
+    tags = {**tags, EVENT_ID_TAG: str(events[0].id), EVENT_COUNT_TAG: str(len(events))}
     if len(sites) == 1:
         tags[SITE_TAG] = str(sites[0])
     return PlannedRun(
@@ -141,6 +109,30 @@ def _range_run(chain: Chain, items: Sequence[tuple[Event, PlannedRun]]) -> Plann
         event_ids=tuple(e.id for e in events),
         tags=tags,
     )
+
+
+def _prewarm_run(events: Sequence[Event]) -> PlannedRun:
+    tags = {
+        **app2_full_range_tags(),  # all 72 partitions in this one run
+        TRIGGER_TAG: DWS_COMPLETED,
+        SITES_TAG: ",".join(str(s) for s in sorted({e.site_id for e in events})),
+    }
+    if any(e.is_forced for e in events):
+        tags[FORCE_TAG] = "true"
+    return _batch_run(APP2_PREWARM, events, tags)
+
+
+def _range_run(chain: Chain, items: Sequence[tuple[Event, PlannedRun]]) -> PlannedRun:
+    """One run of ``chain`` over keys added together (contiguous in the partitions' order)."""
+    events = list({event.id: event for event, _ in items}.values())  # an event may bring several keys
+    keys = [run.partition_key for _, run in items]
+    tags = {
+        RANGE_START_TAG: keys[0],
+        RANGE_END_TAG: keys[-1],
+        PARTITION_KEYS_TAG: ",".join(keys),
+        TRIGGER_TAG: events[0].event_type,
+    }
+    return _batch_run(chain, events, tags)
 
 
 def plan_window(
