@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export VENUE_TIMEZONE ?= Asia/Shanghai
 export BUSINESS_DAY_CUTOFF_HOURS ?= 6
 
-.PHONY: demo test install bench db-down clean
+.PHONY: demo test lint install bench db-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -22,9 +22,14 @@ install: $(STAMP)
 demo: install
 	$(BIN)/zqyy demo $(DEMO_ARGS)
 
-## make test: the whole suite on a real (embedded) Postgres
-test: install
+## make test: lint and types, then the whole suite on a real (embedded) Postgres
+test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make lint: ruff over the tree, mypy over the core and the API (settings in pyproject.toml)
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## make bench: every benchmark in bench/ (figures go into the README); one: make bench BENCH=bench_api
 BENCH ?= bench_dws bench_prewarm bench_events bench_api

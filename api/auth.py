@@ -95,7 +95,7 @@ async def lookup_hash(conn: psycopg.AsyncConnection, token_hash: str) -> Princip
 
 
 # The sync helpers below are for the CLI and tests; they expect a dict-row connection
-# (``zqyy_assets.lib.db.connect``) and leave committing to the caller.
+# (``zqyy_assets.core.db.connect``) and leave committing to the caller.
 
 
 def issue(

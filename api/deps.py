@@ -11,8 +11,8 @@ from typing import Annotated
 import psycopg
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.datastructures import State
 from psycopg_pool import AsyncConnectionPool
+from starlette.datastructures import State
 
 from api import auth
 from api.schemas.common import MAX_BIGINT
@@ -43,6 +43,8 @@ async def app_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
+
+
 async def get_latest_answers(request: Request) -> cache_reads.LatestAnswers:
     """The app's batcher of latest-answer reads (built in main.lifespan, shared with the fast path)."""
     return request.app.state.latest_answers
@@ -52,7 +54,9 @@ ConnDep = Annotated[psycopg.AsyncConnection, Depends(get_conn)]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 LatestAnswersDep = Annotated[cache_reads.LatestAnswers, Depends(get_latest_answers)]
 
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`; tokens come from `zqyy token issue`.")
+_bearer = HTTPBearer(
+    auto_error=False, description="`Authorization: Bearer <token>`; tokens come from `zqyy token issue`."
+)
 
 
 def _unauthorized(detail: str) -> HTTPException:

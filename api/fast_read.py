@@ -30,7 +30,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import authenticate, check_site
 from api.routes.cache import latest_answer
-from api.schemas.common import APP_TYPES, MAX_BIGINT, TARGET_ID_MAX_LENGTH, TARGET_ID_PATTERN
+from api.schemas.common import (
+    APP_TYPES,
+    MAX_BIGINT,
+    TARGET_ID_MAX_LENGTH,
+    TARGET_ID_PATTERN,
+)
 
 _PATH = re.compile(r"/api/ai/cache/([^/]+)/([^/]+)")
 _TARGET_ID = re.compile(TARGET_ID_PATTERN)

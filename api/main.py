@@ -4,7 +4,7 @@ The Dagster GraphQL client (``run/{app_type}``) is imported when the app starts,
 ``api.services.dagster_runs``; nothing else on a request path touches Dagster. The batch
 estimate (``api.services.batch``) reuses the AI assets' prompt builders and memoization test
 (``zqyy_assets.defs.ai``), which import Dagster: that import also happens once, at startup. The chat uses
-the LLM layer's plain service class (``zqyy_assets.defs.llm.service``), which has no Dagster
+the LLM layer's plain service class (``zqyy_assets.core.llm.service``), which has no Dagster
 import, so the guards, the budget and the ledger are the same as in the pipeline.
 """
 
@@ -38,9 +38,9 @@ from api.routes import (
 )
 from api.services import cache_reads
 from api.services.dagster_runs import DagsterRuns
-from zqyy_assets.defs.llm.service import LLMService
-from zqyy_assets.defs.llm.settings import load_settings
 from api.settings import Settings, get_settings
+from zqyy_assets.core.llm.service import LLMService
+from zqyy_assets.core.llm.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:
     """A value Postgres refused (NUL byte, out of range...): the client's input, so a 422."""
     first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": f"invalid value: {first_line}"})
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": f"invalid value: {first_line}"}
+    )
 
 
 def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> FastAPI:
@@ -110,8 +112,20 @@ def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> F
     app.add_exception_handler(psycopg.DataError, _data_error)
     if fast_read:
         app.add_middleware(LatestAnswerFastPath)
-    for module in (health, cache, events, admin_dashboard, admin_cache, admin_alerts, admin_jobs, admin_runs, admin_run_logs,
-                   admin_triggers, admin_batch, chat):
+    for module in (
+        health,
+        cache,
+        events,
+        admin_dashboard,
+        admin_cache,
+        admin_alerts,
+        admin_jobs,
+        admin_runs,
+        admin_run_logs,
+        admin_triggers,
+        admin_batch,
+        chat,
+    ):
         app.include_router(module.router)
     return app
 

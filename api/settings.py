@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     run_app_timeout_s: float = Field(120.0, gt=0)
     run_app_poll_interval_s: float = Field(0.5, gt=0)
 
-    # Chat: the Bailian chat app through the LLM layer (zqyy_assets.defs.llm.service), which
+    # Chat: the Bailian chat app through the LLM layer (zqyy_assets.core.llm.service), which
     # reads its guards, budget and retry settings (ZQYY_LLM_*) from the environment itself.
     # The same variable names as the LLM layer; with no key the offline analyst answers.
     dashscope_api_key: SecretStr | None = None

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 import dagster as dg
 import yaml
 
-from zqyy_assets.lib import db, embedded_pg
-from zqyy_assets.lib.embedded_pg import PROJECT_ROOT
-from zqyy_assets.lib.migrations import apply_migrations
+from zqyy_assets.core import db, embedded_pg
+from zqyy_assets.core.embedded_pg import PROJECT_ROOT
+from zqyy_assets.core.migrations import apply_migrations
 
 
 def bench_server_url() -> str:

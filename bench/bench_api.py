@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 import uvloop  # noqa: E402
 
 from api import auth  # noqa: E402
-from zqyy_assets.lib import db, embedded_pg  # noqa: E402
-from zqyy_assets.lib.migrations import apply_migrations  # noqa: E402
+from zqyy_assets.core import db, embedded_pg  # noqa: E402
+from zqyy_assets.core.migrations import apply_migrations  # noqa: E402
 from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeDashScope  # noqa: E402
 
 SITE = 1
@@ -45,6 +45,7 @@ MEMBERS = 1000
 # ------------------------------------------------------------------ a minimal HTTP/1.1 client
 # The load generator shares two cores with the server, so it must be cheap: raw keep-alive
 # sockets, no HTTP library; the read load runs on transport callbacks (`_Connection`).
+
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
@@ -62,8 +63,15 @@ class _Connection(asyncio.Protocol):
     Callbacks on the transport rather than a StreamReader and a coroutine per connection: about
     half the client's CPU per request, which it takes from the same two cores as the server."""
 
-    def __init__(self, requests: list[tuple[bytes, bytes]], offset: int, deadline: float, latencies: list[float],
-                 errors: list[str], done: asyncio.Future) -> None:
+    def __init__(
+        self,
+        requests: list[tuple[bytes, bytes]],
+        offset: int,
+        deadline: float,
+        latencies: list[float],
+        errors: list[str],
+        done: asyncio.Future,
+    ) -> None:
         self.requests, self.i, self.deadline = requests, offset, deadline
         self.latencies, self.errors, self.done = latencies, errors, done
         self.buffer = bytearray()
@@ -109,7 +117,9 @@ class _Connection(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def load(host: str, port: int, requests: list[tuple[bytes, bytes]], *, connections: int, seconds: float, warmup: float) -> dict:
+async def load(
+    host: str, port: int, requests: list[tuple[bytes, bytes]], *, connections: int, seconds: float, warmup: float
+) -> dict:
     if warmup:
         await load(host, port, requests, connections=connections, seconds=warmup, warmup=0)
     loop = asyncio.get_running_loop()
@@ -119,8 +129,9 @@ async def load(host: str, port: int, requests: list[tuple[bytes, bytes]], *, con
     deadline = started + seconds
     dones = [loop.create_future() for _ in range(connections)]
     for n, done in enumerate(dones):
-        await loop.create_connection(lambda n=n, done=done: _Connection(requests, n * 7, deadline, latencies, errors, done),
-                                     host, port)
+        await loop.create_connection(
+            lambda n=n, done=done: _Connection(requests, n * 7, deadline, latencies, errors, done), host, port
+        )
     await asyncio.wait_for(asyncio.gather(*dones), timeout=seconds + 60)
     elapsed = time.perf_counter() - started
     latencies.sort()
@@ -139,6 +150,7 @@ def get(path: str, host: str, token: str | None = None) -> bytes:
 
 
 # ------------------------------------------------------------------------------- SSE timing
+
 
 async def sse_chunk_times(host: str, port: int, request: bytes, event_prefix: bytes) -> list[float]:
     """Seconds from sending the request to each data frame of the stream (chunked body)."""
@@ -170,11 +182,14 @@ async def sse_chunk_times(host: str, port: int, request: bytes, event_prefix: by
 def chunked_post(path: str, host: str, body: dict, headers: dict[str, str]) -> bytes:
     data = json.dumps(body, ensure_ascii=False).encode()
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n{extra}Connection: close\r\n\r\n").encode() + data
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n{extra}Connection: close\r\n\r\n"
+    ).encode() + data
 
 
 # ----------------------------------------------------------------------------------- setup
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -184,8 +199,21 @@ def free_port() -> int:
 
 def seed(url: str) -> tuple[str, str]:
     """Cached answers for MEMBERS members of SITE, and an admin and a staff token."""
-    answer = json.dumps({"clues": [{"category": "消费习惯", "emoji": "📅", "summary": "周末下午常来", "detail": "近 90 天 12 次",
-                                    "providers": "系统"}] * 3}, ensure_ascii=False)
+    answer = json.dumps(
+        {
+            "clues": [
+                {
+                    "category": "消费习惯",
+                    "emoji": "📅",
+                    "summary": "周末下午常来",
+                    "detail": "近 90 天 12 次",
+                    "providers": "系统",
+                }
+            ]
+            * 3
+        },
+        ensure_ascii=False,
+    )
     with db.transaction(url) as conn:
         conn.execute(
             """INSERT INTO biz.ai_cache (site_id, cache_type, target_id, input_hash, prompt_version, result_json,
@@ -201,17 +229,40 @@ def seed(url: str) -> tuple[str, str]:
 
 def start_api(url: str, port: int, fake: FakeDashScope, pool_size: int) -> subprocess.Popen:
     env = {
-        **os.environ, "DATABASE_URL": url, "DB_POOL_MIN_SIZE": str(pool_size), "DB_POOL_MAX_SIZE": str(pool_size),
-        "DASHSCOPE_API_KEY": FAKE_API_KEY, "DASHSCOPE_BASE_URL": fake.base_url,
-        "DASHSCOPE_APP_ID_APP1_CHAT": "fake-app1_chat", "ZQYY_LLM_PROVIDER": "dashscope",
+        **os.environ,
+        "DATABASE_URL": url,
+        "DB_POOL_MIN_SIZE": str(pool_size),
+        "DB_POOL_MAX_SIZE": str(pool_size),
+        "DASHSCOPE_API_KEY": FAKE_API_KEY,
+        "DASHSCOPE_BASE_URL": fake.base_url,
+        "DASHSCOPE_APP_ID_APP1_CHAT": "fake-app1_chat",
+        "ZQYY_LLM_PROVIDER": "dashscope",
         # The bench measures the API, not the guards' refusals: no rate limit, a large budget.
-        "ZQYY_LLM_RATE_PER_MINUTE": "1000000", "ZQYY_LLM_RATE_BURST": "100000",
-        "ZQYY_LLM_DAILY_TOKEN_LIMIT": "1000000000", "ZQYY_LLM_MONTHLY_TOKEN_LIMIT": "1000000000",
+        "ZQYY_LLM_RATE_PER_MINUTE": "1000000",
+        "ZQYY_LLM_RATE_BURST": "100000",
+        "ZQYY_LLM_DAILY_TOKEN_LIMIT": "1000000000",
+        "ZQYY_LLM_MONTHLY_TOKEN_LIMIT": "1000000000",
     }
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("uvicorn")), "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env=env,
+        [
+            str(Path(sys.executable).with_name("uvicorn")),
+            "api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -233,8 +284,12 @@ async def bench_sse(port: int, fake: FakeDashScope, staff: str, *, chunks: int, 
     fake.chunk_delay_ms = delay_ms
     fake.script("app1_chat", chunks=chunks, answer=answer, tokens=(200, 400))
     direct_body = {"input": {"prompt": "本周营收如何？"}, "parameters": {"incremental_output": True}}
-    direct = chunked_post("/api/v1/apps/fake-app1_chat/completion", f"127.0.0.1:{fake.port}", direct_body,
-                          {"Authorization": f"Bearer {FAKE_API_KEY}", "X-DashScope-SSE": "enable"})
+    direct = chunked_post(
+        "/api/v1/apps/fake-app1_chat/completion",
+        f"127.0.0.1:{fake.port}",
+        direct_body,
+        {"Authorization": f"Bearer {FAKE_API_KEY}", "X-DashScope-SSE": "enable"},
+    )
     spans_direct, spans_api, firsts_direct, firsts_api = [], [], [], []
     for n in range(streams):
         times = await sse_chunk_times("127.0.0.1", fake.port, direct, b"id:")
@@ -247,49 +302,80 @@ async def bench_sse(port: int, fake: FakeDashScope, staff: str, *, chunks: int, 
         _, body = await _read_response(reader)
         writer.close()
         chat_id = json.loads(body)["chatId"]
-        request = chunked_post("/api/xcx/chat/stream", host, {"chatId": chat_id, "content": "本周营收如何？"},
-                               {"Authorization": f"Bearer {staff}"})
+        request = chunked_post(
+            "/api/xcx/chat/stream",
+            host,
+            {"chatId": chat_id, "content": "本周营收如何？"},
+            {"Authorization": f"Bearer {staff}"},
+        )
         times = await sse_chunk_times("127.0.0.1", port, request, b"event: message")
         assert len(times) == chunks, (len(times), chunks)
         firsts_api.append(times[0])
         spans_api.append(times[-1] - times[0])
     med = statistics.median
     return {
-        "direct_first_ms": med(firsts_direct) * 1000, "api_first_ms": med(firsts_api) * 1000,
-        "direct_span_ms": med(spans_direct) * 1000, "api_span_ms": med(spans_api) * 1000,
+        "direct_first_ms": med(firsts_direct) * 1000,
+        "api_first_ms": med(firsts_api) * 1000,
+        "direct_span_ms": med(spans_direct) * 1000,
+        "api_span_ms": med(spans_api) * 1000,
         "added_per_chunk_ms": (med(spans_api) - med(spans_direct)) * 1000 / (chunks - 1),
     }
 
 
 async def main_async(args: argparse.Namespace, port: int, fake: FakeDashScope, staff: str) -> None:
     host = f"127.0.0.1:{port}"
-    print(f"API benchmark: 1 uvicorn worker (database pool {args.pool}) on loopback, {args.connections} keep-alive connections, "
-          f"{args.seconds:g} s per scenario after {args.warmup:g} s warm-up, {os.cpu_count()} cores shared with the load generator")
-    health = await load("127.0.0.1", port, [(get("/api/health", host), b'"status":"ok"')], connections=args.connections,
-                        seconds=args.seconds, warmup=args.warmup)
+    print(
+        f"API benchmark: 1 uvicorn worker (database pool {args.pool}) on loopback, {args.connections} keep-alive connections, "
+        f"{args.seconds:g} s per scenario after {args.warmup:g} s warm-up, {os.cpu_count()} cores shared with the load generator"
+    )
+    health = await load(
+        "127.0.0.1",
+        port,
+        [(get("/api/health", host), b'"status":"ok"')],
+        connections=args.connections,
+        seconds=args.seconds,
+        warmup=args.warmup,
+    )
     # Each answer must be the member's own (the body as Postgres's json_build_object writes it).
-    reads = [(get(f"/api/ai/cache/app3_clue/{m}", host, staff), f'"target_id" : "{m}"'.encode()) for m in range(1, MEMBERS + 1)]
-    cached = await load("127.0.0.1", port, reads, connections=args.connections, seconds=args.seconds, warmup=args.warmup)
+    reads = [
+        (get(f"/api/ai/cache/app3_clue/{m}", host, staff), f'"target_id" : "{m}"'.encode())
+        for m in range(1, MEMBERS + 1)
+    ]
+    cached = await load(
+        "127.0.0.1", port, reads, connections=args.connections, seconds=args.seconds, warmup=args.warmup
+    )
     print(f"{'scenario':<44}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for name, r in (("baseline: GET /api/health (1 DB round trip)", health),
-                    ("cached read: GET /api/ai/cache/app3_clue/{m}", cached)):
+    for name, r in (
+        ("baseline: GET /api/health (1 DB round trip)", health),
+        ("cached read: GET /api/ai/cache/app3_clue/{m}", cached),
+    ):
         print(f"{name:<44}{r['rps']:>9.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}")
-    print(f"cached read / baseline: throughput x{cached['rps'] / health['rps']:.2f}, p99 x{cached['p99'] / health['p99']:.2f}")
+    print(
+        f"cached read / baseline: throughput x{cached['rps'] / health['rps']:.2f}, p99 x{cached['p99'] / health['p99']:.2f}"
+    )
     ok = cached["rps"] >= 1000 and cached["p99"] < 50 and cached["errors"] == 0
     print(f"goal >= 1,000 reads/s with p99 < 50 ms: {'met' if ok else 'NOT met'}")
 
     if args.reads_only:
         return
     print()
-    print(f"{'chat SSE (median of ' + str(args.streams) + ' streams)':<44}{'first ms':>10}{'span ms':>10}{'added/chunk ms':>16}")
+    print(
+        f"{'chat SSE (median of ' + str(args.streams) + ' streams)':<44}{'first ms':>10}{'span ms':>10}{'added/chunk ms':>16}"
+    )
     for chunks, delay in ((200, 0.0), (50, 10.0)):
         r = await bench_sse(port, fake, staff, chunks=chunks, streams=args.streams, delay_ms=delay)
         label = f"{chunks} chunks, {delay:g} ms apart"
-        print(f"{'direct from fake (baseline), ' + label:<44}{r['direct_first_ms']:>10.1f}{r['direct_span_ms']:>10.1f}{'':>16}")
-        print(f"{'through the API, ' + label:<44}{r['api_first_ms']:>10.1f}{r['api_span_ms']:>10.1f}"
-              f"{r['added_per_chunk_ms']:>16.3f}")
-        print(f"  API span / baseline span: x{r['api_span_ms'] / max(r['direct_span_ms'], 1e-6):.2f}; "
-              f"goal < 5 ms added a chunk: {'met' if r['added_per_chunk_ms'] < 5 else 'NOT met'}")
+        print(
+            f"{'direct from fake (baseline), ' + label:<44}{r['direct_first_ms']:>10.1f}{r['direct_span_ms']:>10.1f}{'':>16}"
+        )
+        print(
+            f"{'through the API, ' + label:<44}{r['api_first_ms']:>10.1f}{r['api_span_ms']:>10.1f}"
+            f"{r['added_per_chunk_ms']:>16.3f}"
+        )
+        print(
+            f"  API span / baseline span: x{r['api_span_ms'] / max(r['direct_span_ms'], 1e-6):.2f}; "
+            f"goal < 5 ms added a chunk: {'met' if r['added_per_chunk_ms'] < 5 else 'NOT met'}"
+        )
 
 
 def main() -> None:

@@ -19,14 +19,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dagster as dg  # noqa: E402
-
 from _db import postgres_dagster_instance, scratch_database  # noqa: E402
+
+from zqyy_assets.core import db  # noqa: E402
 from zqyy_assets.defs.dws.assets import dws_finance_area_daily  # noqa: E402
-from zqyy_assets.defs.dws.refresh import materialize_dws, ods_date_range  # noqa: E402
 from zqyy_assets.defs.ods.assets import ods_assets  # noqa: E402
-from zqyy_assets.defs.ods.generator import generate_demo_venue  # noqa: E402
-from zqyy_assets.lib import db  # noqa: E402
-from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource  # noqa: E402
+from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource  # noqa: E402
+from zqyy_assets.tools.demo_venue import generate_demo_venue  # noqa: E402
+from zqyy_assets.tools.dws_refresh import materialize_dws, ods_date_range  # noqa: E402
 
 
 def _count(url: str, sql: str) -> int:
@@ -45,11 +45,15 @@ def main() -> None:
 
     with scratch_database() as url:
         t0 = time.perf_counter()
-        counts = generate_demo_venue(url, sites=args.sites, days=args.days, seed=args.seed, end_date=end, show_progress=False)
+        counts = generate_demo_venue(
+            url, sites=args.sites, days=args.days, seed=args.seed, end_date=end, show_progress=False
+        )
         gen_s = time.perf_counter() - t0
         ods_rows = sum(counts.values())
-        print(f"generate+load ODS: {ods_rows:,} rows in {gen_s:.1f} s = {ods_rows / gen_s:,.0f} rows/s "
-              f"({counts.get('settlements', 0):,} settlements)")
+        print(
+            f"generate+load ODS: {ods_rows:,} rows in {gen_s:.1f} s = {ods_rows / gen_s:,.0f} rows/s "
+            f"({counts.get('settlements', 0):,} settlements)"
+        )
 
         calendar = VenueCalendarResource()
         span = ods_date_range(url, calendar)
@@ -69,24 +73,35 @@ def main() -> None:
             for key in ("dws_finance_area_daily", "dws_member_profile", "dws_assistant_member"):
                 md = per_asset.get(key, {})
                 if "rows" in md:
-                    print(f"  {key}: {md['rows'].value:,} rows in {md['seconds'].value:.2f} s "
-                          f"= {md['rows_per_second'].value:,.0f} rows/s")
+                    print(
+                        f"  {key}: {md['rows'].value:,} rows in {md['seconds'].value:.2f} s "
+                        f"= {md['rows_per_second'].value:,.0f} rows/s"
+                    )
             print(f"  checks: {checks}")
-            print(f"  settlements aggregated: {counts.get('settlements', 0) / dws_s:,.0f} ODS rows/s end to end; "
-                  f"{finance_rows:,} finance rows")
+            print(
+                f"  settlements aggregated: {counts.get('settlements', 0) / dws_s:,.0f} ODS rows/s end to end; "
+                f"{finance_rows:,} finance rows"
+            )
 
             # Baseline: one run per business date, on a sample of days, projected to the year.
             sample = [span.last - timedelta(days=i) for i in range(args.baseline_days)]
             resources = {"postgres": PostgresResource(database_url=url), "venue_calendar": calendar}
             t0 = time.perf_counter()
             for day in sample:
-                dg.materialize([*ods_assets, dws_finance_area_daily], selection=[dws_finance_area_daily],
-                               instance=instance, resources=resources, partition_key=day.isoformat())
+                dg.materialize(
+                    [*ods_assets, dws_finance_area_daily],
+                    selection=[dws_finance_area_daily],
+                    instance=instance,
+                    resources=resources,
+                    partition_key=day.isoformat(),
+                )
             per_run = (time.perf_counter() - t0) / len(sample)
             projected = per_run * days
             print(f"baseline: one run per business date: {per_run:.2f} s a run x {days} = {projected:.0f} s projected")
-            print(f"ratio: single-run backfill is {projected / dws_s:.1f}x faster than run-per-day; "
-                  f"goal < 60 s: {'met' if dws_s < 60 else 'NOT met'} ({dws_s:.1f} s)")
+            print(
+                f"ratio: single-run backfill is {projected / dws_s:.1f}x faster than run-per-day; "
+                f"goal < 60 s: {'met' if dws_s < 60 else 'NOT met'} ({dws_s:.1f} s)"
+            )
 
 
 if __name__ == "__main__":

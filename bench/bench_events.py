@@ -39,16 +39,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dagster as dg  # noqa: E402
 import yaml  # noqa: E402
+from _db import scratch_database  # noqa: E402
 from dagster._core.storage.tags import RUN_KEY_TAG  # noqa: E402
 
-from _db import scratch_database  # noqa: E402
-from zqyy_assets.defs.ai.assets import DEFAULT_CONCURRENCY  # noqa: E402
-from zqyy_assets.defs.dws import compute  # noqa: E402
-from zqyy_assets.defs.events import inbox  # noqa: E402
-from zqyy_assets.defs.events.harness import daemon_harness  # noqa: E402
-from zqyy_assets.defs.ods.generator import generate_demo_venue  # noqa: E402
-from zqyy_assets.lib import db  # noqa: E402
+from zqyy_assets.core import (
+    db,  # noqa: E402
+    inbox,  # noqa: E402
+)
+from zqyy_assets.core import dws_sql as compute  # noqa: E402
+from zqyy_assets.defs.ai.assets import DEFAULT_CONCURRENCY
+from zqyy_assets.testing.daemon_harness import daemon_harness  # noqa: E402
 from zqyy_assets.testing.fake_dashscope import demo_env  # noqa: E402
+from zqyy_assets.tools.demo_venue import generate_demo_venue  # noqa: E402
 
 CHAIN = ("app3_clue", "app8_consolidation", "app7_customer")
 SENSOR_LOOP_S = 5.0  # Dagster's sensor daemon loop (MIN_INTERVAL_LOOP_TIME)
@@ -63,8 +65,18 @@ def _free_port() -> int:
 def _start_fake(latency_ms: float) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "zqyy_assets.testing.fake_dashscope", "--port", str(port), "--latency-ms", str(latency_ms)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "zqyy_assets.testing.fake_dashscope",
+            "--port",
+            str(port),
+            "--latency-ms",
+            str(latency_ms),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -84,8 +96,12 @@ def _prepare_venue(url: str, days: int) -> list[int]:
         compute.refresh_member_profile(conn, tz="Asia/Shanghai", cutoff_hours=6)
         compute.refresh_assistant_member(conn)
         # Members who have paid at least once, so every app has figures to answer from.
-        return [r["member_id"] for r in conn.execute(
-            "SELECT DISTINCT member_id FROM ods.settlements WHERE site_id = 1 AND member_id IS NOT NULL ORDER BY 1")]
+        return [
+            r["member_id"]
+            for r in conn.execute(
+                "SELECT DISTINCT member_id FROM ods.settlements WHERE site_id = 1 AND member_id IS NOT NULL ORDER BY 1"
+            )
+        ]
 
 
 def _insert(url: str, member_ids: list[int]) -> list[tuple[int, float]]:
@@ -113,7 +129,8 @@ def _last_answer_at(url: str, member_id: int) -> float:
     with db.connect(url) as conn:
         return conn.execute(
             "SELECT extract(epoch FROM max(created_at))::float8 AS t FROM biz.ai_cache WHERE site_id = 1 "
-            "AND target_id = %s AND cache_type = ANY(%s)", (str(member_id), list(CHAIN)),
+            "AND target_id = %s AND cache_type = ANY(%s)",
+            (str(member_id), list(CHAIN)),
         ).fetchone()["t"]
 
 
@@ -152,9 +169,14 @@ def _wait_timelines(instance, runs: list[tuple[str, float]], timeout: float = 60
 def _chain_runs(url: str, event_ids: list[int]) -> dict[str, list[int]]:
     """The consumption-chain run keys the inbox sensor planned for these events, and their events."""
     with db.connect(url) as conn:
-        return {r["run_key"]: r["event_ids"] for r in conn.execute(
-            "SELECT run_key, event_ids FROM biz.ai_event_runs WHERE job_name = 'consumption_chain_job' "
-            "AND event_ids && %s::bigint[] ORDER BY requested_at", (event_ids,))}
+        return {
+            r["run_key"]: r["event_ids"]
+            for r in conn.execute(
+                "SELECT run_key, event_ids FROM biz.ai_event_runs WHERE job_name = 'consumption_chain_job' "
+                "AND event_ids && %s::bigint[] ORDER BY requested_at",
+                (event_ids,),
+            )
+        }
 
 
 def _tree_cpu_seconds(pgid: int) -> float:
@@ -197,13 +219,23 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=200.0)
     parser.add_argument("--days", type=int, default=120)
-    parser.add_argument("--dequeue-interval", type=int, default=None,
-                        help="QueuedRunCoordinator dequeue_interval_seconds (default: dagster.yaml's)")
+    parser.add_argument(
+        "--dequeue-interval",
+        type=int,
+        default=None,
+        help="QueuedRunCoordinator dequeue_interval_seconds (default: dagster.yaml's)",
+    )
     parser.add_argument("--max-concurrent-runs", type=int, default=None, help="default: dagster.yaml's")
     args = parser.parse_args()
 
-    overrides = {k: v for k, v in (("dequeue_interval_seconds", args.dequeue_interval),
-                                   ("max_concurrent_runs", args.max_concurrent_runs)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("dequeue_interval_seconds", args.dequeue_interval),
+            ("max_concurrent_runs", args.max_concurrent_runs),
+        )
+        if v is not None
+    }
     fake, base_url = _start_fake(args.latency_ms)
     try:
         with scratch_database("zqyy_bench_events") as url, tempfile.TemporaryDirectory() as home:
@@ -213,15 +245,24 @@ def main() -> None:
                 raise SystemExit(f"the venue has {len(members)} members with history; need {need} (raise --days)")
             env = {
                 **demo_env(base_url),
-                "ZQYY_LLM_RATE_PER_MINUTE": "100000", "ZQYY_LLM_RATE_BURST": "10000",
-                "ZQYY_LLM_DAILY_TOKEN_LIMIT": "1000000000", "ZQYY_LLM_MONTHLY_TOKEN_LIMIT": "1000000000",
+                "ZQYY_LLM_RATE_PER_MINUTE": "100000",
+                "ZQYY_LLM_RATE_BURST": "10000",
+                "ZQYY_LLM_DAILY_TOKEN_LIMIT": "1000000000",
+                "ZQYY_LLM_MONTHLY_TOKEN_LIMIT": "1000000000",
             }
             dagster_db = db.database_name(url) + "_dagster"
-            with daemon_harness(database_url=url, dagster_database=dagster_db, home=Path(home), env=env,
-                                run_coordinator_config=overrides) as harness:
+            with daemon_harness(
+                database_url=url,
+                dagster_database=dagster_db,
+                home=Path(home),
+                env=env,
+                run_coordinator_config=overrides,
+            ) as harness:
                 _run(args, url, members, harness)
             with db.connect(db.with_database(url, "postgres"), autocommit=True) as conn:
-                conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(dagster_db)))
+                conn.execute(
+                    db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(dagster_db))
+                )
     finally:
         fake.terminate()
         fake.wait(timeout=10)
@@ -229,11 +270,15 @@ def main() -> None:
 
 def _run(args: argparse.Namespace, url: str, members: list[int], harness) -> None:
     config = yaml.safe_load((harness.home / "dagster.yaml").read_text(encoding="utf-8"))["run_coordinator"]["config"]
-    coordinator = {"dequeue_interval_seconds": config.get("dequeue_interval_seconds", 5),  # Dagster's default
-                   "max_concurrent_runs": config["max_concurrent_runs"]}
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
-          f"fake LLM {args.latency_ms:.0f} ms a call; queue: dequeue every {coordinator['dequeue_interval_seconds']} s, "
-          f"{coordinator['max_concurrent_runs']} runs at once")
+    coordinator = {
+        "dequeue_interval_seconds": config.get("dequeue_interval_seconds", 5),  # Dagster's default
+        "max_concurrent_runs": config["max_concurrent_runs"],
+    }
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
+        f"fake LLM {args.latency_ms:.0f} ms a call; queue: dequeue every {coordinator['dequeue_interval_seconds']} s, "
+        f"{coordinator['max_concurrent_runs']} runs at once"
+    )
     t0 = time.monotonic()
     daemon = harness.start()
     warm = members[0]
@@ -255,7 +300,7 @@ def _run(args: argparse.Namespace, url: str, members: list[int], harness) -> Non
         latencies, parts = [], []
         cpu_before, single_from = _tree_cpu_seconds(daemon.pid), time.monotonic()
         phase = random.Random(7)  # seeded: the same arrival pattern in every run of the benchmark
-        for member in members[1:1 + args.single]:
+        for member in members[1 : 1 + args.single]:
             # Land at a random point of the 5 s sensor loop, as real traffic does. A fixed pause
             # after each answer would lock arrivals to one phase of the loop (one run measured a
             # median sensor wait of 3.5 s that way, another 2.3 s).
@@ -273,22 +318,28 @@ def _run(args: argparse.Namespace, url: str, members: list[int], harness) -> Non
         calls = len(CHAIN) * args.latency_ms / 1000
         dequeue = coordinator["dequeue_interval_seconds"]
         floor_typ = SENSOR_LOOP_S / 2 + dequeue / 2 + launch + calls
-        print(f"(a) {args.single} single events, event -> {len(CHAIN)} answers cached: "
-              f"p50 {_pct(latencies, 0.5):.2f} s, p95 {_pct(latencies, 0.95):.2f} s (goal p50 <= 8, p95 <= 12)")
-        print(f"    floor: sensor loop {SENSOR_LOOP_S:.0f} s (avg wait {SENSOR_LOOP_S / 2:.1f}) + queue dequeue "
-              f"{dequeue} s (avg {dequeue / 2:.1f}) + run launch {launch:.2f} s + calls {calls:.2f} s "
-              f"= {floor_typ:.2f} s typical, {SENSOR_LOOP_S + dequeue + launch + calls:.2f} s worst")
+        print(
+            f"(a) {args.single} single events, event -> {len(CHAIN)} answers cached: "
+            f"p50 {_pct(latencies, 0.5):.2f} s, p95 {_pct(latencies, 0.95):.2f} s (goal p50 <= 8, p95 <= 12)"
+        )
+        print(
+            f"    floor: sensor loop {SENSOR_LOOP_S:.0f} s (avg wait {SENSOR_LOOP_S / 2:.1f}) + queue dequeue "
+            f"{dequeue} s (avg {dequeue / 2:.1f}) + run launch {launch:.2f} s + calls {calls:.2f} s "
+            f"= {floor_typ:.2f} s typical, {SENSOR_LOOP_S + dequeue + launch + calls:.2f} s worst"
+        )
         print(f"    median breakdown (s): {_breakdown(parts)}; execution {execute:.2f} s of which calls {calls:.2f} s")
         shares = {k: statistics.median(p[k] for p in parts) for k in ("sensor", "queue", "launch", "execute")}
         top = max(shares, key=shares.get)
-        print(f"    largest cost: {top} {shares[top]:.2f} s of {sum(shares.values()):.2f} s; "
-              f"{single_cpu:.1f} CPU-s per event in the daemon's process tree beyond its idle load (sensor tick, "
-              f"run creation, launch, execution, status)")
+        print(
+            f"    largest cost: {top} {shares[top]:.2f} s of {sum(shares.values()):.2f} s; "
+            f"{single_cpu:.1f} CPU-s per event in the daemon's process tree beyond its idle load (sensor tick, "
+            f"run creation, launch, execution, status)"
+        )
 
         if not args.burst:
             return
         # (b) burst
-        burst = members[1 + args.single:1 + args.single + args.burst]
+        burst = members[1 + args.single : 1 + args.single + args.burst]
         t_burst = time.monotonic()
         cpu_before = _tree_cpu_seconds(daemon.pid)
         inserted_events = _insert(url, burst)
@@ -308,28 +359,42 @@ def _run(args: argparse.Namespace, url: str, members: list[int], harness) -> Non
             for e in events:
                 runs_per_event[e] += dagster_runs[key]
         if took is not None:
-            print(f"(b) burst of {len(burst)} consumption events for {len(burst)} members: all answered in "
-                  f"{took:.1f} s (goal <= 120 s) by {len(planned)} run(s) (new members share a range run); "
-                  f"runs per event: {sorted(set(runs_per_event.values()))}, "
-                  f"lost: {sum(1 for n in runs_per_event.values() if n == 0)}")
+            print(
+                f"(b) burst of {len(burst)} consumption events for {len(burst)} members: all answered in "
+                f"{took:.1f} s (goal <= 120 s) by {len(planned)} run(s) (new members share a range run); "
+                f"runs per event: {sorted(set(runs_per_event.values()))}, "
+                f"lost: {sum(1 for n in runs_per_event.values() if n == 0)}"
+            )
         slots = coordinator["max_concurrent_runs"]
         if burst_parts:
             range_exec = statistics.median(p["execute"] for p in burst_parts)
             range_launch = statistics.median(p["launch"] for p in burst_parts)
             keys_per_run = len(burst) / max(1, len(planned))
             waves = -(-keys_per_run // DEFAULT_CONCURRENCY)
-            print(f"    floor: sensor loop {SENSOR_LOOP_S:.0f} s + {len(planned)} run(s) ({min(len(planned), slots)} at once) "
-                  f"x (launch {range_launch:.2f} s + {len(CHAIN)} apps x {waves:.0f} waves of "
-                  f"{DEFAULT_CONCURRENCY} calls x {args.latency_ms / 1000:.1f} s = {len(CHAIN) * waves * args.latency_ms / 1000:.1f} s)")
-            print(f"    median breakdown per run (s): {_breakdown(burst_parts)}; execution {range_exec:.2f} s "
-                  f"for {keys_per_run:.0f} members x {len(CHAIN)} apps")
+            print(
+                f"    floor: sensor loop {SENSOR_LOOP_S:.0f} s + {len(planned)} run(s) ({min(len(planned), slots)} at once) "
+                f"x (launch {range_launch:.2f} s + {len(CHAIN)} apps x {waves:.0f} waves of "
+                f"{DEFAULT_CONCURRENCY} calls x {args.latency_ms / 1000:.1f} s = {len(CHAIN) * waves * args.latency_ms / 1000:.1f} s)"
+            )
+            print(
+                f"    median breakdown per run (s): {_breakdown(burst_parts)}; execution {range_exec:.2f} s "
+                f"for {keys_per_run:.0f} members x {len(CHAIN)} apps"
+            )
         cores = os.cpu_count() or 1
-        print(f"    CPU: the burst used {burst_cpu:.0f} CPU-s in the daemon's process tree "
-              f"({burst_cpu / len(burst):.2f} per event; {len(planned)} run launches); {cores} cores")
+        print(
+            f"    CPU: the burst used {burst_cpu:.0f} CPU-s in the daemon's process tree "
+            f"({burst_cpu / len(burst):.2f} per event; {len(planned)} run launches); {cores} cores"
+        )
+
         def statuses() -> dict[str, int]:
             with db.connect(url) as conn:
-                return {r["status"]: r["n"] for r in conn.execute(
-                    "SELECT status, count(*) AS n FROM biz.ai_events WHERE id = ANY(%s) GROUP BY status", (burst_ids,))}
+                return {
+                    r["status"]: r["n"]
+                    for r in conn.execute(
+                        "SELECT status, count(*) AS n FROM biz.ai_events WHERE id = ANY(%s) GROUP BY status",
+                        (burst_ids,),
+                    )
+                }
 
         deadline = time.monotonic() + 60  # the status sensor runs every 5-10 s
         while statuses().get("launched") and time.monotonic() < deadline:

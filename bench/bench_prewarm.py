@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import subprocess
 import sys
@@ -35,16 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import dagster as dg  # noqa: E402
-
 from _db import postgres_dagster_instance, scratch_database  # noqa: E402
+
+from zqyy_assets.core import db  # noqa: E402
+from zqyy_assets.core.apps import APP_NAMES  # noqa: E402
 from zqyy_assets.defs.ai.jobs import materialize_app2_prewarm  # noqa: E402
-from zqyy_assets.defs.dws.refresh import materialize_dws, ods_date_range  # noqa: E402
-from zqyy_assets.defs.llm.apps import APP_NAMES  # noqa: E402
-from zqyy_assets.defs.llm.resources import LLMResource  # noqa: E402
-from zqyy_assets.defs.ods.generator import generate_demo_venue  # noqa: E402
-from zqyy_assets.lib import db  # noqa: E402
-from zqyy_assets.lib.resources import VenueCalendarResource  # noqa: E402
+from zqyy_assets.defs.ai.resources import LLMResource  # noqa: E402
+from zqyy_assets.defs.resources import VenueCalendarResource  # noqa: E402
 from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeAdmin  # noqa: E402
+from zqyy_assets.tools.demo_venue import generate_demo_venue  # noqa: E402
+from zqyy_assets.tools.dws_refresh import materialize_dws, ods_date_range  # noqa: E402
 
 
 @contextmanager
@@ -101,15 +100,23 @@ def main() -> None:
 
     with scratch_database("zqyy_bench_prewarm") as url:
         t0 = time.perf_counter()
-        generate_demo_venue(url, sites=args.sites, days=args.days, seed=args.seed,
-                            end_date=date.today() - timedelta(days=1), show_progress=False)
+        generate_demo_venue(
+            url,
+            sites=args.sites,
+            days=args.days,
+            seed=args.seed,
+            end_date=date.today() - timedelta(days=1),
+            show_progress=False,
+        )
         calendar = VenueCalendarResource()
         span = ods_date_range(url, calendar)
         with postgres_dagster_instance(url) as instance, fake_server(args.latency_ms) as base_url:
             dws = materialize_dws(instance, url, span.first, span.last, calendar)
             assert dws.success, "DWS did not materialize"
-            print(f"setup: {args.sites} sites x {args.days} days generated, DWS materialized "
-                  f"in {time.perf_counter() - t0:.1f} s")
+            print(
+                f"setup: {args.sites} sites x {args.days} days generated, DWS materialized "
+                f"in {time.perf_counter() - t0:.1f} s"
+            )
 
             llm = LLMResource(
                 database_url=url,
@@ -127,8 +134,9 @@ def main() -> None:
             fake = FakeAdmin(base_url)
 
             t0 = time.perf_counter()
-            first = materialize_app2_prewarm(instance, database_url=url, llm=llm, trigger="bench",
-                                             concurrency=args.concurrency)
+            first = materialize_app2_prewarm(
+                instance, database_url=url, llm=llm, trigger="bench", concurrency=args.concurrency
+            )
             wall = time.perf_counter() - t0
             assert first.success, "the first prewarm failed"
             stats = instance.get_run_stats(first.run_id)
@@ -137,31 +145,40 @@ def main() -> None:
             ledger_calls, ledger_tokens = ledger_totals(url)
             serial = calls * latency_s
             limit = math.ceil(calls / args.concurrency) * latency_s
-            print(f"prewarm 1: {totals['partitions']} partitions x {args.sites} sites = {calls} calls "
-                  f"(ledger {ledger_calls}), {ledger_tokens:,} tokens, fake latency {args.latency_ms:.0f} ms, "
-                  f"concurrency {args.concurrency}")
+            print(
+                f"prewarm 1: {totals['partitions']} partitions x {args.sites} sites = {calls} calls "
+                f"(ledger {ledger_calls}), {ledger_tokens:,} tokens, fake latency {args.latency_ms:.0f} ms, "
+                f"concurrency {args.concurrency}"
+            )
             run_s = stats.end_time - stats.start_time
-            print(f"  wall {wall:.1f} s (launch included; the run itself {run_s:.1f} s) | "
-                  f"serial baseline {serial:.1f} s (calls x latency) | "
-                  f"limit {limit:.1f} s (ceil(calls / {args.concurrency}) x latency)")
+            print(
+                f"  wall {wall:.1f} s (launch included; the run itself {run_s:.1f} s) | "
+                f"serial baseline {serial:.1f} s (calls x latency) | "
+                f"limit {limit:.1f} s (ceil(calls / {args.concurrency}) x latency)"
+            )
             speedup_met = "met" if serial / wall >= 5 else "NOT met"
             limit_met = "met" if wall <= limit + 5 else "NOT met"
-            print(f"  speed-up vs serial {serial / wall:.1f}x (goal >= 5x: {speedup_met}); "
-                  f"over the limit by {wall - limit:.1f} s (goal <= 5 s: {limit_met})")
+            print(
+                f"  speed-up vs serial {serial / wall:.1f}x (goal >= 5x: {speedup_met}); "
+                f"over the limit by {wall - limit:.1f} s (goal <= 5 s: {limit_met})"
+            )
 
             t0 = time.perf_counter()
-            second = materialize_app2_prewarm(instance, database_url=url, llm=llm, trigger="bench",
-                                              concurrency=args.concurrency)
+            second = materialize_app2_prewarm(
+                instance, database_url=url, llm=llm, trigger="bench", concurrency=args.concurrency
+            )
             wall2 = time.perf_counter() - t0
             assert second.success, "the second prewarm failed"
             again = run_totals(second)
             calls2 = fake.count() - calls
             ledger_calls2, ledger_tokens2 = ledger_totals(url)
             tokens2 = ledger_tokens2 - ledger_tokens
-            print(f"prewarm 2 (unchanged data): {again['partitions']} partitions in {wall2:.1f} s, "
-                  f"{calls2} calls (ledger +{ledger_calls2 - ledger_calls}), {tokens2} tokens, "
-                  f"{again['cache_hits']} cache hits (goal 0 calls, 0 tokens: "
-                  f"{'met' if calls2 == 0 and tokens2 == 0 else 'NOT met'})")
+            print(
+                f"prewarm 2 (unchanged data): {again['partitions']} partitions in {wall2:.1f} s, "
+                f"{calls2} calls (ledger +{ledger_calls2 - ledger_calls}), {tokens2} tokens, "
+                f"{again['cache_hits']} cache hits (goal 0 calls, 0 tokens: "
+                f"{'met' if calls2 == 0 and tokens2 == 0 else 'NOT met'})"
+            )
 
 
 if __name__ == "__main__":

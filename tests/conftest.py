@@ -13,9 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from zqyy_assets.lib import db, embedded_pg
-from zqyy_assets.lib.migrations import apply_migrations
-
+from zqyy_assets.core import db, embedded_pg
+from zqyy_assets.core.migrations import apply_migrations
 
 
 def _drop(server_url: str, name: str) -> None:

@@ -8,7 +8,7 @@ import pytest
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 from sqlalchemy.pool import QueuePool
 
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,10 +45,12 @@ def test_production_yaml_storage_config_is_valid() -> None:
     import yaml
     from dagster._config import validate_config
 
-    from zqyy_assets.lib.dagster_storage import PooledPostgresStorage
+    from zqyy_assets.instance.storage import PooledPostgresStorage
 
     storage = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.production.yaml").read_text(encoding="utf-8"))["storage"]
-    assert (storage["custom"]["module"], storage["custom"]["class"]) == ("zqyy_assets.lib.dagster_storage",
-                                                                          "PooledPostgresStorage")
+    assert (storage["custom"]["module"], storage["custom"]["class"]) == (
+        "zqyy_assets.instance.storage",
+        "PooledPostgresStorage",
+    )
     result = validate_config(PooledPostgresStorage.config_type(), storage["custom"]["config"])
     assert result.success, result.errors

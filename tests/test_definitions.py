@@ -22,7 +22,15 @@ def test_resources_are_bound_from_environment() -> None:
 
 def test_ai_assets_checks_and_jobs_are_defined() -> None:
     keys = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
-    ai = {"app2_finance", "app3_clue", "app4_analysis", "app5_tactics", "app6_note", "app7_customer", "app8_consolidation"}
+    ai = {
+        "app2_finance",
+        "app3_clue",
+        "app4_analysis",
+        "app5_tactics",
+        "app6_note",
+        "app7_customer",
+        "app8_consolidation",
+    }
     assert ai <= keys
     check_keys = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert {"app2_coverage", *(f"{name}_answers_valid" for name in ai)} <= check_keys

@@ -5,12 +5,16 @@ import dagster as dg
 from zqyy_assets.defs.ai.assets import ai_assets
 from zqyy_assets.defs.ai.checks import ai_checks
 from zqyy_assets.defs.ai.jobs import ai_jobs
-from zqyy_assets.defs.dws.assets import dws_assistant_member, dws_finance_area_daily, dws_member_profile
+from zqyy_assets.defs.ai.resources import LLMResource
+from zqyy_assets.defs.dws.assets import (
+    dws_assistant_member,
+    dws_finance_area_daily,
+    dws_member_profile,
+)
 from zqyy_assets.defs.dws.checks import dws_checks
 from zqyy_assets.defs.events.automation import event_schedules, event_sensors
-from zqyy_assets.defs.llm.resources import LLMResource
 from zqyy_assets.defs.ods.assets import ods_assets
-from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
+from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 defs = dg.Definitions(
     assets=[*ods_assets, dws_finance_area_daily, dws_member_profile, dws_assistant_member, *ai_assets],

@@ -8,19 +8,29 @@ from fastapi import APIRouter, HTTPException, Request, status
 from psycopg.types.json import Jsonb
 
 from api.deps import AdminDep, PoolDep, SettingsDep, check_site
-from api.schemas.admin import BatchRunConfirmReq, BatchRunConfirmResponse, BatchRunEstimate, BatchRunReq
+from api.schemas.admin import (
+    BatchRunConfirmReq,
+    BatchRunConfirmResponse,
+    BatchRunEstimate,
+    BatchRunReq,
+)
 from api.schemas.common import Message
 from api.services import batch
 from api.services.dagster_runs import DagsterUnavailable
 
-router = APIRouter(prefix="/api/admin/ai/batch-run", tags=["admin: batch runs"],
-                   responses={401: {"model": Message}, 403: {"model": Message}})
+router = APIRouter(
+    prefix="/api/admin/ai/batch-run",
+    tags=["admin: batch runs"],
+    responses={401: {"model": Message}, 403: {"model": Message}},
+)
 
 MEMBER_LEVEL = set(batch.MEMBER_APPS) | set(batch.PAIR_APPS)
 
 
 @router.post("", response_model=BatchRunEstimate)
-async def create_batch_run(body: BatchRunReq, request: Request, principal: AdminDep, pool: PoolDep, settings: SettingsDep):
+async def create_batch_run(
+    body: BatchRunReq, request: Request, principal: AdminDep, pool: PoolDep, settings: SettingsDep
+):
     """Estimate a batch: the LLM calls it would make (answers whose input is unchanged since their
     cached answer are not counted: memoization skips them) and their tokens. Nothing runs until
     `POST /batch-run/confirm` with the `batch_id`, within `BATCH_CONFIRM_WINDOW_S` (10 minutes).
@@ -29,13 +39,21 @@ async def create_batch_run(body: BatchRunReq, request: Request, principal: Admin
     app2a_finance_area); the member apps cover `member_ids` (App4/App5: each of the member's assistants)."""
     site_id = check_site(principal, body.site_id)
     if MEMBER_LEVEL & set(body.app_types) and not body.member_ids:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            detail=f"member_ids is required for {sorted(MEMBER_LEVEL & set(body.app_types))}")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"member_ids is required for {sorted(MEMBER_LEVEL & set(body.app_types))}",
+        )
     batch_id = batch.new_batch_id()
     app_types = list(dict.fromkeys(body.app_types))
     est = await asyncio.to_thread(
-        batch.estimate, settings.database_url, batch_id, site_id, app_types, body.member_ids,
-        request.app.state.llm.provider, settings.venue_timezone,
+        batch.estimate,
+        settings.database_url,
+        batch_id,
+        site_id,
+        app_types,
+        body.member_ids,
+        request.app.state.llm.provider,
+        settings.venue_timezone,
     )
     async with pool.connection() as conn:
         per_call = await batch.tokens_per_call(conn, app_types, settings.batch_default_tokens_per_call)
@@ -46,21 +64,45 @@ async def create_batch_run(body: BatchRunReq, request: Request, principal: Admin
             """INSERT INTO biz.admin_batches (batch_id, site_id, created_by, app_types, member_ids, estimated_calls,
                                               estimated_tokens, plan, expires_at)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-            (batch_id, site_id, principal.subject, app_types, list(dict.fromkeys(body.member_ids)), calls, tokens,
-             Jsonb(est.plan), expires_at),
+            (
+                batch_id,
+                site_id,
+                principal.subject,
+                app_types,
+                list(dict.fromkeys(body.member_ids)),
+                calls,
+                tokens,
+                Jsonb(est.plan),
+                expires_at,
+            ),
         )
     return {
-        "batch_id": batch_id, "estimated_calls": calls, "estimated_tokens": tokens, "expires_at": expires_at,
-        "calls_by_app": {a: est.calls[a] for a in app_types}, "memoized_by_app": {a: est.memoized[a] for a in app_types},
-        "skipped_by_app": {a: est.skipped[a] for a in app_types}, "tokens_per_call": per_call, "runs_planned": len(est.plan),
+        "batch_id": batch_id,
+        "estimated_calls": calls,
+        "estimated_tokens": tokens,
+        "expires_at": expires_at,
+        "calls_by_app": {a: est.calls[a] for a in app_types},
+        "memoized_by_app": {a: est.memoized[a] for a in app_types},
+        "skipped_by_app": {a: est.skipped[a] for a in app_types},
+        "tokens_per_call": per_call,
+        "runs_planned": len(est.plan),
     }
 
 
-@router.post("/confirm", response_model=BatchRunConfirmResponse,
-             responses={404: {"model": Message}, 409: {"model": Message}, 410: {"model": Message},
-                        422: {"model": Message}, 503: {"model": Message}})
-async def confirm_batch_run(body: BatchRunConfirmReq, request: Request, principal: AdminDep, pool: PoolDep,
-                            settings: SettingsDep):
+@router.post(
+    "/confirm",
+    response_model=BatchRunConfirmResponse,
+    responses={
+        404: {"model": Message},
+        409: {"model": Message},
+        410: {"model": Message},
+        422: {"model": Message},
+        503: {"model": Message},
+    },
+)
+async def confirm_batch_run(
+    body: BatchRunConfirmReq, request: Request, principal: AdminDep, pool: PoolDep, settings: SettingsDep
+):
     """Launch an estimated batch's runs in Dagster (see the estimate for how they are batched).
 
     404: no such batch; 410: its confirmation window has passed (estimate again); 409: it was
@@ -69,26 +111,39 @@ async def confirm_batch_run(body: BatchRunConfirmReq, request: Request, principa
     try:
         batch_id = str(uuid.UUID(body.batch_id))
     except ValueError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            detail="batch_id must be the UUID POST /api/admin/ai/batch-run answered with") from None
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="batch_id must be the UUID POST /api/admin/ai/batch-run answered with",
+        ) from None
     async with pool.connection() as conn:
-        row = await (await conn.execute(
-            "SELECT site_id, status, expires_at, now() AS now FROM biz.admin_batches WHERE batch_id = %s", (batch_id,))).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT site_id, status, expires_at, now() AS now FROM biz.admin_batches WHERE batch_id = %s",
+                (batch_id,),
+            )
+        ).fetchone()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no batch {batch_id}")
     check_site(principal, row["site_id"])
     if row["status"] != "estimated":
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"batch {batch_id} was confirmed already ({row['status']})")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"batch {batch_id} was confirmed already ({row['status']})"
+        )
     if row["expires_at"] <= row["now"]:
-        raise HTTPException(status.HTTP_410_GONE,
-                            detail=f"batch {batch_id} expired at {row['expires_at'].isoformat()}; "
-                            "estimate again with POST /api/admin/ai/batch-run")
+        raise HTTPException(
+            status.HTTP_410_GONE,
+            detail=f"batch {batch_id} expired at {row['expires_at'].isoformat()}; "
+            "estimate again with POST /api/admin/ai/batch-run",
+        )
     # The claim is one statement, so two workers confirming at once launch the batch once.
     async with pool.connection() as conn:
-        claimed = await (await conn.execute(
-            """UPDATE biz.admin_batches SET status = 'launching', confirmed_at = now(), confirmed_by = %s
+        claimed = await (
+            await conn.execute(
+                """UPDATE biz.admin_batches SET status = 'launching', confirmed_at = now(), confirmed_by = %s
                WHERE batch_id = %s AND status = 'estimated' AND expires_at > now() RETURNING plan""",
-            (principal.subject, batch_id))).fetchone()
+                (principal.subject, batch_id),
+            )
+        ).fetchone()
     if claimed is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"batch {batch_id} was confirmed or expired meanwhile")
     # No pooled connection is held while the runs launch (seconds each with the default coordinator).
@@ -97,22 +152,36 @@ async def confirm_batch_run(body: BatchRunConfirmReq, request: Request, principa
         dynamic = planned["dynamic_partitions"]
         try:
             run_id = await dagster.launch_job(
-                planned["job_name"], tags=planned["tags"], asset_selection=planned["assets"],
-                run_config=planned["run_config"], dynamic_partition=(dynamic, planned["partition"]) if dynamic else None,
+                planned["job_name"],
+                tags=planned["tags"],
+                asset_selection=planned["assets"],
+                run_config=planned["run_config"],
+                dynamic_partition=(dynamic, planned["partition"]) if dynamic else None,
             )
         except DagsterUnavailable as exc:
             launched = [r["run_id"] for r in runs]
             async with pool.connection() as conn:
                 await conn.execute(
                     "UPDATE biz.admin_batches SET status = 'failed', run_ids = %s, error_message = %s WHERE batch_id = %s",
-                    (launched, str(exc), batch_id))
+                    (launched, str(exc), batch_id),
+                )
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
                 detail=f"{len(launched)} of {len(claimed['plan'])} runs of batch {batch_id} were launched "
-                f"({', '.join(launched) or 'none'}); then: {exc}") from exc
-        runs.append({"run_id": run_id, "url": settings.dagster_run_url(run_id), "job_name": planned["job_name"],
-                     "partition": planned["partition"], "assets": planned["assets"]})
+                f"({', '.join(launched) or 'none'}); then: {exc}",
+            ) from exc
+        runs.append(
+            {
+                "run_id": run_id,
+                "url": settings.dagster_run_url(run_id),
+                "job_name": planned["job_name"],
+                "partition": planned["partition"],
+                "assets": planned["assets"],
+            }
+        )
     async with pool.connection() as conn:
-        await conn.execute("UPDATE biz.admin_batches SET status = 'launched', run_ids = %s WHERE batch_id = %s",
-                           ([r["run_id"] for r in runs], batch_id))
+        await conn.execute(
+            "UPDATE biz.admin_batches SET status = 'launched', run_ids = %s WHERE batch_id = %s",
+            ([r["run_id"] for r in runs], batch_id),
+        )
     return {"status": "launched", "batch_id": batch_id, "runs": runs}

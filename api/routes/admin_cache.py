@@ -3,7 +3,11 @@
 from fastapi import APIRouter
 
 from api.deps import AdminDep, AdminSiteDep, ConnDep, check_site
-from api.schemas.admin import CacheInvalidateReq, CacheInvalidateResponse, PrewarmProgressResponse
+from api.schemas.admin import (
+    CacheInvalidateReq,
+    CacheInvalidateResponse,
+    PrewarmProgressResponse,
+)
 from api.schemas.common import Message
 from api.services import admin
 

@@ -12,7 +12,9 @@ from api.schemas.admin import BudgetInfo, DashboardResponse
 from api.schemas.common import Message
 from api.services import dashboard as dashboard_service
 
-router = APIRouter(prefix="/api/admin/ai", tags=["admin: dashboard"], responses={401: {"model": Message}, 403: {"model": Message}})
+router = APIRouter(
+    prefix="/api/admin/ai", tags=["admin: dashboard"], responses={401: {"model": Message}, 403: {"model": Message}}
+)
 
 MAX_RANGE_DAYS = 366
 
@@ -50,7 +52,9 @@ async def get_dashboard(
     else:
         check_date_range(date_from, date_to)
         if (date_to - date_from).days >= MAX_RANGE_DAYS:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"a range covers at most {MAX_RANGE_DAYS} days")
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"a range covers at most {MAX_RANGE_DAYS} days"
+            )
     return await dashboard_service.dashboard(
         conn, site_id, date_from=date_from, date_to=date_to, tz=settings.venue_timezone, budget=await _budget(request)
     )

@@ -6,9 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
-from zqyy_assets.lib.business_date import business_date
-
-from api.deps import FIRST_DAY, LAST_DAY, AdminDep, AdminSiteDep, ConnDep, SettingsDep, check_date_range, check_site
+from api.deps import (
+    FIRST_DAY,
+    LAST_DAY,
+    AdminDep,
+    AdminSiteDep,
+    ConnDep,
+    SettingsDep,
+    check_date_range,
+    check_site,
+)
 from api.schemas.admin import (
     EventStatusName,
     ManualTriggerRequest,
@@ -20,8 +27,11 @@ from api.schemas.admin import (
 from api.schemas.common import EventType, Id, Message
 from api.services import admin, events
 from api.services.dagster_runs import DagsterUnavailable
+from zqyy_assets.core.business_date import business_date
 
-router = APIRouter(prefix="/api/admin/ai", tags=["admin: events"], responses={401: {"model": Message}, 403: {"model": Message}})
+router = APIRouter(
+    prefix="/api/admin/ai", tags=["admin: events"], responses={401: {"model": Message}, 403: {"model": Message}}
+)
 
 RUN_STATUS_TIMEOUT_S = 3.0  # a listing must not hang on a slow Dagster; statuses are then left empty
 
@@ -38,8 +48,10 @@ async def _with_runs(request: Request, rows: list[dict]) -> tuple[list[dict], st
         except (DagsterUnavailable, TimeoutError) as exc:
             error = str(exc) or f"Dagster did not answer within {RUN_STATUS_TIMEOUT_S:g} s"
     for row in rows:
-        row["runs"] = [{"run_id": run_id, "status": statuses.get(run_id), "url": settings.dagster_run_url(run_id)}
-                       for run_id in row["dagster_run_ids"]]
+        row["runs"] = [
+            {"run_id": run_id, "status": statuses.get(run_id), "url": settings.dagster_run_url(run_id)}
+            for run_id in row["dagster_run_ids"]
+        ]
     return rows, error
 
 
@@ -62,9 +74,14 @@ async def list_trigger_jobs(
     check_date_range(date_from, date_to)
     start, end = admin.local_day_bounds(date_from or FIRST_DAY, date_to or LAST_DAY, settings.venue_timezone)
     rows, total = await admin.list_jobs(
-        conn, site_id, event_type=event_type, status=status_,
-        created_from=start if date_from else None, created_before=end if date_to else None,
-        page=page, page_size=page_size,
+        conn,
+        site_id,
+        event_type=event_type,
+        status=status_,
+        created_from=start if date_from else None,
+        created_before=end if date_to else None,
+        page=page,
+        page_size=page_size,
     )
     rows, runs_error = await _with_runs(request, rows)
     today = business_date(datetime.now(UTC), settings.venue_timezone, settings.business_day_cutoff_hours)
@@ -93,16 +110,29 @@ async def get_trigger_job(request: Request, job_id: Annotated[Id, Path()], princ
     return row
 
 
-@router.post("/trigger-jobs/{job_id}/retry", response_model=RetryResponse, status_code=status.HTTP_202_ACCEPTED,
-             responses={404: {"model": Message}})
+@router.post(
+    "/trigger-jobs/{job_id}/retry",
+    response_model=RetryResponse,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={404: {"model": Message}},
+)
 async def retry_trigger_job(job_id: Annotated[Id, Path()], principal: AdminDep, conn: ConnDep, settings: SettingsDep):
     """Queue the event again as a new, forced event pointing back at the original."""
     site_id = await _event_in_scope(conn, principal, job_id)
     original = await events.get_event(conn, site_id, job_id, detail=True)
     row = await events.insert_event(
-        conn, settings, event_type=original["event_type"], site_id=site_id, member_id=original["member_id"],
-        assistant_id=original["assistant_id"], payload=original["payload"] or {}, is_forced=True, source="retry",
-        retry_of=job_id, connector_type=original["connector_type"], biz_date=original["biz_date"],
+        conn,
+        settings,
+        event_type=original["event_type"],
+        site_id=site_id,
+        member_id=original["member_id"],
+        assistant_id=original["assistant_id"],
+        payload=original["payload"] or {},
+        is_forced=True,
+        source="retry",
+        retry_of=job_id,
+        connector_type=original["connector_type"],
+        biz_date=original["biz_date"],
     )
     return {"trigger_job_id": row["id"], "status": row["status"]}
 
@@ -113,7 +143,14 @@ async def trigger_event(body: ManualTriggerRequest, principal: AdminDep, conn: C
     site_id = check_site(principal, body.site_id)
     events.require_event_fields(body.event_type, body.model_dump())
     row = await events.insert_event(
-        conn, settings, event_type=body.event_type, site_id=site_id, member_id=body.member_id,
-        assistant_id=body.assistant_id, payload=body.payload, is_forced=body.is_forced, source="admin",
+        conn,
+        settings,
+        event_type=body.event_type,
+        site_id=site_id,
+        member_id=body.member_id,
+        assistant_id=body.assistant_id,
+        payload=body.payload,
+        is_forced=body.is_forced,
+        source="admin",
     )
     return {"trigger_job_id": row["id"], "status": row["status"]}

@@ -5,13 +5,25 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from api.deps import FIRST_DAY, LAST_DAY, AdminDep, AdminSiteDep, ConnDep, SettingsDep, check_date_range, check_site
+from api.deps import (
+    FIRST_DAY,
+    LAST_DAY,
+    AdminDep,
+    AdminSiteDep,
+    ConnDep,
+    SettingsDep,
+    check_date_range,
+    check_site,
+)
 from api.schemas.admin import RunLogDetailResponse, RunLogListResponse
 from api.schemas.common import Id, Message
 from api.services import admin
 
-router = APIRouter(prefix="/api/admin/ai/run-logs", tags=["admin: run logs"],
-                   responses={401: {"model": Message}, 403: {"model": Message}})
+router = APIRouter(
+    prefix="/api/admin/ai/run-logs",
+    tags=["admin: run logs"],
+    responses={401: {"model": Message}, 403: {"model": Message}},
+)
 
 CallStatus = Literal["running", "success", "failed", "circuit_open", "rate_limited", "budget_exceeded"]
 
@@ -34,8 +46,15 @@ async def list_run_logs(
     check_date_range(date_from, date_to)
     start, end = admin.local_day_bounds(date_from or FIRST_DAY, date_to or LAST_DAY, settings.venue_timezone)
     items, total = await admin.list_run_logs(
-        conn, site_id, app_type=app_type, status=status_, trigger_type=trigger_type,
-        called_from=start if date_from else None, called_before=end if date_to else None, page=page, page_size=page_size,
+        conn,
+        site_id,
+        app_type=app_type,
+        status=status_,
+        trigger_type=trigger_type,
+        called_from=start if date_from else None,
+        called_before=end if date_to else None,
+        page=page,
+        page_size=page_size,
     )
     for item in items:
         item["dagster_run_url"] = settings.dagster_run_url(item["dagster_run_id"])

@@ -3,13 +3,15 @@
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 
-from api.deps import AdminDep, ConnDep, PoolDep, SettingsDep, check_site
+from api.deps import AdminDep, PoolDep, SettingsDep, check_site
 from api.schemas.admin import RunAppRequest, RunAppResponse
 from api.schemas.common import AppType, Message
 from api.services import cache_reads
 from api.services.dagster_runs import DagsterUnavailable, app_target
 
-router = APIRouter(prefix="/api/admin/ai", tags=["admin: runs"], responses={401: {"model": Message}, 403: {"model": Message}})
+router = APIRouter(
+    prefix="/api/admin/ai", tags=["admin: runs"], responses={401: {"model": Message}, 403: {"model": Message}}
+)
 
 
 def _check_fields(app_type: str, body: RunAppRequest) -> None:
@@ -23,8 +25,14 @@ def _check_fields(app_type: str, body: RunAppRequest) -> None:
         if body.time_dimension is None:
             missing("time_dimension", f"{app_type} runs for one time_dimension")
         if app_type == "app2_finance" and body.area not in (None, "all"):
-            errors.append({"type": "value_error", "loc": ("body", "area"), "input": body.area,
-                           "msg": "app2_finance answers area 'all'; use app2a_finance_area for other areas"})
+            errors.append(
+                {
+                    "type": "value_error",
+                    "loc": ("body", "area"),
+                    "input": body.area,
+                    "msg": "app2_finance answers area 'all'; use app2a_finance_area for other areas",
+                }
+            )
         if app_type == "app2a_finance_area" and body.area in (None, "all"):
             missing("area", "app2a_finance_area needs an area other than 'all'")
     else:
@@ -46,8 +54,12 @@ async def run_app(
     site_id = check_site(principal, body.site_id)
     _check_fields(app_type, body)
     target = app_target(
-        app_type, site_id, member_id=body.member_id, assistant_id=body.assistant_id,
-        time_dimension=body.time_dimension, area=body.area or "all",
+        app_type,
+        site_id,
+        member_id=body.member_id,
+        assistant_id=body.assistant_id,
+        time_dimension=body.time_dimension,
+        area=body.area or "all",
     )
     answer = {"app_type": app_type, "success": False, "result": None, "error": None, "target_id": target.target_id}
     runs = request.app.state.dagster
@@ -74,5 +86,7 @@ async def run_app(
     async with pool.connection() as conn:
         row = await cache_reads.latest_valid(conn, site_id, app_type, target.target_id)
     if row is None:
-        return answer | {"error": f"run {run_id} succeeded but cached no answer for {target.target_id} at site {site_id}"}
+        return answer | {
+            "error": f"run {run_id} succeeded but cached no answer for {target.target_id} at site {site_id}"
+        }
     return answer | {"success": True, "result": row["result"]}

@@ -10,14 +10,19 @@ from api.schemas.common import Id, Message
 from api.services import triggers
 from api.services.dagster_runs import DagsterUnavailable
 
-router = APIRouter(prefix="/api/admin/ai/triggers", tags=["admin: triggers"],
-                   responses={401: {"model": Message}, 403: {"model": Message}})
+router = APIRouter(
+    prefix="/api/admin/ai/triggers",
+    tags=["admin: triggers"],
+    responses={401: {"model": Message}, 403: {"model": Message}},
+)
 
 DAGSTER_ERROR_HEADER = "X-Dagster-Error"
 
 
 @router.get("", response_model=list[TriggerItem])
-async def list_triggers(request: Request, response: Response, principal: AdminDep, conn: ConnDep, settings: SettingsDep):
+async def list_triggers(
+    request: Request, response: Response, principal: AdminDep, conn: ConnDep, settings: SettingsDep
+):
     """Every sensor (`event`) and schedule (`cron`) of the Dagster code location, with its state,
     newest tick, next tick and last error, as Dagster reports them. Triggers belong to the
     deployment, not to a site.
@@ -36,12 +41,24 @@ def _same_cron(a: str, b: str) -> bool:
     return a.split() == b.split()
 
 
-@router.patch("/{trigger_id}", response_model=TriggerItem,
-              responses={404: {"model": Message}, 409: {"model": Message}, 422: {"model": Message},
-                         502: {"model": Message}, 503: {"model": Message}})
+@router.patch(
+    "/{trigger_id}",
+    response_model=TriggerItem,
+    responses={
+        404: {"model": Message},
+        409: {"model": Message},
+        422: {"model": Message},
+        502: {"model": Message},
+        503: {"model": Message},
+    },
+)
 async def update_trigger(
-    trigger_id: Annotated[Id, Path()], body: TriggerUpdateRequest, request: Request, principal: AdminDep,
-    conn: ConnDep, settings: SettingsDep,
+    trigger_id: Annotated[Id, Path()],
+    body: TriggerUpdateRequest,
+    request: Request,
+    principal: AdminDep,
+    conn: ConnDep,
+    settings: SettingsDep,
 ):
     """Start (`status: enabled`) or stop (`disabled`) a sensor or schedule, and set the admin's note.
 
@@ -51,7 +68,9 @@ async def update_trigger(
     same cron as now is accepted. A sensor has no cron: 422."""
     row = await triggers.trigger_row(conn, trigger_id)
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no trigger {trigger_id}; GET /api/admin/ai/triggers lists them")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"no trigger {trigger_id}; GET /api/admin/ai/triggers lists them"
+        )
     runs = request.app.state.dagster
     ui_base = settings.dagster_ui_base()
     try:
@@ -59,13 +78,17 @@ async def update_trigger(
     except DagsterUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"Dagster could not be asked: {exc}") from exc
     if item is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            detail=f"{row['kind']} {row['name']!r} (trigger {trigger_id}) is no longer defined in Dagster")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"{row['kind']} {row['name']!r} (trigger {trigger_id}) is no longer defined in Dagster",
+        )
     # Every check before any change, so a refused request changes nothing.
     if body.cron_expression is not None:
         if item["kind"] == "sensor":
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                detail=f"{item['job_name']} is a sensor (runs on events); it has no cron_expression")
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"{item['job_name']} is a sensor (runs on events); it has no cron_expression",
+            )
         current = item["trigger_config"]["cron_expression"]
         if not _same_cron(body.cron_expression, current):
             raise HTTPException(
@@ -83,10 +106,14 @@ async def update_trigger(
         except triggers.TriggerRefused as exc:
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=str(exc)) from exc
         except DagsterUnavailable as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"Dagster could not be asked: {exc}") from exc
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"Dagster could not be asked: {exc}"
+            ) from exc
     try:
         fresh = await triggers.live_trigger(conn, runs, ui_base, row)
     except DagsterUnavailable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            detail=f"the change was made but Dagster could not be asked again: {exc}") from exc
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"the change was made but Dagster could not be asked again: {exc}",
+        ) from exc
     return {k: v for k, v in (fresh or item).items() if not k.startswith("_")}

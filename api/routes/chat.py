@@ -13,8 +13,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from zqyy_assets.defs.llm.errors import GuardRefused, LLMError
-
 from api.deps import ConnDep, PoolDep, PrincipalDep, SettingsDep, SiteDep
 from api.schemas.chat import (
     ChatHistoryResponse,
@@ -25,6 +23,7 @@ from api.schemas.chat import (
 )
 from api.schemas.common import Id, Message
 from api.services import chat
+from zqyy_assets.core.llm.errors import GuardRefused, LLMError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,10 @@ Page = Annotated[int, Query(ge=1, le=10_000)]
 
 @router.get("/history", response_model=ChatHistoryResponse)
 async def chat_history(
-    principal: PrincipalDep, site_id: SiteDep, conn: ConnDep, page: Page = 1,
+    principal: PrincipalDep,
+    site_id: SiteDep,
+    conn: ConnDep,
+    page: Page = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ):
     """The caller's chats at the site, the most recently active first."""
@@ -51,8 +53,13 @@ async def chat_history(
 
 @router.get("/messages", response_model=ChatMessagesResponse)
 async def messages_by_context(
-    principal: PrincipalDep, site_id: SiteDep, conn: ConnDep, context_type: ContextType, context_id: ContextId,
-    page: Page = 1, page_size: Annotated[int, Query(ge=1, le=100)] = 50,
+    principal: PrincipalDep,
+    site_id: SiteDep,
+    conn: ConnDep,
+    context_type: ContextType,
+    context_id: ContextId,
+    page: Page = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 50,
 ):
     """The chat of a page context (found, or created empty), with its messages oldest first."""
     chat_id = await chat.find_or_create(conn, site_id, principal.subject, context_type, context_id)
@@ -62,7 +69,10 @@ async def messages_by_context(
 
 @router.get("/{chat_id}/messages", response_model=ChatMessagesResponse, responses={404: {"model": Message}})
 async def messages_by_chat(
-    chat_id: Annotated[Id, Path()], principal: PrincipalDep, conn: ConnDep, page: Page = 1,
+    chat_id: Annotated[Id, Path()],
+    principal: PrincipalDep,
+    conn: ConnDep,
+    page: Page = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
 ):
     """A chat's messages, oldest first."""
@@ -73,8 +83,12 @@ async def messages_by_chat(
 
 @router.post("/{chat_id}/messages", response_model=SendMessageResponse, responses={404: {"model": Message}})
 async def send_message(
-    chat_id: Annotated[Id, Path()], body: SendMessageRequest, request: Request, principal: PrincipalDep,
-    pool: PoolDep, settings: SettingsDep,
+    chat_id: Annotated[Id, Path()],
+    body: SendMessageRequest,
+    request: Request,
+    principal: PrincipalDep,
+    pool: PoolDep,
+    settings: SettingsDep,
 ):
     """Send a message and wait for the whole reply. If the AI fails, the reply is a notice
     (status `error`, still HTTP 200), as the mini-program expects."""
@@ -85,11 +99,19 @@ async def send_message(
     # No connection is held while the model answers.
     try:
         answer = await request.app.state.llm.acall_app(
-            "app1_chat", chat.build_prompt(turns), site_id=session["site_id"],
-            session_id=session["bailian_session_id"], target_id=str(chat_id), trigger_type="chat",
+            "app1_chat",
+            chat.build_prompt(turns),
+            site_id=session["site_id"],
+            session_id=session["bailian_session_id"],
+            target_id=str(chat_id),
+            trigger_type="chat",
         )
-        reply = dict(content=str(answer.payload.get("text", "")), message_status="complete",
-                     tokens_used=answer.tokens_total, bailian_session_id=answer.session_id)
+        reply = dict(
+            content=str(answer.payload.get("text", "")),
+            message_status="complete",
+            tokens_used=answer.tokens_total,
+            bailian_session_id=answer.session_id,
+        )
     except Exception as exc:  # any failure of the model call becomes the notice, never a 500
         log.warning("chat %s: reply failed: %s", chat_id, exc)
         reply = dict(content=chat.AI_UNAVAILABLE, message_status="error")
@@ -106,8 +128,10 @@ def sse(event: str, data: dict) -> str:
 @router.post(
     "/stream",
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "SSE: `message` {token}, then `done` "
-              "{messageId, createdAt} or `error` {message}."},
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "SSE: `message` {token}, then `done` {messageId, createdAt} or `error` {message}.",
+        },
         404: {"model": Message},
     },
 )
@@ -118,17 +142,19 @@ async def chat_stream(
     are checked before the stream starts (plain 403 / 422). If the upstream breaks mid-answer,
     what arrived is saved (status `partial`) and an `error` event ends the stream."""
     async with pool.connection() as conn:
-        session = await chat.owned_session(conn, body.chat_id, site_id_scope=principal.site_ids, owner=principal.subject)
+        session = await chat.owned_session(
+            conn, body.chat_id, site_id_scope=principal.site_ids, owner=principal.subject
+        )
         await chat.save_message(conn, body.chat_id, "user", body.content)
-    stream = _reply_stream(
-        request.app, pool, session, body, context_messages=settings.chat_context_messages
-    )
+    stream = _reply_stream(request.app, pool, session, body, context_messages=settings.chat_context_messages)
     return StreamingResponse(
         stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
 
 
-async def _reply_stream(app, pool, session: dict, body: ChatStreamRequest, *, context_messages: int) -> AsyncIterator[str]:
+async def _reply_stream(
+    app, pool, session: dict, body: ChatStreamRequest, *, context_messages: int
+) -> AsyncIterator[str]:
     chat_id, site_id = session["id"], session["site_id"]
     parts: list[str] = []
     bailian_session = session["bailian_session_id"]
@@ -158,7 +184,12 @@ async def _reply_stream(app, pool, session: dict, body: ChatStreamRequest, *, co
         if parts:
             async with pool.connection() as conn:
                 await chat.save_message(
-                    conn, chat_id, "assistant", "".join(parts), message_status="partial", bailian_session_id=bailian_session
+                    conn,
+                    chat_id,
+                    "assistant",
+                    "".join(parts),
+                    message_status="partial",
+                    bailian_session_id=bailian_session,
                 )
         settled = True
         error = {"message": chat.AI_UNAVAILABLE}
@@ -179,6 +210,8 @@ async def _reply_stream(app, pool, session: dict, body: ChatStreamRequest, *, co
 async def _save_partial(pool, chat_id: int, text: str, bailian_session: str | None) -> None:
     try:
         async with pool.connection() as conn:
-            await chat.save_message(conn, chat_id, "assistant", text, message_status="partial", bailian_session_id=bailian_session)
+            await chat.save_message(
+                conn, chat_id, "assistant", text, message_status="partial", bailian_session_id=bailian_session
+            )
     except Exception as exc:
         log.warning("chat %s: could not save the partial reply of a closed stream: %s", chat_id, exc)

@@ -37,7 +37,9 @@ class BudgetInfo(BaseModel):
 class AlertItem(BaseModel):
     id: int
     app_type: str
-    status: str = Field(description="What went wrong: failed / circuit_open / rate_limited / budget_exceeded / timeout.")
+    status: str = Field(
+        description="What went wrong: failed / circuit_open / rate_limited / budget_exceeded / timeout."
+    )
     alert_status: str | None
     error_message: str | None
     created_at: datetime
@@ -198,7 +200,9 @@ class RunLogItem(BaseModel):
     id: int
     app_type: str
     trigger_type: str
-    member_id: int | None = Field(description="From the call's target: the member id, or the member of `{assistant}_{member}`.")
+    member_id: int | None = Field(
+        description="From the call's target: the member id, or the member of `{assistant}_{member}`."
+    )
     target_id: str | None
     tokens_used: int
     latency_ms: int | None
@@ -207,7 +211,8 @@ class RunLogItem(BaseModel):
     created_at: datetime
     dagster_run_id: str | None
     dagster_run_url: str | None = Field(
-        None, description="The run in Dagster's UI (DAGSTER_UI_URL, else the GraphQL URL's host); None for chat calls.")
+        None, description="The run in Dagster's UI (DAGSTER_UI_URL, else the GraphQL URL's host); None for chat calls."
+    )
 
 
 class RunLogDetailResponse(RunLogItem):
@@ -237,9 +242,11 @@ class TriggerItem(BaseModel):
     kind: Literal["sensor", "schedule"]
     trigger_condition: Literal["event", "cron"] = Field(description="event: a sensor; cron: a schedule.")
     trigger_config: dict[str, Any] = Field(
-        description="Schedule: cron_expression, execution_timezone, jobs. Sensor: sensor_type, min_interval_seconds, jobs.")
+        description="Schedule: cron_expression, execution_timezone, jobs. Sensor: sensor_type, min_interval_seconds, jobs."
+    )
     status: Literal["enabled", "disabled", "unknown"] = Field(
-        description="Dagster's instigation state (RUNNING: enabled); unknown when Dagster could not be asked.")
+        description="Dagster's instigation state (RUNNING: enabled); unknown when Dagster could not be asked."
+    )
     description: str | None = Field(description="The admin's note if set, else the description in code.")
     dagster_description: str | None
     last_run_at: datetime | None = Field(description="The newest tick (evaluation) of the sensor or schedule.")
@@ -251,22 +258,29 @@ class TriggerItem(BaseModel):
 
 class TriggerUpdateRequest(BaseModel):
     status: Literal["enabled", "disabled"] | None = None
-    cron_expression: str | None = Field(None, max_length=200, description="Schedules only; see the endpoint for when it can change.")
+    cron_expression: str | None = Field(
+        None, max_length=200, description="Schedules only; see the endpoint for when it can change."
+    )
     description: str | None = Field(None, max_length=2000, description="The admin's note; an empty string clears it.")
 
 
 # ---- batch run ----
 class BatchRunReq(BaseModel):
     app_types: list[AppType] = Field(min_length=1, max_length=8)
-    member_ids: list[Id] = Field(default_factory=list, max_length=100,
-                                 description="The members of the member apps (App3-App8); unused by App2.")
+    member_ids: list[Id] = Field(
+        default_factory=list, max_length=100, description="The members of the member apps (App3-App8); unused by App2."
+    )
     site_id: Id
 
 
 class BatchRunEstimate(BaseModel):
     batch_id: str
-    estimated_calls: int = Field(description="LLM calls the batch will make: memoized (unchanged-input) answers excluded.")
-    estimated_tokens: int = Field(description="estimated_calls x each app's recent average tokens a call (ledger), else the default.")
+    estimated_calls: int = Field(
+        description="LLM calls the batch will make: memoized (unchanged-input) answers excluded."
+    )
+    estimated_tokens: int = Field(
+        description="estimated_calls x each app's recent average tokens a call (ledger), else the default."
+    )
     expires_at: datetime = Field(description="Confirm before this.")
     calls_by_app: dict[str, int]
     memoized_by_app: dict[str, int] = Field(description="Answers whose input is unchanged: no call.")

@@ -78,9 +78,15 @@ class SendMessageResponse(CamelModel):
 class ChatStreamRequest(CamelModel):
     chat_id: Id
     content: str = Field(max_length=MAX_CONTENT_CHARS)
-    source_page: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_\-/.]*$",
-                                    description="The board page the chat was opened from; its cached answers become context.")
-    page_context: dict[str, Any] | None = Field(None, description="The page's filters, e.g. timeDimension, area, memberId.")
+    source_page: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_\-/.]*$",
+        description="The board page the chat was opened from; its cached answers become context.",
+    )
+    page_context: dict[str, Any] | None = Field(
+        None, description="The page's filters, e.g. timeDimension, area, memberId."
+    )
 
     _check = field_validator("content")(_content)
 

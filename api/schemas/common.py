@@ -22,8 +22,14 @@ AppType = Literal[
 APP_TYPES: tuple[str, ...] = AppType.__args__  # type: ignore[attr-defined]
 
 TimeDimension = Literal[
-    "this_month", "last_month", "this_week", "last_week",
-    "this_quarter", "last_quarter", "last_3_months", "last_6_months",
+    "this_month",
+    "last_month",
+    "this_week",
+    "last_week",
+    "this_quarter",
+    "last_quarter",
+    "last_3_months",
+    "last_6_months",
 ]
 TIME_DIMENSIONS: tuple[str, ...] = TimeDimension.__args__  # type: ignore[attr-defined]
 

@@ -7,7 +7,12 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from api.schemas.common import AREAS, TIME_DIMENSIONS, finance_app_type, finance_target_id
+from api.schemas.common import (
+    AREAS,
+    TIME_DIMENSIONS,
+    finance_app_type,
+    finance_target_id,
+)
 
 PREWARM_TOTAL = len(TIME_DIMENSIONS) * len(AREAS)  # 72
 
@@ -23,9 +28,7 @@ async def invalidate_cache(
         # A member's own answers, and the assistant-member ones (`{assistant_id}_{member_id}`).
         clauses.append("(target_id = %s OR target_id LIKE %s)")
         params += [str(member_id), f"%\\_{member_id}"]
-    cur = await conn.execute(
-        f"UPDATE biz.ai_cache SET status = 'invalidated' WHERE {' AND '.join(clauses)}", params
-    )
+    cur = await conn.execute(f"UPDATE biz.ai_cache SET status = 'invalidated' WHERE {' AND '.join(clauses)}", params)
     return cur.rowcount
 
 
@@ -72,7 +75,9 @@ async def list_alerts(
         clauses.append("alert_status = %s")
         params.append(alert_status)
     where = " AND ".join(clauses)
-    total = (await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_alerts WHERE {where}", params)).fetchone())["n"]
+    total = (await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_alerts WHERE {where}", params)).fetchone())[
+        "n"
+    ]
     cur = await conn.execute(
         f"""SELECT {_ALERT_COLUMNS} FROM biz.ai_alerts WHERE {where}
             ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s""",
@@ -140,7 +145,9 @@ async def list_jobs(
         clauses.append("created_at < %s")
         params.append(created_before)
     where = " AND ".join(clauses)
-    total = (await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_events WHERE {where}", params)).fetchone())["n"]
+    total = (await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_events WHERE {where}", params)).fetchone())[
+        "n"
+    ]
     cur = await conn.execute(
         f"""SELECT {_JOB_COLUMNS} FROM biz.ai_events WHERE {where}
             ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s""",
@@ -171,8 +178,16 @@ _RUN_LOG_COLUMNS = r"""id, app_name AS app_type, trigger_type, target_id,
 
 
 async def list_run_logs(
-    conn: psycopg.AsyncConnection, site_id: int, *, app_type: str | None, status: str | None, trigger_type: str | None,
-    called_from: datetime | None, called_before: datetime | None, page: int, page_size: int,
+    conn: psycopg.AsyncConnection,
+    site_id: int,
+    *,
+    app_type: str | None,
+    status: str | None,
+    trigger_type: str | None,
+    called_from: datetime | None,
+    called_before: datetime | None,
+    page: int,
+    page_size: int,
 ) -> tuple[list[dict], int]:
     clauses, params = ["site_id = %s"], [site_id]
     for column, value in (("app_name", app_type), ("status", status), ("trigger_type", trigger_type)):
@@ -186,7 +201,9 @@ async def list_run_logs(
         clauses.append("called_at < %s")
         params.append(called_before)
     where = " AND ".join(clauses)
-    total = (await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_call_ledger WHERE {where}", params)).fetchone())["n"]
+    total = (
+        await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_call_ledger WHERE {where}", params)).fetchone()
+    )["n"]
     cur = await conn.execute(
         f"""SELECT {_RUN_LOG_COLUMNS} FROM biz.ai_call_ledger WHERE {where}
             ORDER BY called_at DESC, id DESC LIMIT %s OFFSET %s""",

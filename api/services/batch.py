@@ -39,21 +39,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from zqyy_assets.defs.ai import answering, cache, prompts
-from zqyy_assets.defs.ai.partitions import (
-    AREAS,
-    RANGE_END_TAG,
-    RANGE_START_TAG,
-    TIME_DIMENSIONS,
+from api.services.dagster_runs import ASSET_JOB
+from zqyy_assets.core import answering, cache, db, prompts
+from zqyy_assets.core.partition_keys import (
     AssistantMemberKey,
     MemberKey,
     app2_app_name,
     app2_partition_key,
     app2_target_id,
 )
-from zqyy_assets.lib import db
-
-from api.services.dagster_runs import ASSET_JOB, ASSISTANT_MEMBERS_PARTITIONS, MEMBERS_PARTITIONS
+from zqyy_assets.core.tags import RANGE_END_TAG, RANGE_START_TAG
+from zqyy_assets.core.vocabulary import AREAS, ASSISTANT_MEMBERS, MEMBERS, TIME_DIMENSIONS
 
 APP2_APPS = ("app2_finance", "app2a_finance_area")
 MEMBER_APPS = ("app3_clue", "app6_note", "app8_consolidation", "app7_customer")  # chain order
@@ -82,8 +78,9 @@ def _needs_call(ask: answering.Ask, latest: cache.CachedAnswer | None, provider:
     return answering.memo_hit(answering.prepare(ask, provider), latest, run) is None
 
 
-def _chain(conn, est: Estimate, apps: list[str], key: MemberKey | AssistantMemberKey, builders: dict,
-           provider: str, tz: str) -> list[str]:
+def _chain(
+    conn, est: Estimate, apps: list[str], key: MemberKey | AssistantMemberKey, builders: dict, provider: str, tz: str
+) -> list[str]:
     """The apps of one target's chain that need a call, counting each app's outcome."""
     needed: list[str] = []
     for app in apps:
@@ -105,14 +102,33 @@ def _chain(conn, est: Estimate, apps: list[str], key: MemberKey | AssistantMembe
     return needed
 
 
-def _run(batch_id: str, site_id: int, partition: str, assets: list[str], *, dynamic: str | None,
-         force: bool, extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
-    tags = {"zqyy/trigger": BATCH_TRIGGER, "zqyy/batch_id": batch_id, "zqyy/site_id": str(site_id), **(extra_tags or {})}
+def _run(
+    batch_id: str,
+    site_id: int,
+    partition: str,
+    assets: list[str],
+    *,
+    dynamic: str | None,
+    force: bool,
+    extra_tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    tags = {
+        "zqyy/trigger": BATCH_TRIGGER,
+        "zqyy/batch_id": batch_id,
+        "zqyy/site_id": str(site_id),
+        **(extra_tags or {}),
+    }
     if dynamic is not None:
         tags["dagster/partition"] = partition
     run_config = {"ops": {app: {"config": {"force": True}} for app in assets}} if force else {}
-    return {"job_name": ASSET_JOB, "assets": assets, "partition": partition, "dynamic_partitions": dynamic,
-            "tags": tags, "run_config": run_config}
+    return {
+        "job_name": ASSET_JOB,
+        "assets": assets,
+        "partition": partition,
+        "dynamic_partitions": dynamic,
+        "tags": tags,
+        "run_config": run_config,
+    }
 
 
 def _app2(conn, est: Estimate, batch_id: str, site_id: int, apps: list[str], provider: str) -> None:
@@ -128,8 +144,13 @@ def _app2(conn, est: Estimate, batch_id: str, site_id: int, apps: list[str], pro
                 est.skipped[app] += 1
                 continue
             target = app2_target_id(time_dimension, area)
-            ask = answering.Ask(site_id, app, target, prompts.build_app2_prompt(finance, time_dimension, area),
-                                prompts.PROMPT_VERSIONS[app])
+            ask = answering.Ask(
+                site_id,
+                app,
+                target,
+                prompts.build_app2_prompt(finance, time_dimension, area),
+                prompts.PROMPT_VERSIONS[app],
+            )
             if _needs_call(ask, latest.get((app, target)), provider):
                 needed.append((t, a))
                 est.calls[app] += 1
@@ -143,12 +164,22 @@ def _app2(conn, est: Estimate, batch_id: str, site_id: int, apps: list[str], pro
     a0, a1 = min(a for _, a in needed), max(a for _, a in needed)
     start = str(app2_partition_key(TIME_DIMENSIONS[t0], AREAS[a0]))
     end = str(app2_partition_key(TIME_DIMENSIONS[t1], AREAS[a1]))
-    est.plan.append(_run(batch_id, site_id, f"{start}...{end}", ["app2_finance"], dynamic=None, force=False,
-                         extra_tags={RANGE_START_TAG: start, RANGE_END_TAG: end}))
+    est.plan.append(
+        _run(
+            batch_id,
+            site_id,
+            f"{start}...{end}",
+            ["app2_finance"],
+            dynamic=None,
+            force=False,
+            extra_tags={RANGE_START_TAG: start, RANGE_END_TAG: end},
+        )
+    )
 
 
-def estimate(database_url: str, batch_id: str, site_id: int, app_types: list[str], member_ids: list[int],
-             provider: str, tz: str) -> Estimate:
+def estimate(
+    database_url: str, batch_id: str, site_id: int, app_types: list[str], member_ids: list[int], provider: str, tz: str
+) -> Estimate:
     """Synchronous (the prompt builders are): run it in a worker thread."""
     est = Estimate()
     selected = set(app_types)
@@ -156,7 +187,10 @@ def estimate(database_url: str, batch_id: str, site_id: int, app_types: list[str
         site = conn.execute("SELECT is_active FROM ods.sites WHERE site_id = %s", (site_id,)).fetchone()
         if site is None or not site["is_active"]:
             # The assets ask nothing for an unknown or inactive site.
-            app2_targets = {"app2_finance": len(TIME_DIMENSIONS), "app2a_finance_area": len(TIME_DIMENSIONS) * (len(AREAS) - 1)}
+            app2_targets = {
+                "app2_finance": len(TIME_DIMENSIONS),
+                "app2a_finance_area": len(TIME_DIMENSIONS) * (len(AREAS) - 1),
+            }
             for app in selected:
                 est.skipped[app] += app2_targets.get(app, len(set(member_ids)))
             return est
@@ -168,17 +202,31 @@ def estimate(database_url: str, batch_id: str, site_id: int, app_types: list[str
         for member_id in dict.fromkeys(member_ids):
             key = MemberKey(site_id, member_id)
             if member_apps and (needed := _chain(conn, est, member_apps, key, prompts.MEMBER_BUILDERS, provider, tz)):
-                est.plan.append(_run(batch_id, site_id, key.partition_key, needed, dynamic=MEMBERS_PARTITIONS, force=True))
+                est.plan.append(
+                    _run(batch_id, site_id, key.partition_key, needed, dynamic=MEMBERS, force=True)
+                )
             if not pair_apps:
                 continue
-            assistants = [r["assistant_id"] for r in conn.execute(
-                "SELECT assistant_id FROM dws.assistant_member WHERE site_id = %s AND member_id = %s ORDER BY assistant_id",
-                (site_id, member_id))]
+            assistants = [
+                r["assistant_id"]
+                for r in conn.execute(
+                    "SELECT assistant_id FROM dws.assistant_member WHERE site_id = %s AND member_id = %s ORDER BY assistant_id",
+                    (site_id, member_id),
+                )
+            ]
             for assistant_id in assistants:
                 pair = AssistantMemberKey(site_id, assistant_id, member_id)
                 if needed := _chain(conn, est, pair_apps, pair, prompts.ASSISTANT_MEMBER_BUILDERS, provider, tz):
-                    est.plan.append(_run(batch_id, site_id, pair.partition_key, needed,
-                                         dynamic=ASSISTANT_MEMBERS_PARTITIONS, force=True))
+                    est.plan.append(
+                        _run(
+                            batch_id,
+                            site_id,
+                            pair.partition_key,
+                            needed,
+                            dynamic=ASSISTANT_MEMBERS,
+                            force=True,
+                        )
+                    )
     return est
 
 

@@ -83,7 +83,9 @@ class LatestAnswers:
     async def _read(self, batch: list[tuple[int, str, str, asyncio.Future]]) -> None:
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(self._SQL, ([b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch]))
+                cur = await conn.execute(
+                    self._SQL, ([b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch])
+                )
                 found = {row["i"]: row["body"] for row in await cur.fetchall()}
         except asyncio.CancelledError:
             for *_, future in batch:

@@ -15,7 +15,12 @@ from typing import Any
 import psycopg
 from fastapi import HTTPException, status
 
-from api.schemas.common import AREAS, TIME_DIMENSIONS, finance_app_type, finance_target_id
+from api.schemas.common import (
+    AREAS,
+    TIME_DIMENSIONS,
+    finance_app_type,
+    finance_target_id,
+)
 from api.services import cache_reads
 
 NOT_FOUND = "对话不存在"
@@ -27,7 +32,9 @@ _SESSION_COLUMNS = """id, site_id, owner, title, context_type, context_id, baili
 _MESSAGE_COLUMNS = "id, role, content, status, created_at, reference_card"
 
 
-async def owned_session(conn: psycopg.AsyncConnection, chat_id: int, *, site_id_scope: tuple[int, ...], owner: str) -> dict:
+async def owned_session(
+    conn: psycopg.AsyncConnection, chat_id: int, *, site_id_scope: tuple[int, ...], owner: str
+) -> dict:
     """The session if this subject owns it: 404 when it does not exist, 403 when it is not theirs."""
     cur = await conn.execute(f"SELECT {_SESSION_COLUMNS} FROM biz.chat_sessions WHERE id = %s", (chat_id,))
     row = await cur.fetchone()
@@ -38,7 +45,9 @@ async def owned_session(conn: psycopg.AsyncConnection, chat_id: int, *, site_id_
     return row
 
 
-async def history(conn: psycopg.AsyncConnection, site_id: int, owner: str, *, page: int, page_size: int) -> tuple[list[dict], int]:
+async def history(
+    conn: psycopg.AsyncConnection, site_id: int, owner: str, *, page: int, page_size: int
+) -> tuple[list[dict], int]:
     total = (
         await (
             await conn.execute(
@@ -54,7 +63,9 @@ async def history(conn: psycopg.AsyncConnection, site_id: int, owner: str, *, pa
     return await cur.fetchall(), total
 
 
-async def find_or_create(conn: psycopg.AsyncConnection, site_id: int, owner: str, context_type: str, context_id: str) -> int:
+async def find_or_create(
+    conn: psycopg.AsyncConnection, site_id: int, owner: str, context_type: str, context_id: str
+) -> int:
     """The subject's newest session for this page context, or a new one."""
     cur = await conn.execute(
         """SELECT id FROM biz.chat_sessions
@@ -74,7 +85,11 @@ async def find_or_create(conn: psycopg.AsyncConnection, site_id: int, owner: str
 
 
 async def messages(conn: psycopg.AsyncConnection, chat_id: int, *, page: int, page_size: int) -> tuple[list[dict], int]:
-    total = (await (await conn.execute("SELECT count(*) AS n FROM biz.chat_messages WHERE chat_id = %s", (chat_id,))).fetchone())["n"]
+    total = (
+        await (
+            await conn.execute("SELECT count(*) AS n FROM biz.chat_messages WHERE chat_id = %s", (chat_id,))
+        ).fetchone()
+    )["n"]
     cur = await conn.execute(
         f"SELECT {_MESSAGE_COLUMNS} FROM biz.chat_messages WHERE chat_id = %s ORDER BY id LIMIT %s OFFSET %s",
         (chat_id, page_size, (page - 1) * page_size),
@@ -145,7 +160,11 @@ def _pick(context: dict[str, Any], *names: str) -> str | None:
 
 
 async def page_text(
-    conn: psycopg.AsyncConnection, site_id: int, source_page: str | None, page_context: dict[str, Any] | None, session: dict
+    conn: psycopg.AsyncConnection,
+    site_id: int,
+    source_page: str | None,
+    page_context: dict[str, Any] | None,
+    session: dict,
 ) -> str | None:
     """The cached answers describing the page the chat was opened from, as labelled JSON.
 

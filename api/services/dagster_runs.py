@@ -20,12 +20,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from api.settings import Settings
+from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
+from zqyy_assets.core.partition_keys import App2Key, AssistantMemberKey, MemberKey
+from zqyy_assets.core.tags import FORCE_TAG, PARTITION_TAG, SITE_TAG, TRIGGER_TAG
+from zqyy_assets.core.vocabulary import ASSISTANT_MEMBERS, MEMBERS
 
 # Terminal states; anything else (QUEUED, STARTING, STARTED, CANCELING...) is still going.
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit job holding every asset: any single asset can be selected
-MEMBERS_PARTITIONS = "members"
-ASSISTANT_MEMBERS_PARTITIONS = "assistant_members"
+ADMIN_MANUAL_TRIGGER = "admin_manual"
+ASSISTANT_MEMBER_APPS = ("app4_analysis", "app5_tactics")
 
 _REPOSITORIES_QUERY = """
 query Repositories {
@@ -74,21 +78,33 @@ class AppTarget:
     tags: dict[str, str]
 
 
-def app_target(app_type: str, site_id: int, *, member_id=None, assistant_id=None, time_dimension=None, area=None) -> AppTarget:
+def app_target(
+    app_type: str,
+    site_id: int,
+    *,
+    member_id: int | None = None,
+    assistant_id: int | None = None,
+    time_dimension: str | None = None,
+    area: str | None = None,
+) -> AppTarget:
     """The partition and cache target of a request already validated by the router."""
     # An admin asking to run an app wants a fresh answer: force past the input-hash memo. The
     # site tag narrows App2 (which otherwise answers for every active site) to this site.
-    tags = {"zqyy/triggered_by": "admin_manual", "zqyy/force": "true", "zqyy/site_id": str(site_id)}
-    if app_type in ("app2_finance", "app2a_finance_area"):
-        key = f"{area}|{time_dimension}"
+    tags = {TRIGGER_TAG: ADMIN_MANUAL_TRIGGER, FORCE_TAG: "true", SITE_TAG: str(site_id)}
+    if app_type in (APP2_SITE_APP, APP2_AREA_APP):
+        assert time_dimension is not None and area is not None
+        key = App2Key(time_dimension, area)
         # Dagster reads a multi-partition run's key from its per-dimension tags too (it warns that
         # these are non-compliant tag keys, yet writes the same ones for runs it launches itself).
-        tags |= {"dagster/partition/area": area, "dagster/partition/time_dimension": time_dimension}
-        return AppTarget(app_type, "app2_finance", key, None, f"{time_dimension}__{area}", tags)
-    if app_type in ("app4_analysis", "app5_tactics"):
-        target = f"{assistant_id}_{member_id}"
-        return AppTarget(app_type, app_type, f"{site_id}-{target}", ASSISTANT_MEMBERS_PARTITIONS, target, tags)
-    return AppTarget(app_type, app_type, f"{site_id}-{member_id}", MEMBERS_PARTITIONS, str(member_id), tags)
+        tags |= {f"{PARTITION_TAG}/{dim}": value for dim, value in key.dimensions.items()}
+        return AppTarget(app_type, APP2_SITE_APP, key.partition_key, None, key.target_id, tags)
+    assert member_id is not None
+    if app_type in ASSISTANT_MEMBER_APPS:
+        assert assistant_id is not None
+        pair = AssistantMemberKey(site_id, assistant_id, member_id)
+        return AppTarget(app_type, app_type, pair.partition_key, ASSISTANT_MEMBERS, pair.target_id, tags)
+    member = MemberKey(site_id, member_id)
+    return AppTarget(app_type, app_type, member.partition_key, MEMBERS, member.target_id, tags)
 
 
 class DagsterRuns:
@@ -114,7 +130,10 @@ class DagsterRuns:
     # -- synchronous GraphQL calls (run in threads) --
     def _client(self):
         return self._client_cls(
-            self._host, port_number=self._port, use_https=self._https, timeout=self._request_timeout,
+            self._host,
+            port_number=self._port,
+            use_https=self._https,
+            timeout=self._request_timeout,
             path_prefix=self._prefix,
         )
 
@@ -132,7 +151,10 @@ class DagsterRuns:
             nodes = data.get("nodes") or []
             if data["__typename"] != "RepositoryConnection" or len(nodes) != 1:
                 raise DagsterUnavailable(f"expected one Dagster code location at {self.url}, got {data}")
-            self._repository = {"repositoryLocationName": nodes[0]["location"]["name"], "repositoryName": nodes[0]["name"]}
+            self._repository = {
+                "repositoryLocationName": nodes[0]["location"]["name"],
+                "repositoryName": nodes[0]["name"],
+            }
         return self._repository
 
     def _add_partition(self, name: str, key: str) -> None:
@@ -172,8 +194,13 @@ class DagsterRuns:
         return {r["runId"]: r["status"] for r in data["results"]}
 
     def _submit_job(
-        self, job_name: str, *, tags: dict[str, str], asset_selection: list[str] | None = None,
-        run_config: dict[str, Any] | None = None, dynamic_partition: tuple[str, str] | None = None,
+        self,
+        job_name: str,
+        *,
+        tags: dict[str, str],
+        asset_selection: list[str] | None = None,
+        run_config: dict[str, Any] | None = None,
+        dynamic_partition: tuple[str, str] | None = None,
     ) -> str:
         if dynamic_partition is not None:
             self._add_partition(*dynamic_partition)
@@ -197,15 +224,24 @@ class DagsterRuns:
         return await asyncio.to_thread(self._submit, target)
 
     async def launch_job(
-        self, job_name: str, *, tags: dict[str, str], asset_selection: list[str] | None = None,
-        run_config: dict[str, Any] | None = None, dynamic_partition: tuple[str, str] | None = None,
+        self,
+        job_name: str,
+        *,
+        tags: dict[str, str],
+        asset_selection: list[str] | None = None,
+        run_config: dict[str, Any] | None = None,
+        dynamic_partition: tuple[str, str] | None = None,
     ) -> str:
         """Launch a run of any job (``ASSET_JOB`` with ``asset_selection`` for a subset of assets).
 
         ``dynamic_partition`` is (partitions def name, key): added first, as a run of a key that
         does not exist yet is refused."""
         return await asyncio.to_thread(
-            self._submit_job, job_name, tags=tags, asset_selection=asset_selection, run_config=run_config,
+            self._submit_job,
+            job_name,
+            tags=tags,
+            asset_selection=asset_selection,
+            run_config=run_config,
             dynamic_partition=dynamic_partition,
         )
 

@@ -11,9 +11,8 @@ from datetime import date, timedelta
 
 import psycopg
 
-from zqyy_assets.defs.llm.apps import APP_NAMES
-
 from api.services.admin import local_day_bounds, recent_alerts
+from zqyy_assets.core.apps import APP_NAMES
 
 TREND_MIN_DAYS = 7
 
@@ -50,7 +49,9 @@ async def dashboard(
     while day <= date_to:  # every day appears, quiet ones with zero calls
         row = by_day.get(day)
         calls = row["calls"] if row else 0
-        trend.append({"date": day.isoformat(), "calls": calls, "success_rate": _rate(row["successes"], calls) if row else 0.0})
+        trend.append(
+            {"date": day.isoformat(), "calls": calls, "success_rate": _rate(row["successes"], calls) if row else 0.0}
+        )
         day += timedelta(days=1)
 
     cur = await conn.execute(

@@ -9,10 +9,9 @@ import psycopg
 from fastapi.exceptions import RequestValidationError
 from psycopg.types.json import Jsonb
 
-from zqyy_assets.lib.business_date import business_date
-
 from api.schemas.events import REQUIRED_FIELDS
 from api.settings import Settings
+from zqyy_assets.core.business_date import business_date
 
 
 def require_event_fields(event_type: str, fields: dict[str, Any]) -> None:
@@ -56,7 +55,18 @@ async def insert_event(
                (event_type, site_id, member_id, assistant_id, biz_date, payload, is_forced, source, retry_of, connector_type)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            RETURNING id, event_type, site_id, biz_date, status, is_forced""",
-        (event_type, site_id, member_id, assistant_id, biz_date, Jsonb(payload), is_forced, source, retry_of, connector_type),
+        (
+            event_type,
+            site_id,
+            member_id,
+            assistant_id,
+            biz_date,
+            Jsonb(payload),
+            is_forced,
+            source,
+            retry_of,
+            connector_type,
+        ),
     )
     return await cur.fetchone()
 

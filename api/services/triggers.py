@@ -100,47 +100,55 @@ def _dagster_items(data: dict, repository: dict[str, str], ui_base: str) -> list
     items = []
     for key in ("sensorsOrError", "schedulesOrError"):
         if data[key]["__typename"] not in ("Sensors", "Schedules"):
-            raise DagsterUnavailable(f"Dagster could not list {key[:-7]}: {data[key].get('message', data[key]['__typename'])}")
+            raise DagsterUnavailable(
+                f"Dagster could not list {key[:-7]}: {data[key].get('message', data[key]['__typename'])}"
+            )
     where = f"{ui_base}/locations/{_ui_path(repository)}"
     for sensor in data["sensorsOrError"]["results"]:
         state = sensor["sensorState"]
-        items.append({
-            "kind": "sensor",
-            "job_name": sensor["name"],
-            "job_type": "sensor",
-            "trigger_condition": "event",
-            "trigger_config": {
-                "sensor_type": sensor["sensorType"],
-                "min_interval_seconds": sensor["minIntervalSeconds"],
-                "jobs": [t["pipelineName"] for t in sensor.get("targets") or []],
-            },
-            "status": "enabled" if state["status"] == "RUNNING" else "disabled",
-            "dagster_description": sensor.get("description"),
-            "next_run_at": _when((state.get("nextTick") or {}).get("timestamp")) if state["status"] == "RUNNING" else None,
-            "dagster_url": f"{where}/sensors/{sensor['name']}",
-            "_state_id": state["id"],
-            **_tick_fields(state),
-        })
+        items.append(
+            {
+                "kind": "sensor",
+                "job_name": sensor["name"],
+                "job_type": "sensor",
+                "trigger_condition": "event",
+                "trigger_config": {
+                    "sensor_type": sensor["sensorType"],
+                    "min_interval_seconds": sensor["minIntervalSeconds"],
+                    "jobs": [t["pipelineName"] for t in sensor.get("targets") or []],
+                },
+                "status": "enabled" if state["status"] == "RUNNING" else "disabled",
+                "dagster_description": sensor.get("description"),
+                "next_run_at": _when((state.get("nextTick") or {}).get("timestamp"))
+                if state["status"] == "RUNNING"
+                else None,
+                "dagster_url": f"{where}/sensors/{sensor['name']}",
+                "_state_id": state["id"],
+                **_tick_fields(state),
+            }
+        )
     for schedule in data["schedulesOrError"]["results"]:
         state = schedule["scheduleState"]
         future = (schedule.get("futureTicks") or {}).get("results") or []
-        items.append({
-            "kind": "schedule",
-            "job_name": schedule["name"],
-            "job_type": "schedule",
-            "trigger_condition": "cron",
-            "trigger_config": {
-                "cron_expression": schedule["cronSchedule"],
-                "execution_timezone": schedule.get("executionTimezone"),
-                "jobs": [schedule["pipelineName"]],
-            },
-            "status": "enabled" if state["status"] == "RUNNING" else "disabled",
-            "dagster_description": schedule.get("description"),
-            "next_run_at": _when(future[0]["timestamp"]) if future and state["status"] == "RUNNING" else None,
-            "dagster_url": f"{where}/schedules/{schedule['name']}",
-            "_state_id": state["id"],
-            **_tick_fields(state),
-        })
+        items.append(
+            {
+                "kind": "schedule",
+                "job_name": schedule["name"],
+                "job_type": "schedule",
+                "trigger_condition": "cron",
+                "trigger_config": {
+                    "cron_expression": schedule["cronSchedule"],
+                    "execution_timezone": schedule.get("executionTimezone"),
+                    "jobs": [schedule["pipelineName"]],
+                },
+                "status": "enabled" if state["status"] == "RUNNING" else "disabled",
+                "dagster_description": schedule.get("description"),
+                "next_run_at": _when(future[0]["timestamp"]) if future and state["status"] == "RUNNING" else None,
+                "dagster_url": f"{where}/schedules/{schedule['name']}",
+                "_state_id": state["id"],
+                **_tick_fields(state),
+            }
+        )
     return items
 
 
@@ -155,7 +163,9 @@ async def _ids(conn: psycopg.AsyncConnection, items: list[dict]) -> dict[tuple[s
                ON CONFLICT (kind, name) DO NOTHING""",
             ([i["kind"] for i in items], [i["job_name"] for i in items]),
         )
-    rows = await (await conn.execute("SELECT id, kind, name, description FROM biz.admin_triggers ORDER BY id")).fetchall()
+    rows = await (
+        await conn.execute("SELECT id, kind, name, description FROM biz.admin_triggers ORDER BY id")
+    ).fetchall()
     return {(r["kind"], r["name"]): r for r in rows}
 
 
@@ -179,13 +189,28 @@ async def _live_items(runs: DagsterRuns, ui_base: str) -> list[dict]:
 
 async def known_triggers(conn: psycopg.AsyncConnection, why: str) -> list[dict]:
     """What this service last saw, for when Dagster cannot be asked: ids and names, state unknown."""
-    rows = await (await conn.execute("SELECT id, kind, name, description FROM biz.admin_triggers ORDER BY id")).fetchall()
-    return [{
-        "id": r["id"], "kind": r["kind"], "job_name": r["name"], "job_type": r["kind"],
-        "trigger_condition": "event" if r["kind"] == "sensor" else "cron", "trigger_config": {},
-        "status": "unknown", "description": r["description"], "dagster_description": None, "last_run_at": None,
-        "next_run_at": None, "last_error": why, "last_tick_status": None, "dagster_url": None,
-    } for r in rows]
+    rows = await (
+        await conn.execute("SELECT id, kind, name, description FROM biz.admin_triggers ORDER BY id")
+    ).fetchall()
+    return [
+        {
+            "id": r["id"],
+            "kind": r["kind"],
+            "job_name": r["name"],
+            "job_type": r["kind"],
+            "trigger_condition": "event" if r["kind"] == "sensor" else "cron",
+            "trigger_config": {},
+            "status": "unknown",
+            "description": r["description"],
+            "dagster_description": None,
+            "last_run_at": None,
+            "next_run_at": None,
+            "last_error": why,
+            "last_tick_status": None,
+            "dagster_url": None,
+        }
+        for r in rows
+    ]
 
 
 async def trigger_row(conn: psycopg.AsyncConnection, trigger_id: int) -> dict | None:
@@ -222,5 +247,7 @@ async def set_running(runs: DagsterRuns, item: dict, running: bool) -> None:
         query, variables = _STOP_SCHEDULE, {"id": item["_state_id"]}
     result = next(iter((await runs.graphql(query, variables)).values()))
     if result["__typename"] not in _OK:
-        raise TriggerRefused(f"Dagster refused to {'start' if running else 'stop'} {item['kind']} "
-                             f"{item['job_name']}: {result.get('message', result['__typename'])}")
+        raise TriggerRefused(
+            f"Dagster refused to {'start' if running else 'stop'} {item['kind']} "
+            f"{item['job_name']}: {result.get('message', result['__typename'])}"
+        )

@@ -2,13 +2,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-
 from psycopg.types.json import Jsonb
 
 from api import auth
 from api.main import create_app
 from api.settings import Settings
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
 
 SITE, OTHER_SITE = 1, 2
 
@@ -18,7 +17,10 @@ def api_settings(db_url: str) -> Settings:
     # Dagster is not running in these tests: a closed loopback port fails fast.
     # No token cache: each request sees the tokens table as the test left it.
     return Settings(
-        database_url=db_url, db_pool_min_size=1, db_pool_max_size=4, dagster_graphql_url="http://127.0.0.1:9/graphql",
+        database_url=db_url,
+        db_pool_min_size=1,
+        db_pool_max_size=4,
+        dagster_graphql_url="http://127.0.0.1:9/graphql",
         auth_cache_ttl_s=0,
     )
 
@@ -36,7 +38,9 @@ def make_token(db_url: str) -> Callable[..., str]:
 
     def make(role: auth.Role = "staff", sites: tuple[int, ...] = (SITE,), subject: str | None = None) -> str:
         with db.transaction(db_url) as conn:
-            return auth.issue(conn, subject=subject or f"{role}-{'-'.join(map(str, sites))}", role=role, site_ids=list(sites)).token
+            return auth.issue(
+                conn, subject=subject or f"{role}-{'-'.join(map(str, sites))}", role=role, site_ids=list(sites)
+            ).token
 
     return make
 
@@ -59,8 +63,16 @@ def staff(make_token) -> dict[str, str]:
 
 # ---- rows other layers write, inserted directly so each test states its own data ----
 def put_cache(
-    db_url: str, *, site: int, app: str, target: str, result: dict, status: str = "valid",
-    created_at: str | None = None, score: float | None = None, run_id: str | None = None,
+    db_url: str,
+    *,
+    site: int,
+    app: str,
+    target: str,
+    result: dict,
+    status: str = "valid",
+    created_at: str | None = None,
+    score: float | None = None,
+    run_id: str | None = None,
 ) -> int:
     with db.transaction(db_url) as conn:
         return conn.execute(
@@ -72,8 +84,15 @@ def put_cache(
         ).fetchone()["id"]
 
 
-def put_alert(db_url: str, *, site: int | None, app: str = "app3_clue", alert_type: str = "failed",
-              message: str = "boom", created_at: str | None = None) -> int:
+def put_alert(
+    db_url: str,
+    *,
+    site: int | None,
+    app: str = "app3_clue",
+    alert_type: str = "failed",
+    message: str = "boom",
+    created_at: str | None = None,
+) -> int:
     with db.transaction(db_url) as conn:
         return conn.execute(
             """INSERT INTO biz.ai_alerts (site_id, app_type, alert_type, error_message, created_at)
@@ -91,8 +110,17 @@ def put_clue(db_url: str, *, site: int, member: int, summary: str, source: str =
         ).fetchone()["id"]
 
 
-def put_call(db_url: str, *, site: int, app: str, status: str = "success", tokens_in: int = 0, tokens_out: int = 0,
-             latency_ms: int | None = None, called_at: str | None = None) -> int:
+def put_call(
+    db_url: str,
+    *,
+    site: int,
+    app: str,
+    status: str = "success",
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    latency_ms: int | None = None,
+    called_at: str | None = None,
+) -> int:
     """A finished LLM call in the ledger (what the LLM layer writes)."""
     with db.transaction(db_url) as conn:
         return conn.execute(

@@ -9,8 +9,16 @@ from fastapi.testclient import TestClient
 
 from api import auth
 from api.main import create_app
-from tests.api.conftest import OTHER_SITE, SITE, bearer, put_alert, put_cache, put_call, put_clue
-from zqyy_assets.lib import db
+from tests.api.conftest import (
+    OTHER_SITE,
+    SITE,
+    bearer,
+    put_alert,
+    put_cache,
+    put_call,
+    put_clue,
+)
+from zqyy_assets.core import db
 
 # (method, path, body, admin only, site scoped, expected status when allowed).
 # "{site}" is the site the request names; "{event}" / "{alert}" / "{call}" are rows of SITE.
@@ -65,16 +73,24 @@ def rows(db_url: str, client: TestClient, make_token) -> dict[str, int]:
     put_cache(db_url, site=SITE, app="app2_finance", target="this_month__all", result={"insights": [{"title": "营收"}]})
     put_clue(db_url, site=SITE, member=7, summary="📅 周末常来")
     event = client.post(
-        "/api/ai/events", json={"event_type": "consumption", "site_id": SITE, "member_id": 7}, headers=bearer(make_token())
+        "/api/ai/events",
+        json={"event_type": "consumption", "site_id": SITE, "member_id": 7},
+        headers=bearer(make_token()),
     ).json()["id"]
     with db.transaction(db_url) as conn:
         batch = conn.execute(
             """INSERT INTO biz.admin_batches (batch_id, site_id, created_by, app_types, member_ids, estimated_calls,
                                               estimated_tokens, plan, expires_at)
                VALUES (gen_random_uuid(), %s, 'test', '{app3_clue}', '{7}', 0, 0, '[]', now() + interval '10 minutes')
-               RETURNING batch_id::text""", (SITE,)).fetchone()["batch_id"]
-    return {"event": event, "alert": put_alert(db_url, site=SITE), "call": put_call(db_url, site=SITE, app="app3_clue"),
-            "batch": batch}
+               RETURNING batch_id::text""",
+            (SITE,),
+        ).fetchone()["batch_id"]
+    return {
+        "event": event,
+        "alert": put_alert(db_url, site=SITE),
+        "call": put_call(db_url, site=SITE, app="app3_clue"),
+        "batch": batch,
+    }
 
 
 def _call(client: TestClient, endpoint, names: dict[str, int], headers: dict[str, str]):
@@ -84,15 +100,20 @@ def _call(client: TestClient, endpoint, names: dict[str, int], headers: dict[str
 
 def _expect(cases) -> None:
     """Every endpoint is checked, then every mismatch reported at once."""
-    wrong = [f"{name}: expected {expected}, got {got.status_code} {got.text[:200]}" for name, expected, got in cases
-             if got.status_code != expected]
+    wrong = [
+        f"{name}: expected {expected}, got {got.status_code} {got.text[:200]}"
+        for name, expected, got in cases
+        if got.status_code != expected
+    ]
     assert not wrong, "\n".join(wrong)
 
 
 def test_no_token_or_a_bad_one_is_401(client: TestClient, rows) -> None:
     names = {**rows, "site": SITE}
     for headers in ({}, bearer("zqyy_not-a-real-token"), {"Authorization": "Basic dXNlcjpwYXNz"}):
-        responses = [(name, endpoint, _call(client, endpoint, names, headers)) for name, endpoint in zip(IDS, ENDPOINTS)]
+        responses = [
+            (name, endpoint, _call(client, endpoint, names, headers)) for name, endpoint in zip(IDS, ENDPOINTS)
+        ]
         _expect((name, 401, r) for name, _, r in responses)
         for _, _, response in responses:
             assert response.headers["www-authenticate"] == "Bearer"
@@ -134,8 +155,9 @@ def test_revoked_and_expired_tokens_are_401(client: TestClient, db_url: str, mak
     assert client.get("/api/admin/ai/budget", headers=bearer(token)).status_code == 200
     with db.transaction(db_url) as conn:
         assert auth.revoke(conn, token=token) == 1
-        expired = auth.issue(conn, subject="old", role="admin", site_ids=[SITE],
-                             expires_at=datetime.now(UTC) - timedelta(minutes=1)).token
+        expired = auth.issue(
+            conn, subject="old", role="admin", site_ids=[SITE], expires_at=datetime.now(UTC) - timedelta(minutes=1)
+        ).token
     assert client.get("/api/admin/ai/budget", headers=bearer(token)).status_code == 401
     assert client.get("/api/admin/ai/budget", headers=bearer(expired)).status_code == 401
 

@@ -2,8 +2,8 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from zqyy_assets.lib import db
-from zqyy_assets.lib.migrations import migration_files
+from zqyy_assets.core import db
+from zqyy_assets.core.migrations import migration_files
 
 
 def test_health_reports_database_and_schema_version(client: TestClient) -> None:

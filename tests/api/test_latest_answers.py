@@ -10,7 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.services.cache_reads import LatestAnswers
 from tests.api.conftest import OTHER_SITE, SITE, put_cache
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
 
 
 class CountingPool:
@@ -28,8 +28,9 @@ class CountingPool:
 
 def _run(db_url: str, body, **reader_args):
     async def main():
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=2, open=False,
-                                       kwargs={"autocommit": True, "row_factory": dict_row}) as pool:
+        async with AsyncConnectionPool(
+            db_url, min_size=1, max_size=2, open=False, kwargs={"autocommit": True, "row_factory": dict_row}
+        ) as pool:
             counting = CountingPool(pool)
             return await body(LatestAnswers(counting, **reader_args), counting)
 
@@ -44,7 +45,9 @@ def _expected(db_url: str, keys) -> list[int | None]:
             for row in (
                 conn.execute(
                     """SELECT id FROM biz.ai_cache WHERE site_id = %s AND cache_type = %s AND target_id = %s
-                       AND status = 'valid' ORDER BY created_at DESC, id DESC LIMIT 1""", key).fetchone()
+                       AND status = 'valid' ORDER BY created_at DESC, id DESC LIMIT 1""",
+                    key,
+                ).fetchone()
                 for key in keys
             )
         ]
@@ -54,13 +57,26 @@ def _expected(db_url: str, keys) -> list[int | None]:
 def test_concurrent_reads_share_round_trips_and_each_gets_its_own_answer(db_url: str, max_batch: int) -> None:
     for target in ("1", "2", "3"):
         put_cache(db_url, site=SITE, app="app3_clue", target=target, result={"site": SITE, "target": target})
-        put_cache(db_url, site=OTHER_SITE, app="app3_clue", target=target, result={"site": OTHER_SITE, "target": target})
+        put_cache(
+            db_url, site=OTHER_SITE, app="app3_clue", target=target, result={"site": OTHER_SITE, "target": target}
+        )
     put_cache(db_url, site=SITE, app="app3_clue", target="2", result={"newer": True}, created_at="2099-01-01T00:00+00")
-    put_cache(db_url, site=SITE, app="app3_clue", target="3", result={"gone": True}, status="invalidated",
-              created_at="2099-01-01T00:00+00")
+    put_cache(
+        db_url,
+        site=SITE,
+        app="app3_clue",
+        target="3",
+        result={"gone": True},
+        status="invalidated",
+        created_at="2099-01-01T00:00+00",
+    )
     put_cache(db_url, site=SITE, app="app6_note", target="1", result={"app": "note"})
-    keys = [(site, app, target) for site in (SITE, OTHER_SITE, 3) for app in ("app3_clue", "app6_note")
-            for target in ("1", "2", "3", "4")] * 2  # every key twice, in one burst
+    keys = [
+        (site, app, target)
+        for site in (SITE, OTHER_SITE, 3)
+        for app in ("app3_clue", "app6_note")
+        for target in ("1", "2", "3", "4")
+    ] * 2  # every key twice, in one burst
 
     async def burst(reader: LatestAnswers, pool: CountingPool):
         return await asyncio.gather(*(reader.get(*key) for key in keys)), pool.checkouts

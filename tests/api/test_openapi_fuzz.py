@@ -23,7 +23,7 @@ from api import auth
 from api.main import create_app
 from api.settings import Settings
 from tests.api.conftest import SITE, bearer, put_alert, put_cache
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
 
 EXAMPLES_PER_OPERATION = 15  # x 30 operations x 2 modes: about half a minute on this machine
 
@@ -33,7 +33,9 @@ def fuzz_db(pg_server_url: str, template_db: str) -> Iterator[str]:
     name = f"zqyy_t_fuzz_{uuid.uuid4().hex[:8]}"
     admin_url = db.with_database(pg_server_url, "postgres")
     with db.connect(admin_url, autocommit=True) as conn:
-        conn.execute(db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name), db.sql.Identifier(template_db)))
+        conn.execute(
+            db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name), db.sql.Identifier(template_db))
+        )
     url = db.with_database(pg_server_url, name)
     # Some rows, so generated ids and targets sometimes hit real data.
     put_cache(url, site=SITE, app="app3_clue", target="1", result={"clues": []})
@@ -49,8 +51,12 @@ def served(fuzz_db: str) -> Iterator[str]:
     with pytest.MonkeyPatch.context() as env:
         env.delenv("DASHSCOPE_API_KEY", raising=False)
         env.setenv("ZQYY_LLM_PROVIDER", "offline")
-        settings = Settings(database_url=fuzz_db, db_pool_min_size=1, db_pool_max_size=8,
-                            dagster_graphql_url="http://127.0.0.1:9/graphql")
+        settings = Settings(
+            database_url=fuzz_db,
+            db_pool_min_size=1,
+            db_pool_max_size=8,
+            dagster_graphql_url="http://127.0.0.1:9/graphql",
+        )
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -88,13 +94,20 @@ def test_no_input_gets_a_server_error(served: str, admin_headers: dict[str, str]
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=EXAMPLES_PER_OPERATION,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
             def run(case) -> None:
                 response = case.call(headers=admin_headers, timeout=30)
                 if response.status_code >= 500:
-                    server_errors.append(f"{operation.label} [{mode}] -> {response.status_code}: "
-                                         f"{case.as_curl_command(headers=admin_headers)}\n{response.text[:300]}")
+                    server_errors.append(
+                        f"{operation.label} [{mode}] -> {response.status_code}: "
+                        f"{case.as_curl_command(headers=admin_headers)}\n{response.text[:300]}"
+                    )
 
             try:
                 run()

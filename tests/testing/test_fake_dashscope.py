@@ -13,7 +13,7 @@ import dashscope
 import pytest
 from dashscope import Application
 
-from zqyy_assets.defs.ai.schemas import validate_answer
+from zqyy_assets.core.answer_schemas import validate_answer
 from zqyy_assets.testing.fake_dashscope import FakeAdmin, FakeDashScope, demo_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -39,8 +39,9 @@ def _post(fake: FakeDashScope, app_id: str, body: dict, *, sse: bool) -> tuple[i
 
 def test_sse_is_framed_like_the_service(fake):
     fake.script("app3_clue", tokens=(50, 30))
-    status, headers, text = _post(fake, "fake-app3_clue",
-                                  {"input": {"prompt": "{}"}, "parameters": {"incremental_output": True}}, sse=True)
+    status, headers, text = _post(
+        fake, "fake-app3_clue", {"input": {"prompt": "{}"}, "parameters": {"incremental_output": True}}, sse=True
+    )
 
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
     events = [e.split("\n") for e in text.strip("\n").split("\n\n")]
@@ -49,7 +50,7 @@ def test_sse_is_framed_like_the_service(fake):
     for number, lines in enumerate(events, start=1):
         assert lines[:3] == [f"id:{number}", "event:result", ":HTTP_STATUS/200"]
         assert lines[3].startswith("data:{")  # no space after the colon
-        datas.append(json.loads(lines[3][len("data:"):]))
+        datas.append(json.loads(lines[3][len("data:") :]))
     assert [d["output"]["finish_reason"] for d in datas] == ["null", "null", "stop"]
     outs = [d["usage"]["models"][0]["output_tokens"] for d in datas]
     assert outs == sorted(outs) and outs[-1] == 30  # cumulative
@@ -87,8 +88,11 @@ def test_the_unmodified_sdk_reads_it_through_its_module_base_url(fake, monkeypat
     assert response.status_code == 200 and response.usage["input_tokens"] == 70
     validate_answer("app7_customer", json.loads(response.output.text))
 
-    chunks = list(Application.call(app_id="fake-app1_chat", prompt="你好", api_key="k", stream=True,
-                                   incremental_output=True, session_id="s1"))
+    chunks = list(
+        Application.call(
+            app_id="fake-app1_chat", prompt="你好", api_key="k", stream=True, incremental_output=True, session_id="s1"
+        )
+    )
     assert [c.output.finish_reason for c in chunks][-1] == "stop"
     assert {c.output.session_id for c in chunks} == {"s1"}
 
@@ -102,9 +106,21 @@ def test_a_required_key_is_checked(monkeypatch):
 
 def test_standalone_process_is_scripted_over_http():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "zqyy_assets.testing.fake_dashscope", "--port", "0", "--latency-ms", "20",
-         "--print-env"],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "zqyy_assets.testing.fake_dashscope",
+            "--port",
+            "0",
+            "--latency-ms",
+            "20",
+            "--print-env",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stderr.readline()
         base_url = re.search(r"(http://\S+/api/v1)", line).group(1)
@@ -132,11 +148,17 @@ def test_a_stopped_server_leaves_no_kept_alive_connection_behind():
     # The SDK pools connections; a restarted server on the same port must get the next request.
     first = FakeDashScope().start()
     port = first.port
-    assert Application.call(app_id="fake-app3_clue", prompt="{}", api_key="k",
-                            base_address=first.base_url).status_code == 200
+    assert (
+        Application.call(app_id="fake-app3_clue", prompt="{}", api_key="k", base_address=first.base_url).status_code
+        == 200
+    )
     first.stop()
     with FakeDashScope(port=port) as second:
-        assert Application.call(app_id="fake-app3_clue", prompt="{}", api_key="k",
-                                base_address=second.base_url).status_code == 200
+        assert (
+            Application.call(
+                app_id="fake-app3_clue", prompt="{}", api_key="k", base_address=second.base_url
+            ).status_code
+            == 200
+        )
         assert second.count() == 1
     assert first.count() == 1

@@ -57,8 +57,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from zqyy_assets.defs.llm import offline
-from zqyy_assets.defs.llm.apps import APP_NAMES, APPS, app_for_app_id
+from zqyy_assets.core.apps import APP_NAMES, APPS, app_for_app_id
+from zqyy_assets.core.llm import offline
 
 DEFAULT_MODEL = "qwen-plus"
 FAKE_API_KEY = "fake-key"
@@ -109,8 +109,13 @@ def parse_step(spec: str | dict | Step) -> Step:
     if head == "stream_error":
         count, _, code = rest.partition(":")
         code = code or "Throttling.RateQuota"
-        return Step("stream_error", status=_STATUS_FOR_CODE.get(code, 500), code=code,
-                    message=f"{code} (scripted)", after_chunks=int(count or 0))
+        return Step(
+            "stream_error",
+            status=_STATUS_FOR_CODE.get(code, 500),
+            code=code,
+            message=f"{code} (scripted)",
+            after_chunks=int(count or 0),
+        )
     if head == "slow":
         return Step(delay_ms=float(rest))
     if head == "error":  # error:<status>:<code>
@@ -135,9 +140,17 @@ class AppScript:
 class FakeDashScope:
     """The fake server, in a daemon thread. Thread-safe; use as a context manager."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency_ms: float = 0.0,
-                 chunk_delay_ms: float = 0.0, chunks: int = 4, api_key: str | None = None,
-                 app_ids: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        latency_ms: float = 0.0,
+        chunk_delay_ms: float = 0.0,
+        chunks: int = 4,
+        api_key: str | None = None,
+        app_ids: dict[str, str] | None = None,
+    ) -> None:
         self.latency_ms = latency_ms
         self.chunk_delay_ms = chunk_delay_ms
         self.chunks = chunks
@@ -170,8 +183,12 @@ class FakeDashScope:
         return f"{self.url}/api/v1"
 
     def start(self) -> FakeDashScope:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-dashscope-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-dashscope-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -193,9 +210,18 @@ class FakeDashScope:
 
     # ------------------------------------------------------------------------------ scripting
 
-    def script(self, app: str, steps: list | tuple = (), *, latency_ms: float | None = None,
-               tokens: tuple[int, int] | list[int] | None = None, usage_shape: str | None = None,
-               chunks: int | None = None, answer: Any = None, model: str | None = None) -> None:
+    def script(
+        self,
+        app: str,
+        steps: list | tuple = (),
+        *,
+        latency_ms: float | None = None,
+        tokens: tuple[int, int] | list[int] | None = None,
+        usage_shape: str | None = None,
+        chunks: int | None = None,
+        answer: Any = None,
+        model: str | None = None,
+    ) -> None:
         """Queue steps for an app (name, app id, or ``"*"``) and set how it answers."""
         if usage_shape is not None and usage_shape not in ("models", "flat", "total"):
             raise ValueError(f"usage_shape must be models, flat or total, not {usage_shape!r}")
@@ -288,7 +314,7 @@ def _usage(shape: str, tokens_in: int, tokens_out: int, model: str) -> dict:
 def _split(text: str, parts: int) -> list[str]:
     parts = max(1, min(parts, len(text) or 1))
     size = -(-len(text) // parts) if text else 0
-    return [text[i * size:(i + 1) * size] for i in range(parts)] if text else [""]
+    return [text[i * size : (i + 1) * size] for i in range(parts)] if text else [""]
 
 
 class _Server(ThreadingHTTPServer):
@@ -394,9 +420,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path == "/_fake/script":
             try:
-                fake.script(body["app"], body.get("steps", []), latency_ms=body.get("latency_ms"),
-                            tokens=body.get("tokens"), usage_shape=body.get("usage_shape"),
-                            chunks=body.get("chunks"), answer=body.get("answer"), model=body.get("model"))
+                fake.script(
+                    body["app"],
+                    body.get("steps", []),
+                    latency_ms=body.get("latency_ms"),
+                    tokens=body.get("tokens"),
+                    usage_shape=body.get("usage_shape"),
+                    chunks=body.get("chunks"),
+                    answer=body.get("answer"),
+                    model=body.get("model"),
+                )
             except (KeyError, TypeError, ValueError) as exc:
                 self._send_json(400, {"ok": False, "error": str(exc)})
                 return
@@ -416,25 +449,28 @@ class _Handler(BaseHTTPRequestHandler):
         parameters = body.get("parameters") or {}
         prompt = str(payload_input.get("prompt") or "")
         stream = self.headers.get("X-DashScope-SSE", "").lower() == "enable" or "text/event-stream" in self.headers.get(
-            "Accept", "")
+            "Accept", ""
+        )
         incremental = bool(parameters.get("incremental_output"))
         auth = self.headers.get("Authorization", "")
         step, script = fake._next(app or app_id)
         request_id = str(uuid.uuid4())
-        fake._record({
-            "at": time.time(),
-            "app_id": app_id,
-            "app": app,
-            "stream": stream,
-            "incremental_output": incremental,
-            "prompt": prompt,
-            "session_id": payload_input.get("session_id"),
-            "biz_params": payload_input.get("biz_params"),
-            "workspace": self.headers.get("X-DashScope-WorkSpace"),
-            "has_bearer": auth.startswith("Bearer ") and len(auth) > len("Bearer "),
-            "step": step.kind if step.kind != "error" else f"{step.status}:{step.code}",
-            "request_id": request_id,
-        })
+        fake._record(
+            {
+                "at": time.time(),
+                "app_id": app_id,
+                "app": app,
+                "stream": stream,
+                "incremental_output": incremental,
+                "prompt": prompt,
+                "session_id": payload_input.get("session_id"),
+                "biz_params": payload_input.get("biz_params"),
+                "workspace": self.headers.get("X-DashScope-WorkSpace"),
+                "has_bearer": auth.startswith("Bearer ") and len(auth) > len("Bearer "),
+                "step": step.kind if step.kind != "error" else f"{step.status}:{step.code}",
+                "request_id": request_id,
+            }
+        )
 
         latency = step.delay_ms if step.delay_ms is not None else script.latency_ms
         if latency:
@@ -446,8 +482,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._abort()
             return
         if step.kind == "error" or (step.kind == "stream_error" and not stream):
-            self._send_json(step.status, {"code": step.code, "message": step.message or step.code,
-                                          "request_id": request_id})
+            self._send_json(
+                step.status, {"code": step.code, "message": step.message or step.code, "request_id": request_id}
+            )
             return
 
         text = fake._answer_text(app, prompt, script, step)
@@ -473,8 +510,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._stream(fake, script, step, text, session_id, request_id, tokens_in, tokens_out, incremental)
 
-    def _stream(self, fake: FakeDashScope, script: AppScript, step: Step, text: str, session_id: str,
-                request_id: str, tokens_in: int, tokens_out: int, incremental: bool) -> None:
+    def _stream(
+        self,
+        fake: FakeDashScope,
+        script: AppScript,
+        step: Step,
+        text: str,
+        session_id: str,
+        request_id: str,
+        tokens_in: int,
+        tokens_out: int,
+        incremental: bool,
+    ) -> None:
         pieces = _split(text, script.chunks)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream;charset=UTF-8")
@@ -492,20 +539,24 @@ class _Handler(BaseHTTPRequestHandler):
             last = index == len(pieces)
             out_tokens = tokens_out if last else max(1, tokens_out * len(sent) // max(len(text), 1))
             data = {
-                "output": {"session_id": session_id, "finish_reason": "stop" if last else "null",
-                           "text": piece if incremental else sent},
+                "output": {
+                    "session_id": session_id,
+                    "finish_reason": "stop" if last else "null",
+                    "text": piece if incremental else sent,
+                },
                 "usage": _usage(script.usage_shape, tokens_in, out_tokens, script.model),
                 "request_id": request_id,
             }
-            self._chunk(f"id:{index}\nevent:result\n:HTTP_STATUS/200\n"
-                        f"data:{json.dumps(data, ensure_ascii=False)}\n\n")
+            self._chunk(f"id:{index}\nevent:result\n:HTTP_STATUS/200\ndata:{json.dumps(data, ensure_ascii=False)}\n\n")
         if step.kind == "cut":
             self._abort()
             return
         if step.kind == "stream_error":
             error = {"code": step.code, "message": step.message or step.code, "request_id": request_id}
-            self._chunk(f"id:{stop_at + 1}\nevent:error\n:HTTP_STATUS/{step.status}\n"
-                        f"data:{json.dumps(error, ensure_ascii=False)}\n\n")
+            self._chunk(
+                f"id:{stop_at + 1}\nevent:error\n:HTTP_STATUS/{step.status}\n"
+                f"data:{json.dumps(error, ensure_ascii=False)}\n\n"
+            )
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -554,8 +605,10 @@ def demo_env(base_url: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m zqyy_assets.testing.fake_dashscope",
-                                     description="Run the fake DashScope Application API until interrupted.")
+    parser = argparse.ArgumentParser(
+        prog="python -m zqyy_assets.testing.fake_dashscope",
+        description="Run the fake DashScope Application API until interrupted.",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each answer")
@@ -565,8 +618,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--print-env", action="store_true", help="print shell exports pointing the project here")
     args = parser.parse_args(argv)
 
-    fake = FakeDashScope(args.host, args.port, latency_ms=args.latency_ms, chunk_delay_ms=args.chunk_delay_ms,
-                         chunks=args.chunks, api_key=args.api_key)
+    fake = FakeDashScope(
+        args.host,
+        args.port,
+        latency_ms=args.latency_ms,
+        chunk_delay_ms=args.chunk_delay_ms,
+        chunks=args.chunks,
+        api_key=args.api_key,
+    )
     if args.print_env:
         env = demo_env(fake.base_url)
         if args.api_key:

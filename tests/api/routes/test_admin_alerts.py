@@ -3,7 +3,7 @@
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import OTHER_SITE, SITE, put_alert
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
 
 
 def test_list_filter_and_page(client: TestClient, db_url: str, admin) -> None:
@@ -14,17 +14,33 @@ def test_list_filter_and_page(client: TestClient, db_url: str, admin) -> None:
     assert (body["total"], body["page"], body["page_size"]) == (4, 1, 2)
     assert [a["id"] for a in body["items"]] == [run_wide, ids[2]]
     assert body["items"][0] | {"created_at": None} == {
-        "id": run_wide, "app_type": "app2_finance", "status": "timeout", "alert_status": "pending",
-        "error_message": "boom", "created_at": None, "site_id": None, "dagster_run_id": None, "event_id": None}
-    assert [a["id"] for a in client.get("/api/admin/ai/alerts?page=2&page_size=2", headers=admin).json()["items"]] == ids[1::-1]
+        "id": run_wide,
+        "app_type": "app2_finance",
+        "status": "timeout",
+        "alert_status": "pending",
+        "error_message": "boom",
+        "created_at": None,
+        "site_id": None,
+        "dagster_run_id": None,
+        "event_id": None,
+    }
+    assert [
+        a["id"] for a in client.get("/api/admin/ai/alerts?page=2&page_size=2", headers=admin).json()["items"]
+    ] == ids[1::-1]
     assert client.get("/api/admin/ai/alerts?alert_status=ignored", headers=admin).json()["total"] == 0
     assert client.get("/api/admin/ai/alerts?alert_status=unknown", headers=admin).status_code == 422
 
 
 def test_ack_and_ignore(client: TestClient, db_url: str, admin, make_token) -> None:
     first, second = put_alert(db_url, site=SITE), put_alert(db_url, site=SITE)
-    assert client.post(f"/api/admin/ai/alerts/{first}/ack", headers=admin).json() == {"id": first, "alert_status": "acknowledged"}
-    assert client.post(f"/api/admin/ai/alerts/{second}/ignore", headers=admin).json() == {"id": second, "alert_status": "ignored"}
+    assert client.post(f"/api/admin/ai/alerts/{first}/ack", headers=admin).json() == {
+        "id": first,
+        "alert_status": "acknowledged",
+    }
+    assert client.post(f"/api/admin/ai/alerts/{second}/ignore", headers=admin).json() == {
+        "id": second,
+        "alert_status": "ignored",
+    }
     with db.connect(db_url) as conn:
         row = conn.execute("SELECT handled_by, handled_at FROM biz.ai_alerts WHERE id = %s", (first,)).fetchone()
     assert row["handled_by"] == "admin-1" and row["handled_at"] is not None

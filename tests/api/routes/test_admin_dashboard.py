@@ -15,7 +15,9 @@ def _local_noon(days_ago: int) -> str:
 
 def test_dashboard_figures(client: TestClient, db_url: str, admin) -> None:
     put_call(db_url, site=SITE, app="app3_clue", tokens_in=100, tokens_out=50, latency_ms=200, called_at=_local_noon(0))
-    put_call(db_url, site=SITE, app="app3_clue", status="failed", tokens_in=10, latency_ms=400, called_at=_local_noon(0))
+    put_call(
+        db_url, site=SITE, app="app3_clue", status="failed", tokens_in=10, latency_ms=400, called_at=_local_noon(0)
+    )
     put_call(db_url, site=SITE, app="app1_chat", tokens_in=40, tokens_out=60, latency_ms=300, called_at=_local_noon(0))
     put_call(db_url, site=SITE, app="app6_note", status="budget_exceeded", called_at=_local_noon(0))
     put_call(db_url, site=SITE, app="app6_note", tokens_in=1000, latency_ms=100, called_at=_local_noon(2))
@@ -24,7 +26,11 @@ def test_dashboard_figures(client: TestClient, db_url: str, admin) -> None:
 
     body = client.get("/api/admin/ai/dashboard", headers=admin).json()
     assert (body["today_calls"], body["today_success_rate"], body["today_tokens"], body["today_avg_latency_ms"]) == (
-        4, 0.5, 260, 300.0)
+        4,
+        0.5,
+        260,
+        300.0,
+    )
     assert len(body["trend_7d"]) == 7 and body["trend_7d"][-1]["date"] == body["date_to"]
     assert [p["calls"] for p in body["trend_7d"]] == [0, 0, 0, 0, 1, 0, 4]
     assert body["trend_7d"][-1]["success_rate"] == 0.5 and body["trend_7d"][-3]["success_rate"] == 1.0
@@ -43,11 +49,16 @@ def test_dashboard_figures(client: TestClient, db_url: str, admin) -> None:
 
     three = client.get("/api/admin/ai/dashboard?range_days=3", headers=admin).json()
     assert (three["today_calls"], three["today_tokens"]) == (5, 1260)
-    explicit = client.get(f"/api/admin/ai/dashboard?date_from={_local_noon(2)[:10]}&date_to={_local_noon(2)[:10]}",
-                          headers=admin).json()
+    explicit = client.get(
+        f"/api/admin/ai/dashboard?date_from={_local_noon(2)[:10]}&date_to={_local_noon(2)[:10]}", headers=admin
+    ).json()
     assert (explicit["today_calls"], explicit["today_tokens"], len(explicit["trend_7d"])) == (1, 1000, 7)
-    for bad in (f"date_from={_local_noon(2)[:10]}", "date_from=2026-02-02&date_to=2026-01-01", "range_days=0",
-                "date_from=2020-01-01&date_to=2026-01-01"):
+    for bad in (
+        f"date_from={_local_noon(2)[:10]}",
+        "date_from=2026-02-02&date_to=2026-01-01",
+        "range_days=0",
+        "date_from=2020-01-01&date_to=2026-01-01",
+    ):
         response = client.get(f"/api/admin/ai/dashboard?{bad}", headers=admin)
         assert response.status_code == 422, bad
 
@@ -55,6 +66,10 @@ def test_dashboard_figures(client: TestClient, db_url: str, admin) -> None:
 def test_budget(client: TestClient, db_url: str, admin) -> None:
     put_call(db_url, site=SITE, app="app3_clue", tokens_in=20_000, tokens_out=5_000)
     assert client.get("/api/admin/ai/budget", headers=admin).json() == {
-        "daily_used": 25_000, "daily_limit": 100_000, "daily_pct": 0.25,
-        "monthly_used": 25_000, "monthly_limit": 2_000_000, "monthly_pct": 0.0125,
+        "daily_used": 25_000,
+        "daily_limit": 100_000,
+        "daily_pct": 0.25,
+        "monthly_used": 25_000,
+        "monthly_limit": 2_000_000,
+        "monthly_pct": 0.0125,
     }

@@ -5,12 +5,20 @@ from datetime import UTC, datetime
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import OTHER_SITE, SITE
-from zqyy_assets.lib import db
-from zqyy_assets.lib.business_date import business_date
+from zqyy_assets.core import db
+from zqyy_assets.core.business_date import business_date
 
 
-def _event(db_url: str, *, site: int = SITE, event_type: str = "consumption", status: str = "pending",
-           created_at: str | None = None, run_ids: list[str] | None = None, biz_date=None) -> int:
+def _event(
+    db_url: str,
+    *,
+    site: int = SITE,
+    event_type: str = "consumption",
+    status: str = "pending",
+    created_at: str | None = None,
+    run_ids: list[str] | None = None,
+    biz_date=None,
+) -> int:
     with db.transaction(db_url) as conn:
         return conn.execute(
             """INSERT INTO biz.ai_events (event_type, site_id, member_id, biz_date, status, dagster_run_ids, created_at)
@@ -20,18 +28,33 @@ def _event(db_url: str, *, site: int = SITE, event_type: str = "consumption", st
 
 
 def test_trigger_event_is_forced_by_default(client: TestClient, db_url: str, admin) -> None:
-    response = client.post("/api/admin/ai/trigger-event",
-                           json={"event_type": "note_created", "site_id": SITE, "member_id": 7, "payload": {"note_id": 3}},
-                           headers=admin)
+    response = client.post(
+        "/api/admin/ai/trigger-event",
+        json={"event_type": "note_created", "site_id": SITE, "member_id": 7, "payload": {"note_id": 3}},
+        headers=admin,
+    )
     assert response.status_code == 202
     job = response.json()
     assert job["status"] == "pending"
     detail = client.get(f"/api/admin/ai/trigger-jobs/{job['trigger_job_id']}", headers=admin).json()
-    assert (detail["is_forced"], detail["source"], detail["payload"], detail["member_id"]) == (True, "admin", {"note_id": 3}, 7)
-    unforced = client.post("/api/admin/ai/trigger-event",
-                           json={"event_type": "dws_completed", "site_id": SITE, "is_forced": False}, headers=admin).json()
-    assert client.get(f"/api/admin/ai/trigger-jobs/{unforced['trigger_job_id']}", headers=admin).json()["is_forced"] is False
-    missing = client.post("/api/admin/ai/trigger-event", json={"event_type": "consumption", "site_id": SITE}, headers=admin)
+    assert (detail["is_forced"], detail["source"], detail["payload"], detail["member_id"]) == (
+        True,
+        "admin",
+        {"note_id": 3},
+        7,
+    )
+    unforced = client.post(
+        "/api/admin/ai/trigger-event",
+        json={"event_type": "dws_completed", "site_id": SITE, "is_forced": False},
+        headers=admin,
+    ).json()
+    assert (
+        client.get(f"/api/admin/ai/trigger-jobs/{unforced['trigger_job_id']}", headers=admin).json()["is_forced"]
+        is False
+    )
+    missing = client.post(
+        "/api/admin/ai/trigger-event", json={"event_type": "consumption", "site_id": SITE}, headers=admin
+    )
     assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "member_id"]
 
 
@@ -49,10 +72,14 @@ def test_list_with_filters_runs_and_todays_skipped_duplicates(client: TestClient
     assert {i["site_id"] for i in body["items"]} == {SITE}
     item = next(i for i in body["items"] if i["id"] == launched)
     # Dagster is not running here: the runs are listed, their status unknown, and the reason given.
-    assert item["runs"] == [{"run_id": "run-a", "status": None, "url": "http://127.0.0.1:9/runs/run-a"},
-                            {"run_id": "run-b", "status": None, "url": "http://127.0.0.1:9/runs/run-b"}]
+    assert item["runs"] == [
+        {"run_id": "run-a", "status": None, "url": "http://127.0.0.1:9/runs/run-a"},
+        {"run_id": "run-b", "status": None, "url": "http://127.0.0.1:9/runs/run-b"},
+    ]
     assert "Dagster" in body["runs_error"]
-    assert [i["id"] for i in client.get("/api/admin/ai/trigger-jobs?status=completed", headers=admin).json()["items"]] == [old]
+    assert [
+        i["id"] for i in client.get("/api/admin/ai/trigger-jobs?status=completed", headers=admin).json()["items"]
+    ] == [old]
     assert client.get("/api/admin/ai/trigger-jobs?event_type=note_created", headers=admin).json()["total"] == 1
     ranged = client.get("/api/admin/ai/trigger-jobs?date_from=2026-01-05&date_to=2026-01-05", headers=admin).json()
     assert [i["id"] for i in ranged["items"]] == [old]
@@ -68,5 +95,10 @@ def test_retry_queues_a_forced_copy(client: TestClient, db_url: str, admin) -> N
     assert response.status_code == 202
     retry = client.get(f"/api/admin/ai/trigger-jobs/{response.json()['trigger_job_id']}", headers=admin).json()
     assert (retry["retry_of"], retry["is_forced"], retry["source"], retry["biz_date"], retry["status"]) == (
-        original, True, "retry", "2026-01-05", "pending")
+        original,
+        True,
+        "retry",
+        "2026-01-05",
+        "pending",
+    )
     assert client.post("/api/admin/ai/trigger-jobs/999999/retry", headers=admin).status_code == 404

@@ -7,11 +7,27 @@ from tests.api.conftest import OTHER_SITE, SITE, put_cache, put_clue
 
 def test_latest_valid_answer_and_its_history(client: TestClient, db_url: str, staff) -> None:
     put_cache(db_url, site=SITE, app="app7_customer", target="42", result={"v": 1}, created_at="2026-01-01T10:00+08")
-    newest_valid = put_cache(db_url, site=SITE, app="app7_customer", target="42", result={"v": 2}, score=8.5,
-                             created_at="2026-01-02T10:00+08")
-    put_cache(db_url, site=SITE, app="app7_customer", target="42", result={"v": 3}, status="invalidated",
-              created_at="2026-01-03T10:00+08")
-    put_cache(db_url, site=OTHER_SITE, app="app7_customer", target="42", result={"v": 99}, created_at="2026-02-01T10:00+08")
+    newest_valid = put_cache(
+        db_url,
+        site=SITE,
+        app="app7_customer",
+        target="42",
+        result={"v": 2},
+        score=8.5,
+        created_at="2026-01-02T10:00+08",
+    )
+    put_cache(
+        db_url,
+        site=SITE,
+        app="app7_customer",
+        target="42",
+        result={"v": 3},
+        status="invalidated",
+        created_at="2026-01-03T10:00+08",
+    )
+    put_cache(
+        db_url, site=OTHER_SITE, app="app7_customer", target="42", result={"v": 99}, created_at="2026-02-01T10:00+08"
+    )
 
     latest = client.get("/api/ai/cache/app7_customer/42", headers=staff)
     assert latest.status_code == 200
@@ -58,9 +74,15 @@ def test_bad_app_or_target_is_422(client: TestClient, staff) -> None:
 
 def test_finance_insights_by_time_dimension_and_area(client: TestClient, db_url: str, staff) -> None:
     put_cache(db_url, site=SITE, app="app2_finance", target="this_month__all", result={"insights": [{"t": "全店"}]})
-    put_cache(db_url, site=SITE, app="app2a_finance_area", target="this_month__vip", result={"insights": [{"t": "包厢"}]})
+    put_cache(
+        db_url, site=SITE, app="app2a_finance_area", target="this_month__vip", result={"insights": [{"t": "包厢"}]}
+    )
     whole = client.get("/api/ai/finance/insights?time_dimension=this_month&area=all", headers=staff).json()
-    assert (whole["app_type"], whole["target_id"], whole["insights"]) == ("app2_finance", "this_month__all", [{"t": "全店"}])
+    assert (whole["app_type"], whole["target_id"], whole["insights"]) == (
+        "app2_finance",
+        "this_month__all",
+        [{"t": "全店"}],
+    )
     vip = client.get("/api/ai/finance/insights?time_dimension=this_month&area=vip", headers=staff).json()
     assert (vip["app_type"], vip["insights"]) == ("app2a_finance_area", [{"t": "包厢"}])
     response = client.get("/api/ai/finance/insights?time_dimension=next_year&area=vip", headers=staff)
@@ -81,8 +103,15 @@ def test_latest_answer_body_built_by_postgres_matches_the_model(client: TestClie
     """The latest-answer body comes straight from Postgres: it must equal CacheEntry of the same row."""
     from api.schemas.cache import CacheEntry
 
-    put_cache(db_url, site=SITE, app="app6_note", target="9", result={"score": 7, "clues": [{"summary": "爱喝红茶"}]},
-              score=7.25, run_id="run-1")
+    put_cache(
+        db_url,
+        site=SITE,
+        app="app6_note",
+        target="9",
+        result={"score": 7, "clues": [{"summary": "爱喝红茶"}]},
+        score=7.25,
+        run_id="run-1",
+    )
     body = client.get("/api/ai/cache/app6_note/9", headers=staff).json()
     history_item = client.get("/api/ai/cache/app6_note/9/history", headers=staff).json()["items"][0]
     assert CacheEntry.model_validate(body) == CacheEntry.model_validate(history_item)

@@ -11,7 +11,7 @@ from api.deps import get_principal
 from api.main import create_app
 from api.settings import Settings
 from tests.api.conftest import OTHER_SITE, SITE, bearer, put_cache
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
 
 
 @pytest.fixture
@@ -19,8 +19,9 @@ def tokens(db_url: str, make_token) -> dict[str, dict[str, str]]:
     with db.transaction(db_url) as conn:
         revoked = auth.issue(conn, subject="gone", role="staff", site_ids=[SITE]).token
         auth.revoke(conn, token=revoked)
-        expired = auth.issue(conn, subject="old", role="staff", site_ids=[SITE],
-                             expires_at=datetime.now(UTC) - timedelta(minutes=1)).token
+        expired = auth.issue(
+            conn, subject="old", role="staff", site_ids=[SITE], expires_at=datetime.now(UTC) - timedelta(minutes=1)
+        ).token
     staff = make_token("staff")
     return {
         "none": {},
@@ -69,8 +70,15 @@ PATHS = [
 
 
 def _seed(db_url: str) -> None:
-    put_cache(db_url, site=SITE, app="app3_clue", target="7", result={"clues": [{"summary": "周末下午常来"}]}, score=7.5,
-              run_id="run-7")
+    put_cache(
+        db_url,
+        site=SITE,
+        app="app3_clue",
+        target="7",
+        result={"clues": [{"summary": "周末下午常来"}]},
+        score=7.5,
+        run_id="run-7",
+    )
     put_cache(db_url, site=SITE, app="app3_clue", target="7", result={"old": True}, status="invalidated")
     put_cache(db_url, site=OTHER_SITE, app="app3_clue", target="7", result={"who": "site 2"})
     put_cache(db_url, site=SITE, app="app3_clue", target="8", result={}, status="invalidated")
@@ -79,7 +87,9 @@ def _seed(db_url: str) -> None:
     put_cache(db_url, site=SITE, app="app2a_finance_area", target="this_month__vip", result={"insights": []})
     # Rows no request may reach (the route's path rules say 422): the fast path must not find them either.
     put_cache(db_url, site=SITE, app="app3_clue", target="7\n", result={"unreachable": True})
-    put_cache(db_url, site=SITE, app="app2a_finance_area", target="this_month__" + "v" * 120, result={"unreachable": True})
+    put_cache(
+        db_url, site=SITE, app="app2a_finance_area", target="this_month__" + "v" * 120, result={"unreachable": True}
+    )
 
 
 def test_every_request_is_answered_as_the_route_answers_it(api_settings: Settings, db_url: str, tokens) -> None:
@@ -118,19 +128,27 @@ def route_refuses(api_settings: Settings) -> TestClient:
 def test_only_plain_successes_take_the_fast_path(route_refuses: TestClient, db_url: str, tokens) -> None:
     _seed(db_url)
     fast = {
-        ("/api/ai/cache/app3_clue/7", "staff"), ("/api/ai/cache/app3_clue/7?site_id=1", "admin"),
-        ("/api/ai/cache/app3_clue/7?site_id=2", "two sites"), ("/api/ai/cache/app4_analysis/3_7", "staff"),
+        ("/api/ai/cache/app3_clue/7", "staff"),
+        ("/api/ai/cache/app3_clue/7?site_id=1", "admin"),
+        ("/api/ai/cache/app3_clue/7?site_id=2", "two sites"),
+        ("/api/ai/cache/app4_analysis/3_7", "staff"),
         ("/api/ai/cache/app2_finance/this_month__all", "staff, lower-case scheme"),
     }
     for path, who in fast:
         response = route_refuses.get(path, headers=tokens[who])
         assert response.status_code == 200, (path, who, response.text)
         assert response.headers["content-type"] == "application/json"
-    refused = [("/api/ai/cache/app3_clue/7", "none"), ("/api/ai/cache/app3_clue/7", "revoked"),
-               ("/api/ai/cache/app3_clue/7?site_id=1", "other site"), ("/api/ai/cache/app3_clue/7", "two sites"),
-               ("/api/ai/cache/app3_clue/9", "staff"), ("/api/ai/cache/app3_clue/8", "staff"),
-               ("/api/ai/cache/app3_clue/07", "staff"), ("/api/ai/cache/app3_clue/7?site_id=1&extra=x", "staff"),
-               ("/api/ai/cache/app2_finance/this_month__vip", "staff")]
+    refused = [
+        ("/api/ai/cache/app3_clue/7", "none"),
+        ("/api/ai/cache/app3_clue/7", "revoked"),
+        ("/api/ai/cache/app3_clue/7?site_id=1", "other site"),
+        ("/api/ai/cache/app3_clue/7", "two sites"),
+        ("/api/ai/cache/app3_clue/9", "staff"),
+        ("/api/ai/cache/app3_clue/8", "staff"),
+        ("/api/ai/cache/app3_clue/07", "staff"),
+        ("/api/ai/cache/app3_clue/7?site_id=1&extra=x", "staff"),
+        ("/api/ai/cache/app2_finance/this_month__vip", "staff"),
+    ]
     for path, who in refused:
         assert route_refuses.get(path, headers=tokens[who]).status_code == 418, (path, who)
     # HEAD (405, as the route has no HEAD) and the history are never the fast path's.
@@ -138,7 +156,9 @@ def test_only_plain_successes_take_the_fast_path(route_refuses: TestClient, db_u
     assert route_refuses.get("/api/ai/cache/app3_clue/7/history", headers=tokens["staff"]).status_code == 418
 
 
-def test_a_database_error_on_the_fast_path_is_a_500_as_on_the_route(api_settings: Settings, db_url: str, make_token) -> None:
+def test_a_database_error_on_the_fast_path_is_a_500_as_on_the_route(
+    api_settings: Settings, db_url: str, make_token
+) -> None:
     _seed(db_url)
     headers = bearer(make_token("staff"))
     for fast_read in (True, False):

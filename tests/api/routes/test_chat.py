@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.settings import Settings
 from tests.api.conftest import OTHER_SITE, SITE, bearer, put_cache
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
 from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeDashScope
 
 
@@ -25,8 +25,12 @@ def client(db_url: str, fake: FakeDashScope, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("ZQYY_LLM_RETRY_BASE_DELAY_SECONDS", "0.01")
     monkeypatch.setenv("ZQYY_LLM_RETRY_MAX_DELAY_SECONDS", "0.02")
     settings = Settings(
-        database_url=db_url, db_pool_min_size=1, db_pool_max_size=4, dashscope_api_key=FAKE_API_KEY,
-        dashscope_base_url=fake.base_url, dashscope_app_id_app1_chat="fake-app1_chat",
+        database_url=db_url,
+        db_pool_min_size=1,
+        db_pool_max_size=4,
+        dashscope_api_key=FAKE_API_KEY,
+        dashscope_base_url=fake.base_url,
+        dashscope_app_id_app1_chat="fake-app1_chat",
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
@@ -51,14 +55,15 @@ def parse_sse(text: str) -> list[tuple[str, dict]]:
     for block in text.split("\n\n")[:-1]:
         lines = block.split("\n")
         assert len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "), block
-        frames.append((lines[0][len("event: "):], json.loads(lines[1][len("data: "):])))
+        frames.append((lines[0][len("event: ") :], json.loads(lines[1][len("data: ") :])))
     return frames
 
 
 def stored(db_url: str, chat_id: int) -> list[dict]:
     with db.connect(db_url) as conn:
         return conn.execute(
-            "SELECT role, content, status, tokens_used FROM biz.chat_messages WHERE chat_id = %s ORDER BY id", (chat_id,)
+            "SELECT role, content, status, tokens_used FROM biz.chat_messages WHERE chat_id = %s ORDER BY id",
+            (chat_id,),
         ).fetchall()
 
 
@@ -76,7 +81,9 @@ def test_stream_frames_message_events_then_done(client, fake, me, db_url) -> Non
     done = frames[-1][1]
     messages = stored(db_url, chat_id)
     assert [(m["role"], m["content"], m["status"]) for m in messages] == [
-        ("user", "今天营收如何？", "complete"), ("assistant", reply, "complete")]
+        ("user", "今天营收如何？", "complete"),
+        ("assistant", reply, "complete"),
+    ]
     assert messages[1]["tokens_used"] > 0
     listed = client.get(f"/api/xcx/chat/{chat_id}/messages", headers=me).json()
     assert listed["items"][-1]["id"] == done["messageId"]
@@ -95,10 +102,14 @@ def test_bailian_session_is_reused_and_last_20_messages_are_the_context(client, 
     assert bailian["bailian_session_id"]
     with db.transaction(db_url) as conn:  # 30 more turns, so the window has to cut
         for n in range(30):
-            conn.execute("INSERT INTO biz.chat_messages (chat_id, role, content) VALUES (%s, %s, %s)",
-                         (chat_id, "user" if n % 2 == 0 else "assistant", f"旧消息{n:02d}"))
-        conn.execute("INSERT INTO biz.chat_messages (chat_id, role, content, status) VALUES (%s, 'assistant', '出错提示', 'error')",
-                     (chat_id,))
+            conn.execute(
+                "INSERT INTO biz.chat_messages (chat_id, role, content) VALUES (%s, %s, %s)",
+                (chat_id, "user" if n % 2 == 0 else "assistant", f"旧消息{n:02d}"),
+            )
+        conn.execute(
+            "INSERT INTO biz.chat_messages (chat_id, role, content, status) VALUES (%s, 'assistant', '出错提示', 'error')",
+            (chat_id,),
+        )
     client.post("/api/xcx/chat/stream", json={"chatId": chat_id, "content": "最新的问题"}, headers=me)
     second = fake.requests("app1_chat")[1]
     assert second["session_id"] == bailian["bailian_session_id"]
@@ -110,11 +121,20 @@ def test_bailian_session_is_reused_and_last_20_messages_are_the_context(client, 
 
 
 def test_page_context_comes_from_cached_answers(client, fake, me, db_url) -> None:
-    put_cache(db_url, site=SITE, app="app2a_finance_area", target="last_month__vip",
-              result={"insights": [{"title": "包厢营收下滑12%"}]})
+    put_cache(
+        db_url,
+        site=SITE,
+        app="app2a_finance_area",
+        target="last_month__vip",
+        result={"insights": [{"title": "包厢营收下滑12%"}]},
+    )
     chat_id = new_chat(client, me, "board:finance")
-    body = {"chatId": chat_id, "content": "为什么下滑？", "sourcePage": "board-finance",
-            "pageContext": {"timeDimension": "last_month", "area": "vip"}}
+    body = {
+        "chatId": chat_id,
+        "content": "为什么下滑？",
+        "sourcePage": "board-finance",
+        "pageContext": {"timeDimension": "last_month", "area": "vip"},
+    }
     assert client.post("/api/xcx/chat/stream", json=body, headers=me).status_code == 200
     prompt = fake.requests("app1_chat")[0]["prompt"]
     assert prompt.startswith("[页面上下文: board-finance]")
@@ -131,14 +151,18 @@ def test_partial_reply_is_saved_when_the_upstream_cuts_the_stream(client, fake, 
     partial = "".join(d["token"] for _, d in frames[:2])
     assert partial == "一二三四"
     assert [(m["role"], m["content"], m["status"]) for m in stored(db_url, chat_id)] == [
-        ("user", "说说", "complete"), ("assistant", partial, "partial")]
+        ("user", "说说", "complete"),
+        ("assistant", partial, "partial"),
+    ]
     assert fake.count("app1_chat") == 1  # text had been shown: the stream is not retried
 
 
 def test_upstream_refusal_before_any_text_is_an_error_event(client, fake, me, db_url) -> None:
     fake.script("app1_chat", ["data_inspection"])
     chat_id = new_chat(client, me)
-    frames = parse_sse(client.post("/api/xcx/chat/stream", json={"chatId": chat_id, "content": "敏感话题"}, headers=me).text)
+    frames = parse_sse(
+        client.post("/api/xcx/chat/stream", json={"chatId": chat_id, "content": "敏感话题"}, headers=me).text
+    )
     assert frames == [("error", {"message": "AI 服务暂时不可用，请稍后再试", "code": "DataInspectionFailed"})]
     assert [m["role"] for m in stored(db_url, chat_id)] == ["user"]
 
@@ -157,15 +181,22 @@ def test_sync_send_returns_both_messages(client, fake, me, db_url) -> None:
     failed = client.post(f"/api/xcx/chat/{chat_id}/messages", json={"content": "再说一次"}, headers=me)
     assert failed.status_code == 200
     assert failed.json()["aiReply"] | {"id": 0, "createdAt": ""} == {
-        "id": 0, "role": "assistant", "content": "AI 服务暂时不可用，请稍后再试", "status": "error", "createdAt": ""}
+        "id": 0,
+        "role": "assistant",
+        "content": "AI 服务暂时不可用，请稍后再试",
+        "status": "error",
+        "createdAt": "",
+    }
     assert [m["status"] for m in stored(db_url, chat_id)] == ["complete", "complete", "complete", "error"]
 
 
 @pytest.mark.parametrize("content", ["", "   ", "\n\t"])
 def test_empty_content_is_422(client, me, content) -> None:
     chat_id = new_chat(client, me)
-    for path, body in ((f"/api/xcx/chat/{chat_id}/messages", {"content": content}),
-                       ("/api/xcx/chat/stream", {"chatId": chat_id, "content": content})):
+    for path, body in (
+        (f"/api/xcx/chat/{chat_id}/messages", {"content": content}),
+        ("/api/xcx/chat/stream", {"chatId": chat_id, "content": content}),
+    ):
         response = client.post(path, json=body, headers=me)
         assert response.status_code == 422
         assert response.json()["detail"][0]["loc"][-1] == "content"
@@ -178,7 +209,9 @@ def test_someone_elses_chat_is_403_and_a_missing_one_404(client, fake, me, make_
     boss = bearer(make_token("admin", subject="店长"))
     for headers in (colleague, boss):
         assert client.get(f"/api/xcx/chat/{chat_id}/messages", headers=headers).status_code == 403
-        assert client.post(f"/api/xcx/chat/{chat_id}/messages", json={"content": "hi"}, headers=headers).status_code == 403
+        assert (
+            client.post(f"/api/xcx/chat/{chat_id}/messages", json={"content": "hi"}, headers=headers).status_code == 403
+        )
         response = client.post("/api/xcx/chat/stream", json={"chatId": chat_id, "content": "hi"}, headers=headers)
         assert response.status_code == 403 and response.json() == {"detail": "无权访问该对话"}
     assert client.get("/api/xcx/chat/999999/messages", headers=me).json() == {"detail": "对话不存在"}

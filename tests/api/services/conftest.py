@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
 
 
 def _free_port() -> int:
@@ -39,7 +39,9 @@ def module_database(pg_server_url: str, template_db: str, label: str) -> Iterato
     """A migrated app database for a module (the webserver's run processes write into it)."""
     name = f"zqyy_t_{label}_{uuid.uuid4().hex[:8]}"
     with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name), db.sql.Identifier(template_db)))
+        conn.execute(
+            db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name), db.sql.Identifier(template_db))
+        )
     try:
         yield db.with_database(pg_server_url, name)
     finally:
@@ -63,7 +65,8 @@ def dagster_webserver(pg_server_url: str, home: Path, location: list[str], env: 
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p", str(port), *location],
             env={**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": storage_url, **env},
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the code server it spawns is stopped with it
         )
         try:

@@ -16,10 +16,12 @@ import psycopg
 
 members = dg.DynamicPartitionsDefinition(name="members")
 assistant_members = dg.DynamicPartitionsDefinition(name="assistant_members")
-app2 = dg.MultiPartitionsDefinition({
-    "time_dimension": dg.StaticPartitionsDefinition(["this_month", "last_month"]),
-    "area": dg.StaticPartitionsDefinition(["all", "vip"]),
-})
+app2 = dg.MultiPartitionsDefinition(
+    {
+        "time_dimension": dg.StaticPartitionsDefinition(["this_month", "last_month"]),
+        "area": dg.StaticPartitionsDefinition(["all", "vip"]),
+    }
+)
 
 
 def _write(context: dg.AssetExecutionContext, app: str, site_id: int, target_id: str) -> None:
@@ -29,8 +31,14 @@ def _write(context: dg.AssetExecutionContext, app: str, site_id: int, target_id:
             """INSERT INTO biz.ai_cache (site_id, cache_type, target_id, input_hash, prompt_version, result_json,
                                          triggered_by, provider, dagster_run_id)
                VALUES (%s, %s, %s, 'h', 'test', %s, %s, 'offline', %s)""",
-            (site_id, app, target_id, json.dumps(result), context.run.tags.get("zqyy/triggered_by", "manual"),
-             context.run.run_id),
+            (
+                site_id,
+                app,
+                target_id,
+                json.dumps(result),
+                context.run.tags.get("zqyy/trigger", "manual"),
+                context.run.run_id,
+            ),
         )
 
 
@@ -63,6 +71,12 @@ def app6_note(context: dg.AssetExecutionContext) -> None:
 
 
 defs = dg.Definitions(
-    assets=[_member_asset("app3_clue"), _member_asset("app7_customer", sleep_s=4), app4_analysis, app2_finance, app6_note],
+    assets=[
+        _member_asset("app3_clue"),
+        _member_asset("app7_customer", sleep_s=4),
+        app4_analysis,
+        app2_finance,
+        app6_note,
+    ],
     executor=dg.in_process_executor,
 )

@@ -15,7 +15,7 @@ from api.settings import Settings
 from tests.api.conftest import bearer
 from tests.api.services.conftest import dagster_webserver, module_database
 from tests.defs.ai.venue import load_ai_venue
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
 
 SENSORS = {"ai_events_sensor", "dws_completion_sensor", "ai_event_status_sensor", "ai_run_failure_alert_sensor"}
 SCHEDULE = "app2_daily_prewarm_schedule"
@@ -31,10 +31,17 @@ def venue_database(pg_server_url: str, template_db: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def dagster_url(pg_server_url: str, venue_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {"DATABASE_URL": venue_database, "VENUE_TIMEZONE": "Asia/Shanghai", "BUSINESS_DAY_CUTOFF_HOURS": "6",
-           "ZQYY_LLM_PROVIDER": "offline", "DASHSCOPE_API_KEY": "", "APP2_PREWARM_CRON": "0 10 * * *"}
-    with dagster_webserver(pg_server_url, tmp_path_factory.mktemp("dagster_home"),
-                           ["-m", "zqyy_assets.definitions"], env) as url:
+    env = {
+        "DATABASE_URL": venue_database,
+        "VENUE_TIMEZONE": "Asia/Shanghai",
+        "BUSINESS_DAY_CUTOFF_HOURS": "6",
+        "ZQYY_LLM_PROVIDER": "offline",
+        "DASHSCOPE_API_KEY": "",
+        "APP2_PREWARM_CRON": "0 10 * * *",
+    }
+    with dagster_webserver(
+        pg_server_url, tmp_path_factory.mktemp("dagster_home"), ["-m", "zqyy_assets.definitions"], env
+    ) as url:
         yield url
 
 
@@ -44,9 +51,14 @@ def client(venue_database: str, dagster_url: str) -> Iterator[TestClient]:
         # The API hashes prompts with the pipeline's provider: both offline here.
         env.setenv("ZQYY_LLM_PROVIDER", "offline")
         env.delenv("DASHSCOPE_API_KEY", raising=False)
-        settings = Settings(database_url=venue_database, db_pool_min_size=1, db_pool_max_size=4,
-                            dagster_graphql_url=dagster_url, dagster_ui_url="http://dagster.example:3000",
-                            auth_cache_ttl_s=0)
+        settings = Settings(
+            database_url=venue_database,
+            db_pool_min_size=1,
+            db_pool_max_size=4,
+            dagster_graphql_url=dagster_url,
+            dagster_ui_url="http://dagster.example:3000",
+            auth_cache_ttl_s=0,
+        )
         with TestClient(create_app(settings)) as test_client:
             yield test_client
 
@@ -59,20 +71,29 @@ def admin(venue_database: str) -> dict[str, str]:
 
 def _dagster_status(dagster_url: str, kind: str, name: str) -> str:
     """Dagster's own view, asked directly (not through our service)."""
-    repo = requests.post(dagster_url, json={"query": "{ repositoriesOrError { ... on RepositoryConnection "
-                                                     "{ nodes { name location { name } } } } }"}, timeout=30).json()
+    repo = requests.post(
+        dagster_url,
+        json={"query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"},
+        timeout=30,
+    ).json()
     node = repo["data"]["repositoriesOrError"]["nodes"][0]
     selector = {"repositoryName": node["name"], "repositoryLocationName": node["location"]["name"]}
     if kind == "sensor":
-        query = ("query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) "
-                 "{ ... on Sensor { sensorState { status } } } }")
-        data = requests.post(dagster_url, json={"query": query, "variables": {"s": selector | {"sensorName": name}}},
-                             timeout=30).json()
+        query = (
+            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) "
+            "{ ... on Sensor { sensorState { status } } } }"
+        )
+        data = requests.post(
+            dagster_url, json={"query": query, "variables": {"s": selector | {"sensorName": name}}}, timeout=30
+        ).json()
         return data["data"]["sensorOrError"]["sensorState"]["status"]
-    query = ("query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) "
-             "{ ... on Schedule { scheduleState { status } } } }")
-    data = requests.post(dagster_url, json={"query": query, "variables": {"s": selector | {"scheduleName": name}}},
-                         timeout=30).json()
+    query = (
+        "query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) "
+        "{ ... on Schedule { scheduleState { status } } } }"
+    )
+    data = requests.post(
+        dagster_url, json={"query": query, "variables": {"s": selector | {"scheduleName": name}}}, timeout=30
+    ).json()
     return data["data"]["scheduleOrError"]["scheduleState"]["status"]
 
 
@@ -82,14 +103,20 @@ def test_triggers_are_dagsters_sensors_and_schedules_started_and_stopped_through
     assert set(by_name) == SENSORS | {SCHEDULE}
     schedule, sensor = by_name[SCHEDULE], by_name["ai_events_sensor"]
     assert (schedule["trigger_condition"], schedule["job_type"], schedule["status"]) == ("cron", "schedule", "enabled")
-    assert schedule["trigger_config"] == {"cron_expression": "0 10 * * *", "execution_timezone": "Asia/Shanghai",
-                                          "jobs": ["app2_prewarm_job"]}
+    assert schedule["trigger_config"] == {
+        "cron_expression": "0 10 * * *",
+        "execution_timezone": "Asia/Shanghai",
+        "jobs": ["app2_prewarm_job"],
+    }
     assert schedule["next_run_at"] is not None and schedule["last_run_at"] is None  # no daemon: never ticked
-    assert schedule["dagster_url"] == f"http://dagster.example:3000/locations/zqyy_assets.definitions/schedules/{SCHEDULE}"
+    assert (
+        schedule["dagster_url"] == f"http://dagster.example:3000/locations/zqyy_assets.definitions/schedules/{SCHEDULE}"
+    )
     assert (sensor["trigger_condition"], sensor["status"], sensor["last_error"]) == ("event", "enabled", None)
     # Ids are stable numbers: the same on every listing.
     assert {i["id"]: i["job_name"] for i in client.get("/api/admin/ai/triggers", headers=admin).json()} == {
-        i["id"]: i["job_name"] for i in items}
+        i["id"]: i["job_name"] for i in items
+    }
 
     stopped = client.patch(f"/api/admin/ai/triggers/{sensor['id']}", json={"status": "disabled"}, headers=admin)
     assert stopped.status_code == 200 and stopped.json()["status"] == "disabled"
@@ -102,20 +129,30 @@ def test_triggers_are_dagsters_sensors_and_schedules_started_and_stopped_through
     assert _dagster_status(dagster_url, "schedule", SCHEDULE) == "STOPPED"
 
     # A different cron is refused and nothing in the request is applied (the schedule stays stopped).
-    refused = client.patch(f"/api/admin/ai/triggers/{schedule['id']}",
-                           json={"status": "enabled", "cron_expression": "0 9 * * *"}, headers=admin)
+    refused = client.patch(
+        f"/api/admin/ai/triggers/{schedule['id']}",
+        json={"status": "enabled", "cron_expression": "0 9 * * *"},
+        headers=admin,
+    )
     assert refused.status_code == 409 and "defined in code" in refused.json()["detail"]
     assert _dagster_status(dagster_url, "schedule", SCHEDULE) == "STOPPED"
-    on = client.patch(f"/api/admin/ai/triggers/{schedule['id']}",
-                      json={"status": "enabled", "cron_expression": "0  10 * * *", "description": "每天十点预热"},
-                      headers=admin).json()
+    on = client.patch(
+        f"/api/admin/ai/triggers/{schedule['id']}",
+        json={"status": "enabled", "cron_expression": "0  10 * * *", "description": "每天十点预热"},
+        headers=admin,
+    ).json()
     assert (on["status"], on["description"]) == ("enabled", "每天十点预热")
     assert _dagster_status(dagster_url, "schedule", SCHEDULE) == "RUNNING"
 
-    no_cron = client.patch(f"/api/admin/ai/triggers/{sensor['id']}", json={"cron_expression": "* * * * *"}, headers=admin)
+    no_cron = client.patch(
+        f"/api/admin/ai/triggers/{sensor['id']}", json={"cron_expression": "* * * * *"}, headers=admin
+    )
     assert no_cron.status_code == 422 and "sensor" in no_cron.json()["detail"]
     assert client.patch("/api/admin/ai/triggers/999999", json={"status": "enabled"}, headers=admin).status_code == 404
-    assert client.patch(f"/api/admin/ai/triggers/{sensor['id']}", json={"status": "paused"}, headers=admin).status_code == 422
+    assert (
+        client.patch(f"/api/admin/ai/triggers/{sensor['id']}", json={"status": "paused"}, headers=admin).status_code
+        == 422
+    )
 
 
 def _wait(client: TestClient, run_ids: list[str], timeout_s: float = 120) -> dict[str, str]:
@@ -129,8 +166,11 @@ def _wait(client: TestClient, run_ids: list[str], timeout_s: float = 120) -> dic
 
 
 def test_confirmed_batch_runs_in_dagster_and_leaves_nothing_to_ask(client, admin, venue_database) -> None:
-    body = {"site_id": 1, "member_ids": [100, 999],
-            "app_types": ["app2_finance", "app3_clue", "app6_note", "app8_consolidation"]}
+    body = {
+        "site_id": 1,
+        "member_ids": [100, 999],
+        "app_types": ["app2_finance", "app3_clue", "app6_note", "app8_consolidation"],
+    }
     estimate = client.post("/api/admin/ai/batch-run", json=body, headers=admin).json()
     # Each run launch costs seconds of CPU, so two runs here: the 8 finance partitions as one
     # range run, member 100's chain as one run (App8 counted after App3); member 999 does not exist.
@@ -143,14 +183,18 @@ def test_confirmed_batch_runs_in_dagster_and_leaves_nothing_to_ask(client, admin
     runs = confirmed.json()["runs"]
     assert [(r["partition"], r["assets"]) for r in runs] == [
         ("all|this_month...all|last_6_months", ["app2_finance"]),
-        ("1-100", ["app3_clue", "app6_note", "app8_consolidation"])]
+        ("1-100", ["app3_clue", "app6_note", "app8_consolidation"]),
+    ]
     assert runs[0]["url"] == f"http://dagster.example:3000/runs/{runs[0]['run_id']}"
     statuses = _wait(client, [r["run_id"] for r in runs])
     assert set(statuses.values()) == {"SUCCESS"}, statuses
 
     with db.connect(venue_database) as conn:
-        cached = conn.execute("""SELECT cache_type, count(*) AS n FROM biz.ai_cache WHERE dagster_run_id = ANY(%s)
-                                 GROUP BY cache_type""", ([r["run_id"] for r in runs],)).fetchall()
+        cached = conn.execute(
+            """SELECT cache_type, count(*) AS n FROM biz.ai_cache WHERE dagster_run_id = ANY(%s)
+                                 GROUP BY cache_type""",
+            ([r["run_id"] for r in runs],),
+        ).fetchall()
     assert {r["cache_type"]: r["n"] for r in cached} == {k: v for k, v in calls.items() if v}
     again = client.post("/api/admin/ai/batch-run", json=body, headers=admin).json()
     assert (again["estimated_calls"], again["estimated_tokens"], again["runs_planned"]) == (0, 0, 0)

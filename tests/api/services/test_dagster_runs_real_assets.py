@@ -12,7 +12,7 @@ from api.settings import Settings
 from tests.api.conftest import bearer
 from tests.api.services.conftest import dagster_webserver, module_database
 from tests.defs.ai.venue import load_ai_venue
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,25 @@ def venue_database(pg_server_url: str, template_db: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def client(pg_server_url: str, venue_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    env = {"DATABASE_URL": venue_database, "VENUE_TIMEZONE": "Asia/Shanghai", "BUSINESS_DAY_CUTOFF_HOURS": "6",
-           "ZQYY_LLM_PROVIDER": "offline", "DASHSCOPE_API_KEY": ""}
-    with dagster_webserver(pg_server_url, tmp_path_factory.mktemp("dagster_home"),
-                           ["-m", "zqyy_assets.definitions"], env) as url:
-        settings = Settings(database_url=venue_database, db_pool_min_size=1, db_pool_max_size=4, dagster_graphql_url=url,
-                            run_app_timeout_s=90, run_app_poll_interval_s=0.3, auth_cache_ttl_s=0)
+    env = {
+        "DATABASE_URL": venue_database,
+        "VENUE_TIMEZONE": "Asia/Shanghai",
+        "BUSINESS_DAY_CUTOFF_HOURS": "6",
+        "ZQYY_LLM_PROVIDER": "offline",
+        "DASHSCOPE_API_KEY": "",
+    }
+    with dagster_webserver(
+        pg_server_url, tmp_path_factory.mktemp("dagster_home"), ["-m", "zqyy_assets.definitions"], env
+    ) as url:
+        settings = Settings(
+            database_url=venue_database,
+            db_pool_min_size=1,
+            db_pool_max_size=4,
+            dagster_graphql_url=url,
+            run_app_timeout_s=90,
+            run_app_poll_interval_s=0.3,
+            auth_cache_ttl_s=0,
+        )
         with TestClient(create_app(settings)) as test_client:
             yield test_client
 
@@ -45,12 +58,17 @@ def test_real_member_and_finance_apps_run_and_answer(client: TestClient, venue_d
     cached = client.get("/api/ai/cache/app3_clue/100?site_id=1", headers=admin).json()
     assert (cached["dagster_run_id"], cached["triggered_by"]) == (clue["run_id"], "admin_manual")
 
-    finance = client.post("/api/admin/ai/run/app2a_finance_area",
-                          json={"site_id": 1, "time_dimension": "this_month", "area": "vip"}, headers=admin).json()
+    finance = client.post(
+        "/api/admin/ai/run/app2a_finance_area",
+        json={"site_id": 1, "time_dimension": "this_month", "area": "vip"},
+        headers=admin,
+    ).json()
     assert finance["success"] is True, finance
     assert finance["target_id"] == "this_month__vip" and isinstance(finance["result"]["insights"], list)
     # The run was narrowed to this site: the other active site got no answer from it.
     with db.connect(venue_database) as conn:
-        sites = {r["site_id"] for r in conn.execute(
-            "SELECT site_id FROM biz.ai_cache WHERE dagster_run_id = %s", (finance["run_id"],))}
+        sites = {
+            r["site_id"]
+            for r in conn.execute("SELECT site_id FROM biz.ai_cache WHERE dagster_run_id = %s", (finance["run_id"],))
+        }
     assert sites == {1}

@@ -15,12 +15,12 @@ import pytest
 import requests
 
 from tests.defs.ai.venue import load_ai_venue
+from zqyy_assets.core import db
+from zqyy_assets.core.apps import APP_NAMES
 from zqyy_assets.defs.ai.assets import ai_assets
-from zqyy_assets.defs.llm.apps import APP_NAMES
-from zqyy_assets.defs.llm.resources import LLMResource
+from zqyy_assets.defs.ai.resources import LLMResource
 from zqyy_assets.defs.ods.assets import ods_assets
-from zqyy_assets.lib import db
-from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
+from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeDashScope
 
 # Quick retries and guards wide open: these tests are about the assets, not the guards.
@@ -52,7 +52,9 @@ def shared_venue(pg_server_url: str, template_db: str) -> Iterator[str]:
     """One AI venue for a module's read-only tests (tests that write roll back their transaction)."""
     name = f"zqyy_ai_{uuid.uuid4().hex[:10]}"
     with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name), db.sql.Identifier(template_db)))
+        conn.execute(
+            db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name), db.sql.Identifier(template_db))
+        )
     url = db.with_database(pg_server_url, name)
     with db.transaction(url) as conn:
         load_ai_venue(conn)
@@ -128,8 +130,9 @@ class SiteFailingProxy:
     ``error`` (default a 500, a transient error, retried by the LLM layer, then given up).
     Scripting by prompt content, which the fake's per-app queues cannot do under concurrency."""
 
-    def __init__(self, upstream: str, fails: Callable[[dict], bool],
-                 error: tuple[int, str] = (500, "InternalError")) -> None:
+    def __init__(
+        self, upstream: str, fails: Callable[[dict], bool], error: tuple[int, str] = (500, "InternalError")
+    ) -> None:
         self.upstream = upstream.rstrip("/")
         self.fails = fails
         self.error = error

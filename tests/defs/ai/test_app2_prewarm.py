@@ -3,14 +3,26 @@
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+from dagster._core.storage.partition_status_cache import (
+    get_and_update_asset_status_cache_value,
+)
 
-from tests.defs.ai.conftest import SiteFailingProxy, cache_rows, materialize, prompt_site
+from tests.defs.ai.conftest import (
+    SiteFailingProxy,
+    cache_rows,
+    materialize,
+    prompt_site,
+)
+from zqyy_assets.core import db
+from zqyy_assets.core.partition_keys import all_app2_keys
 from zqyy_assets.defs.ai.assets import ai_assets, app2_finance
-from zqyy_assets.defs.ai.jobs import ai_jobs, app2_prewarm_run_request, materialize_app2_prewarm
-from zqyy_assets.defs.ai.partitions import all_app2_keys, app2_partitions
+from zqyy_assets.defs.ai.jobs import (
+    ai_jobs,
+    app2_prewarm_run_request,
+    materialize_app2_prewarm,
+)
+from zqyy_assets.defs.ai.partitions import app2_partitions
 from zqyy_assets.defs.ods.assets import ods_assets
-from zqyy_assets.lib import db
 
 
 def _partitions(result: dg.ExecuteInProcessResult) -> set[str]:
@@ -39,14 +51,21 @@ def test_prewarm_is_one_run_and_a_second_prewarm_is_free(venue: str, resources: 
     assert _partitions(first) == {str(k.partition_key) for k in all_app2_keys()}
     rows = cache_rows(venue)
     assert len(rows) == 144 and {r["site_id"] for r in rows} == {1, 2}  # site 3 is inactive
-    assert {r["triggered_by"] for r in rows} == {"dws_completed"} and {r["dagster_run_id"] for r in rows} == {first.run_id}
+    assert {r["triggered_by"] for r in rows} == {"dws_completed"} and {r["dagster_run_id"] for r in rows} == {
+        first.run_id
+    }
     by_type = {t: sum(r["cache_type"] == t for r in rows) for t in ("app2_finance", "app2a_finance_area")}
     assert by_type == {"app2_finance": 16, "app2a_finance_area": 128}
     assert fake.count("app2_finance") == 16 and fake.count("app2a_finance_area") == 128
     one = next(e for e in first.get_asset_materialization_events() if e.partition == "vip|this_month")
     md = {k: v.value for k, v in one.materialization.metadata.items()}
     assert (md["calls"], md["cache_hits"], md["sites_ok"], md["sites_failed"], md["target_id"]) == (
-        2, 0, 2, 0, "this_month__vip")
+        2,
+        0,
+        2,
+        0,
+        "this_month__vip",
+    )
     assert md["app"] == "app2a_finance_area" and md["tokens_in"] > 0 and md["provider"] == "dashscope"
     assert _check(first).passed and _check(first).metadata["sites_complete"].value == 2
     spent = _tokens_spent(venue)
@@ -55,7 +74,9 @@ def test_prewarm_is_one_run_and_a_second_prewarm_is_free(venue: str, resources: 
     # unchanged data: 72 partitions materialized again from the cache, no call, no token
     second = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
     assert second.success and len(_partitions(second)) == 72
-    totals = [{k: v.value for k, v in e.materialization.metadata.items()} for e in second.get_asset_materialization_events()]
+    totals = [
+        {k: v.value for k, v in e.materialization.metadata.items()} for e in second.get_asset_materialization_events()
+    ]
     assert sum(t["calls"] for t in totals) == 0 and sum(t["cache_hits"] for t in totals) == 144
     assert sum(t["tokens_in"] + t["tokens_out"] for t in totals) == 0
     assert fake.count() == 144 and _tokens_spent(venue) == spent and len(cache_rows(venue)) == 144
@@ -86,7 +107,9 @@ def test_one_failing_site_leaves_the_other_sites_answers(venue: str, resources: 
     assert (md["calls"], md["cache_hits"], md["sites_ok"]) == (1, 1, 2)
 
 
-def test_failed_partitions_show_as_failed_and_rerun_alone(venue: str, resources: dict[str, Any], make_llm, fake) -> None:
+def test_failed_partitions_show_as_failed_and_rerun_alone(
+    venue: str, resources: dict[str, Any], make_llm, fake
+) -> None:
     def vip_at_site_2(prompt: dict) -> bool:
         return prompt_site(prompt) == 2 and prompt.get("area") == "vip"
 
@@ -108,7 +131,8 @@ def test_failed_partitions_show_as_failed_and_rerun_alone(venue: str, resources:
         assert rerun.success
         status = get_and_update_asset_status_cache_value(instance, app2_finance.key, app2_partitions)
         assert set(status.deserialize_failed_partition_subsets(app2_partitions).get_partition_keys()) == vip - {
-            "vip|last_week"}
+            "vip|last_week"
+        }
 
 
 def test_an_answer_that_never_validates_is_never_cached(venue: str, resources: dict[str, Any], fake) -> None:

@@ -1,5 +1,4 @@
-from zqyy_assets.defs.ai import cache
-from zqyy_assets.lib import db
+from zqyy_assets.core import cache, db
 
 
 def test_input_hash_is_canonical_and_versioned() -> None:
@@ -19,9 +18,21 @@ def test_input_hash_is_canonical_and_versioned() -> None:
 
 def _row(conn, target: str, answer: dict, *, site_id: int = 1, app: str = "app3_clue") -> cache.CachedAnswer:
     return cache.insert_answer(
-        conn, site_id=site_id, cache_type=app, target_id=target, input_hash=f"h-{answer}", prompt_version="v",
-        result_json=answer, score=None, triggered_by="test", provider="offline", model=None,
-        tokens_in=1, tokens_out=2, latency_ms=3, dagster_run_id="r",
+        conn,
+        site_id=site_id,
+        cache_type=app,
+        target_id=target,
+        input_hash=f"h-{answer}",
+        prompt_version="v",
+        result_json=answer,
+        score=None,
+        triggered_by="test",
+        provider="offline",
+        model=None,
+        tokens_in=1,
+        tokens_out=2,
+        latency_ms=3,
+        dagster_run_id="r",
     )
 
 
@@ -38,8 +49,10 @@ def test_reads_take_the_newest_valid_row(db_url: str) -> None:
         latest = cache.latest_valid(conn, 1, "app3_clue", "100")
         assert (latest.id, latest.result_json, latest.tokens_out) == (second.id, {"n": 2}, 2)
         by_target = cache.latest_valid_for_site(conn, 1, ["app3_clue"])
-        assert {k: v.result_json for k, v in by_target.items()} == {("app3_clue", "100"): {"n": 2},
-                                                                    ("app3_clue", "101"): {"n": 4}}
+        assert {k: v.result_json for k, v in by_target.items()} == {
+            ("app3_clue", "100"): {"n": 2},
+            ("app3_clue", "101"): {"n": 4},
+        }
         assert len(cache.newest_valid_rows(conn, ["app3_clue"])) == 3  # (1,100), (1,101), (2,100)
         history = conn.execute("SELECT count(*) AS n FROM biz.ai_cache WHERE target_id = '100'").fetchone()["n"]
         assert history == 4  # history is kept

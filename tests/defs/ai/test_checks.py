@@ -1,19 +1,31 @@
 import dagster as dg
 
-from zqyy_assets.defs.ai import cache, checks
+from zqyy_assets.core import cache, db
+from zqyy_assets.core.partition_keys import all_app2_keys
+from zqyy_assets.defs.ai import checks
 from zqyy_assets.defs.ai.assets import ai_assets
-from zqyy_assets.defs.ai.partitions import all_app2_keys
+from zqyy_assets.defs.ai.resources import LLMResource
 from zqyy_assets.defs.ods.assets import ods_assets
-from zqyy_assets.lib import db
-from zqyy_assets.defs.llm.resources import LLMResource
-from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
+from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 
 def _insert(conn, app: str, target: str, answer: dict, site_id: int = 1) -> cache.CachedAnswer:
     return cache.insert_answer(
-        conn, site_id=site_id, cache_type=app, target_id=target, input_hash="h", prompt_version="v",
-        result_json=answer, score=None, triggered_by="test", provider="offline", model=None,
-        tokens_in=0, tokens_out=0, latency_ms=None, dagster_run_id=None,
+        conn,
+        site_id=site_id,
+        cache_type=app,
+        target_id=target,
+        input_hash="h",
+        prompt_version="v",
+        result_json=answer,
+        score=None,
+        triggered_by="test",
+        provider="offline",
+        model=None,
+        tokens_in=0,
+        tokens_out=0,
+        latency_ms=None,
+        dagster_run_id=None,
     )
 
 
@@ -22,8 +34,11 @@ def _run_check(db_url: str, name: str) -> dg.AssetCheckEvaluation:
     result = dg.materialize(
         [*ods_assets, *ai_assets, check],
         selection=dg.AssetSelection.checks(check),
-        resources={"postgres": PostgresResource(database_url=db_url), "venue_calendar": VenueCalendarResource(),
-                   "llm": LLMResource(database_url=db_url, provider="offline")},
+        resources={
+            "postgres": PostgresResource(database_url=db_url),
+            "venue_calendar": VenueCalendarResource(),
+            "llm": LLMResource(database_url=db_url, provider="offline"),
+        },
         instance=dg.DagsterInstance.ephemeral(),
     )
     [evaluation] = result.get_asset_check_evaluations()
@@ -47,8 +62,10 @@ def test_answers_valid_check_finds_a_row_that_no_longer_validates(db_url: str) -
     assert f"row {bad.id} site 1 app3_clue 101: clues: Field required" in md["first_invalid"]
 
     with db.connect(db_url, autocommit=True) as conn:
-        conn.execute("UPDATE biz.ai_cache SET status = 'invalidated' WHERE cache_type = 'app3_clue' AND result_json <> %s",
-                     (cache.canonical_json(good),))
+        conn.execute(
+            "UPDATE biz.ai_cache SET status = 'invalidated' WHERE cache_type = 'app3_clue' AND result_json <> %s",
+            (cache.canonical_json(good),),
+        )
     assert _run_check(db_url, "app3_clue_answers_valid").passed
 
 

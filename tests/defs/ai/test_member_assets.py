@@ -5,13 +5,18 @@ from typing import Any
 import dagster as dg
 
 from tests.defs.ai.conftest import SiteFailingProxy, cache_rows, materialize, metadata
-from zqyy_assets.defs.ai.assets import ai_assets, app3_clue, app6_note, app8_consolidation
+from zqyy_assets.core import db
+from zqyy_assets.core.answer_schemas import validate_answer
+from zqyy_assets.core.apps import prompt_version
+from zqyy_assets.core.tags import RANGE_END_TAG, RANGE_START_TAG
+from zqyy_assets.defs.ai.assets import (
+    ai_assets,
+    app3_clue,
+    app6_note,
+    app8_consolidation,
+)
 from zqyy_assets.defs.ai.jobs import ai_jobs
-from zqyy_assets.defs.ai.partitions import RANGE_END_TAG, RANGE_START_TAG
-from zqyy_assets.defs.ai.schemas import validate_answer
-from zqyy_assets.defs.llm.apps import prompt_version
 from zqyy_assets.defs.ods.assets import ods_assets
-from zqyy_assets.lib import db
 
 
 def _instance(members: list[str] = (), assistant_members: list[str] = ()) -> dg.DagsterInstance:
@@ -21,8 +26,13 @@ def _instance(members: list[str] = (), assistant_members: list[str] = ()) -> dg.
     return instance
 
 
-def _run_job(name: str, resources: dict[str, Any], instance: dg.DagsterInstance, partition_key: str | None,
-             tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+def _run_job(
+    name: str,
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    partition_key: str | None,
+    tags: dict[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
     defs = dg.Definitions(assets=[*ods_assets, *ai_assets], jobs=ai_jobs, resources=resources)
     return defs.resolve_job_def(name).execute_in_process(
         instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False
@@ -47,7 +57,12 @@ def test_memoization_hit_miss_and_forced_bypass(venue, resources, fake) -> None:
     assert md["prompt_version"] == expected_version
     [row] = cache_rows(venue, "app3_clue")
     assert (row["site_id"], row["target_id"], row["prompt_version"], row["provider"], row["model"]) == (
-        1, "100", expected_version, "dashscope", "qwen-plus")
+        1,
+        "100",
+        expected_version,
+        "dashscope",
+        "qwen-plus",
+    )
     assert (row["triggered_by"], row["dagster_run_id"], row["status"]) == ("manual", first.run_id, "valid")
     assert (row["tokens_in"], row["tokens_out"]) == (md["tokens_in"], md["tokens_out"])
     assert fake.count("app3_clue") == 1
@@ -55,15 +70,26 @@ def test_memoization_hit_miss_and_forced_bypass(venue, resources, fake) -> None:
     # unchanged input: no call, the cached answer is the answer
     hit = materialize([app3_clue], resources, instance=instance, partition_key="1-100")
     md = metadata(hit, "app3_clue")
-    assert (md["calls"], md["cache_hits"], md["tokens_in"], md["tokens_out"], md["cache_row_id"]) == (0, 1, 0, 0, row["id"])
+    assert (md["calls"], md["cache_hits"], md["tokens_in"], md["tokens_out"], md["cache_row_id"]) == (
+        0,
+        1,
+        0,
+        0,
+        row["id"],
+    )
     assert md["provider"] == "dashscope"  # of the cached answer
     assert fake.count("app3_clue") == 1 and len(cache_rows(venue, "app3_clue")) == 1
 
     # forced, by run tag and by config: called again, history kept
     forced = materialize([app3_clue], resources, instance=instance, partition_key="1-100", tags={"zqyy/force": "true"})
     assert metadata(forced, "app3_clue")["calls"] == 1
-    forced = materialize([app3_clue], resources, instance=instance, partition_key="1-100",
-                         run_config={"ops": {"app3_clue": {"config": {"force": True, "trigger": "admin_manual"}}}})
+    forced = materialize(
+        [app3_clue],
+        resources,
+        instance=instance,
+        partition_key="1-100",
+        run_config={"ops": {"app3_clue": {"config": {"force": True, "trigger": "admin_manual"}}}},
+    )
     assert metadata(forced, "app3_clue")["calls"] == 1
     rows = cache_rows(venue, "app3_clue")
     assert len(rows) == 3 and fake.count("app3_clue") == 3 and rows[-1]["triggered_by"] == "admin_manual"
@@ -139,14 +165,16 @@ def test_app8_replaces_its_source_and_keeps_manual_clues(venue, resources, fake)
     ]
 
     # the same chain again, forced: the ai_note set is replaced, not appended to; manual untouched
-    again = _run_job("note_chain_job", resources, instance, "1-100",
-                     tags={"zqyy/trigger": "note_created", "zqyy/force": "true"})
+    again = _run_job(
+        "note_chain_job", resources, instance, "1-100", tags={"zqyy/trigger": "note_created", "zqyy/force": "true"}
+    )
     assert metadata(again, "app8_consolidation")["clues_deleted"] == len(ai_note)
     after_again = clues()
     assert [c for c in after_again if c["source"] == "manual"] == manual
     again_note = [c for c in after_again if c["source"] == "ai_note"]
     assert [(c["category"], c["summary"], c["detail"]) for c in again_note] == [
-        (c["category"], c["summary"], c["detail"]) for c in ai_note]
+        (c["category"], c["summary"], c["detail"]) for c in ai_note
+    ]
     assert {c["id"] for c in again_note}.isdisjoint({c["id"] for c in ai_note})
 
     # a consumption chain writes its own source and leaves the note's clues alone
@@ -154,7 +182,8 @@ def test_app8_replaces_its_source_and_keeps_manual_clues(venue, resources, fake)
     assert consumption.success and metadata(consumption, "app8_consolidation")["clue_source"] == "ai_consumption"
     final = clues()
     assert [c for c in final if c["source"] in ("manual", "ai_note")] == [
-        c for c in after_again if c["source"] in ("manual", "ai_note")]
+        c for c in after_again if c["source"] in ("manual", "ai_note")
+    ]
     assert sum(c["source"] == "ai_consumption" for c in final) > 0
 
 
@@ -163,7 +192,10 @@ def test_chains_run_as_one_run_each(venue, resources, fake) -> None:
     consumption = _run_job("consumption_chain_job", resources, instance, "1-100", tags={"zqyy/trigger": "consumption"})
     assert consumption.success
     assert {e.asset_key.to_user_string() for e in consumption.get_asset_materialization_events()} == {
-        "app3_clue", "app8_consolidation", "app7_customer"}
+        "app3_clue",
+        "app8_consolidation",
+        "app7_customer",
+    }
     app7 = cache_rows(venue, "app7_customer")[0]
     assert validate_answer("app7_customer", app7["result_json"]).segment
     # App7's prompt carried App8's clues
@@ -184,7 +216,11 @@ def test_nothing_to_ask_is_a_skip_not_a_call(venue, resources, fake) -> None:
     assert result.success
     md = metadata(result, "app6_note")
     assert (md["status"], md["calls"], md["sites_skipped"], md["skip_reason"]) == (
-        "skipped", 0, 1, "the member has no notes")
+        "skipped",
+        0,
+        1,
+        "the member has no notes",
+    )
     assert fake.count() == 0 and cache_rows(venue) == []
 
 
@@ -229,8 +265,17 @@ def test_a_range_run_answers_every_member_of_the_range_in_one_run(venue, resourc
     assert _materialized(result) == {"app3_clue": everyone, "app8_consolidation": everyone, "app7_customer": everyone}
     md = metadata_of_partition(result, "app3_clue", "1-101")
     assert (md["partitions"], md["calls"], md["answers_written"], md["first_partition"], md["last_partition"]) == (
-        3, 3, 3, "1-100", "2-200")
-    assert {(r["site_id"], r["target_id"]) for r in cache_rows(venue, "app7_customer")} == {(1, "100"), (1, "101"), (2, "200")}
+        3,
+        3,
+        3,
+        "1-100",
+        "2-200",
+    )
+    assert {(r["site_id"], r["target_id"]) for r in cache_rows(venue, "app7_customer")} == {
+        (1, "100"),
+        (1, "101"),
+        (2, "200"),
+    }
     assert metadata_of_partition(result, "app8_consolidation", "1-100")["clues_written"] > 0
     # the three calls of each app went out together, not one after another
     app3 = sorted(r["at"] for r in fake.requests("app3_clue"))
@@ -238,8 +283,11 @@ def test_a_range_run_answers_every_member_of_the_range_in_one_run(venue, resourc
 
 
 def metadata_of_partition(result: dg.ExecuteInProcessResult, asset: str, partition: str) -> dict[str, Any]:
-    [event] = [e for e in result.get_asset_materialization_events()
-               if e.asset_key.to_user_string() == asset and e.partition == partition]
+    [event] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == asset and e.partition == partition
+    ]
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
@@ -249,7 +297,9 @@ def test_one_failing_member_fails_the_step_after_the_others_are_cached(venue, re
     inspection = (400, "DataInspectionFailed")
     with SiteFailingProxy(fake.url, lambda prompt: _member_of(prompt) == 101, error=inspection) as proxy:
         failing = {**resources, "llm": make_llm(base_url=proxy.base_url)}
-        result = _run_job("consumption_chain_job", failing, instance, None, tags={**RANGE, "zqyy/trigger": "consumption"})
+        result = _run_job(
+            "consumption_chain_job", failing, instance, None, tags={**RANGE, "zqyy/trigger": "consumption"}
+        )
     assert not result.success and proxy.failed == 1
     failure = result.failure_data_for_node("app3_clue")
     assert "1 of 3 target(s) failed: 1-101" in failure.error.message
@@ -267,16 +317,18 @@ def test_one_failing_member_fails_the_step_after_the_others_are_cached(venue, re
 
 
 def test_a_step_retry_is_allowed_unless_every_failure_is_permanent() -> None:
-    from zqyy_assets.defs.ai.answering import Outcome
+    from zqyy_assets.core.answering import Outcome
+    from zqyy_assets.core.llm.errors import TransientLLMError
+    from zqyy_assets.core.partition_keys import MemberKey
     from zqyy_assets.defs.ai.assets import _failure
-    from zqyy_assets.defs.ai.partitions import MemberKey
-    from zqyy_assets.defs.llm.errors import TransientLLMError
 
     refused = dg.Failure("refused", metadata={"error_code": "DataInspectionFailed"}, allow_retries=False)
     flaky = TransientLLMError("upstream 503", code="ServiceUnavailable")
 
     def failed(member_id: int, error: BaseException) -> tuple[MemberKey, Outcome]:
-        return MemberKey(1, member_id), Outcome(1, "app3_clue", str(member_id), "failed", error=error, reason=str(error))
+        return MemberKey(1, member_id), Outcome(
+            1, "app3_clue", str(member_id), "failed", error=error, reason=str(error)
+        )
 
     only_permanent = [failed(100, refused)]
     mixed = [failed(100, refused), failed(101, flaky)]

@@ -1,21 +1,19 @@
 import dagster as dg
 import pytest
 
-from zqyy_assets.defs.ai.partitions import (
-    AREAS,
-    TIME_DIMENSIONS,
+from zqyy_assets.core.partition_keys import (
     AssistantMemberKey,
     MemberKey,
     all_app2_keys,
-    app2_full_range_tags,
     app2_partition_key,
-    app2_partitions,
     assistant_member_partition_key,
     member_partition_key,
     parse_app2_key,
     parse_assistant_member_key,
     parse_member_key,
 )
+from zqyy_assets.core.vocabulary import AREAS, TIME_DIMENSIONS
+from zqyy_assets.defs.ai.partitions import app2_full_range_tags, app2_partitions
 
 
 def test_member_keys_round_trip() -> None:

@@ -10,9 +10,11 @@ from datetime import date
 import psycopg
 
 from tests.defs.dws.small_venue import SMALL_VENUE_SQL
-from zqyy_assets.defs.dws import compute
+from zqyy_assets.core import dws_sql as compute
 
-AI_VENUE_SQL = SMALL_VENUE_SQL + """
+AI_VENUE_SQL = (
+    SMALL_VENUE_SQL
+    + """
 INSERT INTO ods.settlements (site_id, settlement_id, member_id, area_code, table_id, started_at, ended_at,
     settled_at, table_minutes, table_fee, assistant_fee, goods_amount, discount, total, pay_method) VALUES
  (1, 5, 101, 'hallA', 11, '2026-02-02 20:00+08', '2026-02-02 21:40+08', '2026-02-02 21:41+08', 100, 100.00, 0.00, 60.00, 10.00, 150.00, '微信');
@@ -38,6 +40,7 @@ INSERT INTO ods.settlements (site_id, settlement_id, member_id, area_code, table
     settled_at, table_minutes, table_fee, assistant_fee, goods_amount, discount, total, pay_method) VALUES
  (3, 1, NULL, 'vip', 51, '2026-03-01 20:00+08', '2026-03-01 21:00+08', '2026-03-01 21:00+08', 60, 120.00, 0.00, 0.00, 0.00, 120.00, '现金');
 """
+)
 
 
 def load_ai_venue(conn: psycopg.Connection) -> None:

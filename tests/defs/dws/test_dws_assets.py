@@ -1,18 +1,22 @@
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import dagster as dg
 import pytest
 
-from zqyy_assets.defs.dws.assets import dws_assistant_member, dws_finance_area_daily, dws_member_profile
+from zqyy_assets.core import db
+from zqyy_assets.defs.dws.assets import (
+    dws_assistant_member,
+    dws_finance_area_daily,
+    dws_member_profile,
+)
 from zqyy_assets.defs.dws.checks import (
     assistant_member_reconciles_with_ods,
     finance_reconciles_with_ods,
     member_profile_reconciles_with_ods,
 )
 from zqyy_assets.defs.ods.assets import ods_assets
-from zqyy_assets.lib import db
-from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
+from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 from .small_venue import load_small_venue
 
@@ -56,7 +60,12 @@ def test_finance_area_daily_equals_hand_computed(small_venue: str) -> None:
 
     hall = rows[(d2, "hallA")]  # settlement 2 settled at 02:31 belongs to the previous business day
     assert (hall["revenue"], hall["table_fee"], hall["assistant_fee"], hall["goods_amount"], hall["discount"]) == (
-        Decimal("325.50"), Decimal("210.00"), Decimal("90.00"), Decimal("35.50"), Decimal("10.00"))
+        Decimal("325.50"),
+        Decimal("210.00"),
+        Decimal("90.00"),
+        Decimal("35.50"),
+        Decimal("10.00"),
+    )
     assert (hall["orders"], hall["table_minutes"], hall["table_hours"]) == (2, 210, Decimal("3.50"))
     assert (hall["member_revenue"], hall["member_orders"]) == (Decimal("235.50"), 1)
 
@@ -70,7 +79,11 @@ def test_finance_area_daily_equals_hand_computed(small_venue: str) -> None:
 
     day3 = rows[(d3, "all")]
     assert (day3["revenue"], day3["discount"], day3["recharge_amount"], day3["recharge_count"]) == (
-        Decimal("320.00"), Decimal("20.00"), Decimal("1000.00"), 1)
+        Decimal("320.00"),
+        Decimal("20.00"),
+        Decimal("1000.00"),
+        1,
+    )
     assert rows[(d3, "vip")]["recharge_amount"] == 0  # recharges belong to no area
 
 
@@ -89,7 +102,9 @@ def test_finance_partition_rerun_is_idempotent_and_scoped(small_venue: str) -> N
 
 def test_member_profile_equals_hand_computed(small_venue: str) -> None:
     result = dg.materialize(
-        [*ods_assets, dws_member_profile], selection=[dws_member_profile], resources=_resources(small_venue),
+        [*ods_assets, dws_member_profile],
+        selection=[dws_member_profile],
+        resources=_resources(small_venue),
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
@@ -99,11 +114,19 @@ def test_member_profile_equals_hand_computed(small_venue: str) -> None:
     m100 = rows[100]
     assert m100["as_of_date"] == date(2026, 3, 3)
     assert (m100["visits_30d"], m100["spend_30d"], m100["recency_days"]) == (2, Decimal("335.50"), 1)
-    assert m100["last_visit_at"] == datetime(2026, 3, 2, 21, 59, 59, tzinfo=timezone.utc)
-    assert (m100["favourite_area"], m100["favourite_time_slot"], m100["favourite_assistant_id"]) == ("hallA", "evening", 7)
+    assert m100["last_visit_at"] == datetime(2026, 3, 2, 21, 59, 59, tzinfo=UTC)
+    assert (m100["favourite_area"], m100["favourite_time_slot"], m100["favourite_assistant_id"]) == (
+        "hallA",
+        "evening",
+        7,
+    )
     assert m100["spend_trend"] == "new"
     m101 = rows[101]
-    assert (m101["spend_180d"], m101["recharge_180d"], m101["favourite_area"]) == (Decimal("320.00"), Decimal("1000.00"), "vip")
+    assert (m101["spend_180d"], m101["recharge_180d"], m101["favourite_area"]) == (
+        Decimal("320.00"),
+        Decimal("1000.00"),
+        "vip",
+    )
     assert m101["favourite_assistant_id"] is None
     m102 = rows[102]  # never visited
     assert (m102["visits_180d"], m102["spend_trend"], m102["last_visit_at"]) == (0, "inactive", None)
@@ -111,15 +134,22 @@ def test_member_profile_equals_hand_computed(small_venue: str) -> None:
 
 def test_assistant_member_equals_hand_computed(small_venue: str) -> None:
     result = dg.materialize(
-        [*ods_assets, dws_assistant_member], selection=[dws_assistant_member], resources=_resources(small_venue),
+        [*ods_assets, dws_assistant_member],
+        selection=[dws_assistant_member],
+        resources=_resources(small_venue),
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
     with db.connect(small_venue) as conn:
         rows = conn.execute("SELECT * FROM dws.assistant_member").fetchall()
     assert len(rows) == 1
-    assert (rows[0]["assistant_id"], rows[0]["member_id"], rows[0]["services"], rows[0]["minutes"], rows[0]["fees"]) == (
-        7, 100, 1, 60, Decimal("90.00"))
+    assert (
+        rows[0]["assistant_id"],
+        rows[0]["member_id"],
+        rows[0]["services"],
+        rows[0]["minutes"],
+        rows[0]["fees"],
+    ) == (7, 100, 1, 60, Decimal("90.00"))
 
 
 def _run_checks(db_url: str) -> dict[str, dg.AssetCheckEvaluation]:
@@ -135,8 +165,12 @@ def _run_checks(db_url: str) -> dict[str, dg.AssetCheckEvaluation]:
 def _materialize_all(db_url: str) -> None:
     _materialize_range(db_url, "2026-03-01", "2026-03-04")
     for asset in (dws_member_profile, dws_assistant_member):
-        dg.materialize([*ods_assets, asset], selection=[asset], resources=_resources(db_url),
-                       instance=dg.DagsterInstance.ephemeral())
+        dg.materialize(
+            [*ods_assets, asset],
+            selection=[asset],
+            resources=_resources(db_url),
+            instance=dg.DagsterInstance.ephemeral(),
+        )
 
 
 def test_checks_pass_on_consistent_data_with_evidence(small_venue: str) -> None:
@@ -151,12 +185,18 @@ def test_checks_pass_on_consistent_data_with_evidence(small_venue: str) -> None:
 @pytest.mark.parametrize(
     ("statement", "failing_check"),
     [
-        ("UPDATE dws.finance_area_daily SET revenue = revenue + 0.01 WHERE area_code = 'all' AND biz_date = '2026-03-02'",
-         "finance_reconciles_with_ods"),
-        ("UPDATE dws.finance_area_daily SET goods_amount = goods_amount - 0.01 WHERE area_code = 'hallA'",
-         "finance_reconciles_with_ods"),
-        ("UPDATE dws.member_profile SET spend_180d = spend_180d + 0.01 WHERE member_id = 101",
-         "member_profile_reconciles_with_ods"),
+        (
+            "UPDATE dws.finance_area_daily SET revenue = revenue + 0.01 WHERE area_code = 'all' AND biz_date = '2026-03-02'",
+            "finance_reconciles_with_ods",
+        ),
+        (
+            "UPDATE dws.finance_area_daily SET goods_amount = goods_amount - 0.01 WHERE area_code = 'hallA'",
+            "finance_reconciles_with_ods",
+        ),
+        (
+            "UPDATE dws.member_profile SET spend_180d = spend_180d + 0.01 WHERE member_id = 101",
+            "member_profile_reconciles_with_ods",
+        ),
         ("UPDATE dws.assistant_member SET fees = fees - 0.01", "assistant_member_reconciles_with_ods"),
     ],
 )

@@ -10,11 +10,10 @@ import dagster as dg
 import pytest
 
 from tests.defs.dws.small_venue import load_small_venue
-from zqyy_assets.defs.events import inbox
-from zqyy_assets.defs.events.sensors import ai_events_sensor
+from zqyy_assets.core import db, inbox
 from zqyy_assets.definitions import defs
-from zqyy_assets.lib import db
-from zqyy_assets.lib.resources import PostgresResource
+from zqyy_assets.defs.events.sensors import ai_events_sensor
+from zqyy_assets.defs.resources import PostgresResource
 
 # A moment of business date 2026-03-03 in Asia/Shanghai (the business day turns at 06:00).
 MORNING = datetime.fromisoformat("2026-03-03T10:00:00+08:00")
@@ -57,7 +56,10 @@ def tick(instance: dg.DagsterInstance, postgres: PostgresResource, cursor: str |
     # With instance_ref, partition keys resolve against the instance's dynamic partitions after
     # the tick's own add requests, as in the code server.
     with dg.build_sensor_context(
-        instance=instance, instance_ref=instance.get_ref(), cursor=cursor, definitions=defs,
+        instance=instance,
+        instance_ref=instance.get_ref(),
+        cursor=cursor,
+        definitions=defs,
         resources={"postgres": postgres},
     ) as context:
         return ai_events_sensor.evaluate_tick(context)

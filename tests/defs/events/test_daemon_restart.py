@@ -17,11 +17,10 @@ import pytest
 from dagster._core.scheduler.instigation import InstigatorType
 from dagster._core.storage.tags import RUN_KEY_TAG
 
-from zqyy_assets.defs.dws import compute
-from zqyy_assets.defs.events import inbox
-from zqyy_assets.defs.events.harness import daemon_harness
-from zqyy_assets.defs.ods.generator import generate_demo_venue
-from zqyy_assets.lib import db
+from zqyy_assets.core import db, inbox
+from zqyy_assets.core import dws_sql as compute
+from zqyy_assets.testing.daemon_harness import daemon_harness
+from zqyy_assets.tools.demo_venue import generate_demo_venue
 
 BURST = 8
 OFFLINE_AND_UNTHROTTLED = {
@@ -80,8 +79,12 @@ def _runs_by_event(instance: dg.DagsterInstance, url: str) -> dict[int, list[dg.
     events in biz.ai_event_runs (a range run answers several). Runs are read from their bodies:
     a run the killed daemon wrote may be missing from the tag index (see status.find_runs)."""
     with db.connect(url) as conn:
-        planned = {r["run_key"]: r["event_ids"] for r in conn.execute(
-            "SELECT run_key, event_ids FROM biz.ai_event_runs WHERE job_name = 'consumption_chain_job'")}
+        planned = {
+            r["run_key"]: r["event_ids"]
+            for r in conn.execute(
+                "SELECT run_key, event_ids FROM biz.ai_event_runs WHERE job_name = 'consumption_chain_job'"
+            )
+        }
     runs: dict[int, list[dg.DagsterRun]] = {}
     for run in instance.get_runs():
         for event_id in planned.get(run.tags.get(RUN_KEY_TAG, ""), []):
@@ -105,8 +108,11 @@ def test_burst_survives_a_daemon_killed_mid_burst(db_url, tmp_path, monkeypatch)
     dagster_db = db.database_name(db_url) + "_dagster"
     try:
         with daemon_harness(
-            database_url=db_url, dagster_database=dagster_db, home=tmp_path / "dagster_home",
-            env=OFFLINE_AND_UNTHROTTLED, run_coordinator_config={"dequeue_interval_seconds": 1},
+            database_url=db_url,
+            dagster_database=dagster_db,
+            home=tmp_path / "dagster_home",
+            env=OFFLINE_AND_UNTHROTTLED,
+            run_coordinator_config={"dequeue_interval_seconds": 1},
         ) as harness:
             monkeypatch.setenv("DAGSTER_PG_URL", harness.dagster_pg_url)
             with dg.DagsterInstance.from_config(str(harness.home)) as instance:
@@ -129,14 +135,21 @@ def test_burst_survives_a_daemon_killed_mid_burst(db_url, tmp_path, monkeypatch)
 
                 t_kill = time.monotonic() - t0
                 harness.start()
-                _wait(lambda: len(ids) == BURST and set(_runs_by_event(instance, db_url)) == set(ids), 90,
-                      "a run for every event", harness)
+                _wait(
+                    lambda: len(ids) == BURST and set(_runs_by_event(instance, db_url)) == set(ids),
+                    90,
+                    "a run for every event",
+                    harness,
+                )
 
                 def all_decided() -> bool:
                     with db.connect(db_url) as conn:
-                        return conn.execute(
-                            "SELECT count(*) AS n FROM biz.ai_events WHERE status IN ('completed', 'failed')"
-                        ).fetchone()["n"] == BURST
+                        return (
+                            conn.execute(
+                                "SELECT count(*) AS n FROM biz.ai_events WHERE status IN ('completed', 'failed')"
+                            ).fetchone()["n"]
+                            == BURST
+                        )
 
                 t_runs = time.monotonic() - t0
                 _wait(all_decided, 90, "every event completed", harness)
@@ -148,15 +161,19 @@ def test_burst_survives_a_daemon_killed_mid_burst(db_url, tmp_path, monkeypatch)
                 assert len(instance.get_runs()) == len(distinct) <= BURST  # and no other run
                 assert all(r[0].status == dg.DagsterRunStatus.SUCCESS for r in runs.values())
                 with db.connect(db_url) as conn:
-                    events = conn.execute("SELECT id, status, dagster_run_ids FROM biz.ai_events ORDER BY id").fetchall()
+                    events = conn.execute(
+                        "SELECT id, status, dagster_run_ids FROM biz.ai_events ORDER BY id"
+                    ).fetchall()
                     answered = conn.execute(
                         "SELECT count(DISTINCT target_id) AS n FROM biz.ai_cache WHERE cache_type = 'app7_customer'"
                     ).fetchone()["n"]
                 assert [e["status"] for e in events] == ["completed"] * BURST
                 assert all(e["dagster_run_ids"] == [runs[e["id"]][0].run_id] for e in events)
                 assert answered == BURST
-                print(f"killed at {t_kill:.0f} s with {at_kill}/{BURST} events inserted and {runs_at_kill} run(s) "
-                      f"created; all {len(distinct)} runs created at {t_runs:.0f} s, all events completed at {t_done:.0f} s")
+                print(
+                    f"killed at {t_kill:.0f} s with {at_kill}/{BURST} events inserted and {runs_at_kill} run(s) "
+                    f"created; all {len(distinct)} runs created at {t_runs:.0f} s, all events completed at {t_done:.0f} s"
+                )
     finally:
         with db.connect(db.with_database(db_url, "postgres"), autocommit=True) as conn:
             conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(dagster_db)))

@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from tests.defs.events.conftest import tick
-from zqyy_assets.defs.ai.partitions import app2_full_range_tags
-from zqyy_assets.defs.dws.refresh import materialize_dws
-from zqyy_assets.defs.events import schedules
-from zqyy_assets.defs.events.dws import dws_completion_sensor
-from zqyy_assets.defs.events.schedules import app2_daily_prewarm_schedule
+from zqyy_assets.core import db
 from zqyy_assets.definitions import defs
-from zqyy_assets.lib import db
+from zqyy_assets.defs.ai.partitions import app2_full_range_tags
+from zqyy_assets.defs.events import schedules
+from zqyy_assets.defs.events.dws_sensor import dws_completion_sensor
+from zqyy_assets.defs.events.schedules import app2_daily_prewarm_schedule
+from zqyy_assets.tools.dws_refresh import materialize_dws
 
 # Site 2 is active but sold nothing in March; site 3 sold but is closed.
 MORE_SITES_SQL = """
@@ -36,9 +36,7 @@ def dws_tick(instance, postgres, cursor=None):
 
 def dws_events(db_url: str) -> list[dict]:
     with db.connect(db_url) as conn:
-        return conn.execute(
-            "SELECT * FROM biz.ai_events WHERE event_type = 'dws_completed' ORDER BY id"
-        ).fetchall()
+        return conn.execute("SELECT * FROM biz.ai_events WHERE event_type = 'dws_completed' ORDER BY id").fetchall()
 
 
 def test_dws_materialization_writes_one_event_per_affected_site(instance, postgres, venue, db_url) -> None:
@@ -62,7 +60,9 @@ def test_dws_materialization_writes_one_event_per_affected_site(instance, postgr
     # The inbox sensor turns the event into the app2 prewarm run.
     (request,) = tick(instance, postgres).run_requests
     assert (request.job_name, request.tags["zqyy/trigger"], request.tags["zqyy/site_ids"]) == (
-        "app2_prewarm_job", "dws_completed", "1",
+        "app2_prewarm_job",
+        "dws_completed",
+        "1",
     )
 
 
@@ -87,7 +87,11 @@ def test_daily_schedule_prewarms_every_active_site_in_one_run(instance, postgres
     for tag, value in app2_full_range_tags().items():
         assert request.tags[tag] == value
     # The request's config is valid for the job as deployed (resources bound from the environment).
-    for name, value in {"DATABASE_URL": db_url, "VENUE_TIMEZONE": "Asia/Shanghai", "BUSINESS_DAY_CUTOFF_HOURS": "6"}.items():
+    for name, value in {
+        "DATABASE_URL": db_url,
+        "VENUE_TIMEZONE": "Asia/Shanghai",
+        "BUSINESS_DAY_CUTOFF_HOURS": "6",
+    }.items():
         monkeypatch.setenv(name, value)
     assert dg.validate_run_config(defs.resolve_job_def(request.job_name), request.run_config)
 

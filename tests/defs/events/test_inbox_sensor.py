@@ -10,10 +10,11 @@ import dagster as dg
 import pytest
 
 from tests.defs.events.conftest import MORNING, event_row, tick
-from zqyy_assets.defs.ai.partitions import RANGE_END_TAG, RANGE_START_TAG, app2_full_range_tags
-from zqyy_assets.defs.events import inbox, sensors
+from zqyy_assets.core import db, inbox
+from zqyy_assets.core.tags import RANGE_END_TAG, RANGE_START_TAG
 from zqyy_assets.definitions import defs
-from zqyy_assets.lib import db
+from zqyy_assets.defs.ai.partitions import app2_full_range_tags
+from zqyy_assets.defs.events import sensors
 
 
 def by_key(result) -> dict[str, dg.RunRequest]:
@@ -155,7 +156,9 @@ def test_same_member_same_business_day_runs_once(instance, postgres, db_url, add
 
     # The first two are new members (one range run); the note and the next day's visit reuse 1-100.
     assert set(by_key(result)) == {
-        f"ev{first}-{other_member}:consumption", f"ev{other_type}:note", f"ev{next_day}:consumption",
+        f"ev{first}-{other_member}:consumption",
+        f"ev{other_type}:note",
+        f"ev{next_day}:consumption",
     }
     skipped = event_row(db_url, again)
     assert (skipped["status"], skipped["duplicate_of"]) == ("skipped_duplicate", first)
@@ -256,8 +259,10 @@ def _insert_committed(db_url: str, member_id: int) -> int:
 def test_events_already_decided_elsewhere_are_not_run(instance, postgres, db_url, add_event) -> None:
     event_id = add_event("consumption", member_id=100)
     with db.transaction(db_url) as conn:
-        conn.execute("UPDATE biz.ai_events SET status = 'failed', error_message = 'cancelled by admin' WHERE id = %s",
-                     (event_id,))
+        conn.execute(
+            "UPDATE biz.ai_events SET status = 'failed', error_message = 'cancelled by admin' WHERE id = %s",
+            (event_id,),
+        )
 
     result = tick(instance, postgres)
 

@@ -10,26 +10,40 @@ import psycopg
 import pytest
 
 from tests.defs.events.conftest import tick
-from zqyy_assets.defs.events import ingest
-from zqyy_assets.defs.events.live_traffic import run_live_traffic
-from zqyy_assets.lib import db
+from zqyy_assets.core import db, ingest
+from zqyy_assets.tools.live_traffic import run_live_traffic
 
 SETTLED = datetime.fromisoformat("2026-03-04T01:30:00+08:00")  # business date 2026-03-03
 
 
 def settlement(settlement_id: int, member_id: int | None = 100) -> ingest.Settlement:
     return ingest.Settlement(
-        site_id=1, settlement_id=settlement_id, member_id=member_id, area_code="hallA", table_id=11,
-        started_at=SETTLED - timedelta(hours=2), ended_at=SETTLED - timedelta(minutes=1), settled_at=SETTLED,
-        table_minutes=119, table_fee=Decimal("119.00"), assistant_fee=Decimal("90.00"), goods_amount=Decimal("0"),
-        discount=Decimal("0"), total=Decimal("209.00"), pay_method="微信",
+        site_id=1,
+        settlement_id=settlement_id,
+        member_id=member_id,
+        area_code="hallA",
+        table_id=11,
+        started_at=SETTLED - timedelta(hours=2),
+        ended_at=SETTLED - timedelta(minutes=1),
+        settled_at=SETTLED,
+        table_minutes=119,
+        table_fee=Decimal("119.00"),
+        assistant_fee=Decimal("90.00"),
+        goods_amount=Decimal("0"),
+        discount=Decimal("0"),
+        total=Decimal("209.00"),
+        pay_method="微信",
     )
 
 
 def service(assistant_id: int = 7) -> ingest.AssistantService:
     return ingest.AssistantService(
-        service_id=50, assistant_id=assistant_id, started_at=SETTLED - timedelta(hours=2),
-        ended_at=SETTLED - timedelta(hours=1), minutes=60, fee=Decimal("90.00"),
+        service_id=50,
+        assistant_id=assistant_id,
+        started_at=SETTLED - timedelta(hours=2),
+        ended_at=SETTLED - timedelta(hours=1),
+        minutes=60,
+        fee=Decimal("90.00"),
     )
 
 
@@ -50,7 +64,12 @@ def test_settlement_and_its_event_are_written_together(venue, db_url) -> None:
 
     (event,) = events(db_url)
     assert event["id"] == event_id
-    assert (event["event_type"], event["site_id"], event["member_id"], event["assistant_id"]) == ("consumption", 1, 100, 7)
+    assert (event["event_type"], event["site_id"], event["member_id"], event["assistant_id"]) == (
+        "consumption",
+        1,
+        100,
+        7,
+    )
     assert (event["biz_date"], event["source"], event["status"]) == (date(2026, 3, 3), "ods_ingest", "pending")
     assert event["payload"]["settlement_id"] == 100 and event["payload"]["assistant_ids"] == [7]
     assert event["idempotency_key"] == "ods:settlement:1:100"
@@ -86,7 +105,7 @@ def test_note_and_task_write_their_events(venue, db_url) -> None:
 
 
 def test_bulk_demo_load_writes_no_events(db_url) -> None:
-    from zqyy_assets.defs.ods.generator import generate_demo_venue
+    from zqyy_assets.tools.demo_venue import generate_demo_venue
 
     counts = generate_demo_venue(db_url, sites=1, days=3, seed=5, end_date=date(2026, 3, 3), show_progress=False)
 

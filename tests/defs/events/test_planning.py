@@ -7,15 +7,26 @@ from datetime import date
 import dagster as dg
 
 from tests.defs.events.conftest import event_row, tick
+from zqyy_assets.core import planning
+from zqyy_assets.core.inbox import Event
+from zqyy_assets.core.planning import partitions_to_add, plan_window
 from zqyy_assets.defs.ai.partitions import members_partitions
-from zqyy_assets.defs.events import planning, sensors
-from zqyy_assets.defs.events.inbox import Event
-from zqyy_assets.defs.events.planning import partitions_to_add, plan_window
+from zqyy_assets.defs.events import sensors
 
 
 def event(event_id: int, event_type: str = "consumption", member_id: int = 100, **kw) -> Event:
-    return Event(id=event_id, event_type=event_type, site_id=1, member_id=member_id, assistant_id=kw.pop("assistant_id", None),
-                 biz_date=date(2026, 3, 3), payload={}, is_forced=kw.pop("is_forced", False), status="pending", **kw)
+    return Event(
+        id=event_id,
+        event_type=event_type,
+        site_id=1,
+        member_id=member_id,
+        assistant_id=kw.pop("assistant_id", None),
+        biz_date=date(2026, 3, 3),
+        payload={},
+        is_forced=kw.pop("is_forced", False),
+        status="pending",
+        **kw,
+    )
 
 
 def existing(*keys: str):
@@ -45,11 +56,14 @@ def test_first_time_keys_of_a_window_become_one_range_run() -> None:
     batch = by_key["ev1-6:consumption"]
     assert batch.partition_key is None and batch.event_ids == (1, 2, 6)
     assert (batch.tags["dagster/asset_partition_range_start"], batch.tags["dagster/asset_partition_range_end"]) == (
-        "1-100", "1-104",
+        "1-100",
+        "1-104",
     )
     assert batch.tags["zqyy/partition_keys"] == "1-100,1-101,1-104"
     assert (batch.tags["zqyy/event_id"], batch.tags["zqyy/event_count"], batch.tags["zqyy/trigger"]) == (
-        "1", "3", "consumption",
+        "1",
+        "3",
+        "consumption",
     )
     # The range's keys are added first and together, so the range spans exactly them.
     assert partitions_to_add(plan.runs) == {"members": ["1-100", "1-101", "1-104", "1-102", "1-103"]}
@@ -78,7 +92,9 @@ def test_assistant_chains_batch_on_their_own_keys() -> None:
 def test_keys_of_re_requested_runs_are_not_batched_again() -> None:
     plan = plan_window(
         [event(2, member_id=100), event(3, member_id=101), event(4, member_id=102)],
-        range_chains=frozenset({"consumption"}), is_new_key=existing(), used_keys=[("members", "1-100")],
+        range_chains=frozenset({"consumption"}),
+        is_new_key=existing(),
+        used_keys=[("members", "1-100")],
     )
 
     assert [r.run_key for r in plan.runs] == ["ev2:consumption", "ev3-4:consumption"]
@@ -86,7 +102,7 @@ def test_keys_of_re_requested_runs_are_not_batched_again() -> None:
 
 def test_every_member_chain_answers_ranges() -> None:
     """Its assets declare a single-run backfill policy, so the sensor batches their new keys."""
-    assert sensors.RANGE_CHAINS == {"consumption", "consumption_assistant", "note", "task"}
+    assert {"consumption", "consumption_assistant", "note", "task"} == sensors.RANGE_CHAINS
 
 
 def test_sensor_batches_new_members_and_repeats_itself_exactly(instance, postgres, db_url, add_event) -> None:

@@ -7,10 +7,13 @@ from dagster._core.storage.runs.schema import RunTagsTable
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from tests.defs.events.conftest import event_row, tick
-from zqyy_assets.defs.ai.partitions import members_partitions
-from zqyy_assets.defs.events.status import ai_event_status_sensor, ai_run_failure_alert_sensor
+from zqyy_assets.core import db
 from zqyy_assets.definitions import defs
-from zqyy_assets.lib import db
+from zqyy_assets.defs.ai.partitions import members_partitions
+from zqyy_assets.defs.events.status_sensors import (
+    ai_event_status_sensor,
+    ai_run_failure_alert_sensor,
+)
 
 
 @dg.op
@@ -87,7 +90,8 @@ def test_run_not_started_yet_is_recorded_and_waited_for(instance, postgres, db_u
     event_id = add_event("task_assigned", member_id=100, assistant_id=7)
     tick(instance, postgres)
     created = instance.create_run_for_job(
-        passing_chain, tags={RUN_KEY_TAG: f"ev{event_id}:task:7", SENSOR_NAME_TAG: "ai_events_sensor"},
+        passing_chain,
+        tags={RUN_KEY_TAG: f"ev{event_id}:task:7", SENSOR_NAME_TAG: "ai_events_sensor"},
         status=dg.DagsterRunStatus.NOT_STARTED,
     )
 
@@ -142,7 +146,9 @@ def failing_range() -> None:
 
 def fail_range(instance, run_key: str, failed_partitions: str) -> dg.DagsterRun:
     return failing_range.execute_in_process(
-        instance=instance, tags={RUN_KEY_TAG: run_key, SENSOR_NAME_TAG: "ai_events_sensor"}, raise_on_error=False,
+        instance=instance,
+        tags={RUN_KEY_TAG: run_key, SENSOR_NAME_TAG: "ai_events_sensor"},
+        raise_on_error=False,
         run_config={"ops": {"range_step": {"config": {"failed_partitions": failed_partitions}}}},
     ).dagster_run
 
@@ -156,12 +162,15 @@ def tick_as_daemon(instance, postgres) -> list[dg.RunRequest]:
 
 
 def follow_runs_with_definitions(instance, postgres):
-    with dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(), definitions=defs,
-                                 resources={"postgres": postgres}) as context:
+    with dg.build_sensor_context(
+        instance=instance, instance_ref=instance.get_ref(), definitions=defs, resources={"postgres": postgres}
+    ) as context:
         return ai_event_status_sensor.evaluate_tick(context)
 
 
-def test_a_range_failing_for_one_member_is_split_into_each_events_own_run(instance, postgres, db_url, add_event) -> None:
+def test_a_range_failing_for_one_member_is_split_into_each_events_own_run(
+    instance, postgres, db_url, add_event
+) -> None:
     ids = [add_event("consumption", member_id=m) for m in (100, 101, 102)]
     [batch] = tick_as_daemon(instance, postgres)
     assert batch.run_key == f"ev{ids[0]}-{ids[2]}:consumption"
@@ -172,8 +181,9 @@ def test_a_range_failing_for_one_member_is_split_into_each_events_own_run(instan
     requests = {r.run_key: r for r in result.run_requests}
     assert list(requests) == [f"ev{i}:consumption" for i in ids]  # the runs each would have had alone
     assert [r.partition_key for r in requests.values()] == ["1-100", "1-101", "1-102"]
-    assert all(r.job_name == "consumption_chain_job" and r.tags["zqyy/split_from"] == batch.run_key
-               for r in requests.values())
+    assert all(
+        r.job_name == "consumption_chain_job" and r.tags["zqyy/split_from"] == batch.run_key for r in requests.values()
+    )
     assert {event_row(db_url, i)["status"] for i in ids} == {"launched"}  # not failed: their own runs decide
     # Until Dagster has them, every tick asks again (the same run keys: a lost tick loses none).
     assert [r.run_key for r in follow_runs_with_definitions(instance, postgres).run_requests] == list(requests)
@@ -183,7 +193,8 @@ def test_a_range_failing_for_one_member_is_split_into_each_events_own_run(instan
     own = {}
     for event_id, chain in zip(ids, (passing_chain, failing_chain, passing_chain), strict=True):
         own[event_id] = chain.execute_in_process(
-            instance=instance, raise_on_error=False,
+            instance=instance,
+            raise_on_error=False,
             tags={RUN_KEY_TAG: f"ev{event_id}:consumption", SENSOR_NAME_TAG: "ai_event_status_sensor"},
         ).dagster_run
     after = follow_runs_with_definitions(instance, postgres)
@@ -230,8 +241,11 @@ def test_failed_run_raises_one_pending_alert(instance, postgres, db_url, add_eve
     event_id = add_event("consumption", member_id=100)
     instance.add_dynamic_partitions("members", ["1-100"])
     result = dg.materialize(
-        [broken_app3], instance=instance, partition_key="1-100",
-        tags={"zqyy/event_id": str(event_id), "zqyy/trigger": "consumption"}, raise_on_error=False,
+        [broken_app3],
+        instance=instance,
+        partition_key="1-100",
+        tags={"zqyy/event_id": str(event_id), "zqyy/trigger": "consumption"},
+        raise_on_error=False,
     )
     assert not result.success
 
@@ -244,7 +258,9 @@ def test_failed_run_raises_one_pending_alert(instance, postgres, db_url, add_eve
     alert = alerts[0]
     assert (alert["app_type"], alert["site_id"], alert["event_id"]) == ("app3_clue", 1, event_id)
     assert (alert["alert_status"], alert["alert_type"], alert["dagster_run_id"]) == (
-        "pending", "failed", result.dagster_run.run_id,
+        "pending",
+        "failed",
+        result.dagster_run.run_id,
     )
     assert "app3_clue 运行失败" in alert["error_message"] and "InvalidApiKey" in alert["error_message"]
 

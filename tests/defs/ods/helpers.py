@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 from psycopg import sql
 
-from zqyy_assets.defs.ods.csv_import import SPECS
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
+from zqyy_assets.tools.csv_io import SPECS
 
 
 def ods_counts(url: str) -> dict[str, int]:
@@ -27,10 +27,14 @@ def ods_digests(url: str, site_ids: list[int] | None = None) -> dict[str, str]:
         conn.execute("SET TIME ZONE 'UTC'")
         for name, spec in SPECS.items():
             where = sql.SQL("WHERE site_id = ANY(%s)") if site_ids is not None else sql.SQL("")
-            query = sql.SQL("SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY {key}), '')) AS d FROM {table} t {where}")
+            query = sql.SQL(
+                "SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY {key}), '')) AS d FROM {table} t {where}"
+            )
             row = conn.execute(
                 query.format(
-                    key=sql.SQL(", ").join(map(sql.Identifier, spec.key)), table=sql.Identifier("ods", name), where=where
+                    key=sql.SQL(", ").join(map(sql.Identifier, spec.key)),
+                    table=sql.Identifier("ods", name),
+                    where=where,
                 ),
                 (site_ids,) if site_ids is not None else None,
             ).fetchone()

@@ -6,17 +6,17 @@ import argparse
 import csv
 import shutil
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tests.defs.ods.helpers import ods_counts, ods_digests, scratch_db
-from zqyy_assets.defs.ods import commands
-from zqyy_assets.defs.ods.csv_import import ODS_TABLES, CsvImportError, export_csv, import_csv
-from zqyy_assets.defs.ods.generator import generate_demo_venue
-from zqyy_assets.lib import db
+from zqyy_assets.core import db
+from zqyy_assets.tools import ods_commands as commands
+from zqyy_assets.tools.csv_io import ODS_TABLES, CsvImportError, export_csv, import_csv
+from zqyy_assets.tools.demo_venue import generate_demo_venue
 
 GOOD = Path(__file__).parent / "fixtures" / "good"
 
@@ -27,6 +27,8 @@ def zqyy_main(argv: list[str]) -> None:
     commands.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     args.func(args)
+
+
 EMPTY = dict.fromkeys(ODS_TABLES, 0)
 
 
@@ -92,8 +94,18 @@ def _gbk_notes(directory: Path) -> None:
 
 def test_good_set_loads_with_defaults_and_local_time(db_url: str, good_dir: Path) -> None:
     counts = import_csv(db_url, good_dir)
-    expected = {"sites": 1, "areas": 2, "tables": 3, "members": 3, "assistants": 2, "settlements": 4,
-                "assistant_services": 2, "recharges": 2, "notes": 2, "tasks": 2}
+    expected = {
+        "sites": 1,
+        "areas": 2,
+        "tables": 3,
+        "members": 3,
+        "assistants": 2,
+        "settlements": 4,
+        "assistant_services": 2,
+        "recharges": 2,
+        "notes": 2,
+        "tasks": 2,
+    }
     assert counts == expected
     assert ods_counts(db_url) == expected
     with db.connect(db_url) as conn:
@@ -103,9 +115,9 @@ def test_good_set_loads_with_defaults_and_local_time(db_url: str, good_dir: Path
         tasks = {r["task_id"]: r for r in conn.execute("SELECT * FROM ods.tasks")}
         bonus = conn.execute("SELECT bonus FROM ods.recharges WHERE recharge_id = 302").fetchone()["bonus"]
     # A timestamp without offset is Asia/Shanghai local time; 'Z' and '+08:00' are honoured.
-    assert s[102]["started_at"] == datetime(2025, 3, 1, 13, 30, tzinfo=timezone.utc)
-    assert s[101]["started_at"] == datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
-    assert s[104]["started_at"] == datetime(2025, 3, 2, 13, 45, tzinfo=timezone.utc)
+    assert s[102]["started_at"] == datetime(2025, 3, 1, 13, 30, tzinfo=UTC)
+    assert s[101]["started_at"] == datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    assert s[104]["started_at"] == datetime(2025, 3, 2, 13, 45, tzinfo=UTC)
     assert s[102]["member_id"] is None and s[103]["total"] == Decimal("304.80")
     # Absent column and empty cells take the database defaults.
     assert m[11]["gender"] == "" and m[12]["level"] == "普通" and m[13]["phone"] == ""
@@ -133,8 +145,13 @@ def test_import_adds_to_existing_sites(db_url: str, good_dir: Path, tmp_path: Pa
     more = tmp_path / "more"
     more.mkdir()
     awkward = '第一行\n第二行\t"引号"\\反斜杠, 逗号'  # quoted CSV field with a line break inside
-    _write(more / "notes.csv", [["site_id", "note_id", "member_id", "assistant_id", "content", "created_at"],
-                                ["901", "403", "13", "22", awkward, "2025-03-03 20:00"]])
+    _write(
+        more / "notes.csv",
+        [
+            ["site_id", "note_id", "member_id", "assistant_id", "content", "created_at"],
+            ["901", "403", "13", "22", awkward, "2025-03-03 20:00"],
+        ],
+    )
     (more / "tasks.csv").write_text("site_id,task_id,member_id,assistant_id,task_type,assigned_at\n", encoding="utf-8")
     assert import_csv(db_url, more) == {"notes": 1, "tasks": 0}
     assert ods_counts(db_url)["notes"] == 3
@@ -149,10 +166,28 @@ BAD_CASES = {
     "missing column": (_drop_column("settlements.csv", "table_fee"), "settlements.csv", 0, "table_fee", "missing"),
     "unknown column": (_rename_column("tasks.csv", "status", "state"), "tasks.csv", 0, "state", "unknown column"),
     "non-numeric money": (_set("settlements.csv", 2, "total", "62元"), "settlements.csv", 2, "total", "money"),
-    "three decimals": (_set("tables.csv", 1, "price_per_minute", "0.605"), "tables.csv", 1, "price_per_minute", "money"),
-    "bad timestamp": (_set("members.csv", 3, "registered_at", "2025-02-30 12:00"), "members.csv", 3, "registered_at", "date"),
+    "three decimals": (
+        _set("tables.csv", 1, "price_per_minute", "0.605"),
+        "tables.csv",
+        1,
+        "price_per_minute",
+        "money",
+    ),
+    "bad timestamp": (
+        _set("members.csv", 3, "registered_at", "2025-02-30 12:00"),
+        "members.csv",
+        3,
+        "registered_at",
+        "date",
+    ),
     "not a timestamp": (_set("notes.csv", 1, "created_at", "yesterday"), "notes.csv", 1, "created_at", "ISO 8601"),
-    "bad integer": (_set("settlements.csv", 1, "table_minutes", "100.5"), "settlements.csv", 1, "table_minutes", "integer"),
+    "bad integer": (
+        _set("settlements.csv", 1, "table_minutes", "100.5"),
+        "settlements.csv",
+        1,
+        "table_minutes",
+        "integer",
+    ),
     "empty required": (_set("assistants.csv", 2, "name", ""), "assistants.csv", 2, "name", "required"),
     "bad date": (_set("sites.csv", 1, "opened_on", "2020/05/01"), "sites.csv", 1, "opened_on", "date"),
     "bad boolean": (_set("assistants.csv", 1, "is_active", "maybe"), "assistants.csv", 1, "is_active", "boolean"),
@@ -162,16 +197,35 @@ BAD_CASES = {
     "unknown member": (_set("recharges.csv", 2, "member_id", "99"), "recharges.csv", 2, "member_id", "unknown member"),
     "unknown table": (_set("settlements.csv", 4, "table_id", "7"), "settlements.csv", 4, "table_id", "unknown table"),
     "unknown settlement": (
-        _set("assistant_services.csv", 2, "settlement_id", "199"), "assistant_services.csv", 2, "settlement_id",
+        _set("assistant_services.csv", 2, "settlement_id", "199"),
+        "assistant_services.csv",
+        2,
+        "settlement_id",
         "unknown settlement",
     ),
     "duplicate key": (_set("members.csv", 3, "member_id", "12"), "members.csv", 3, "member_id", "duplicate"),
-    "negative money": (_set("settlements.csv", 1, "goods_amount", "-16.00"), "settlements.csv", 1, "goods_amount", "negative"),
+    "negative money": (
+        _set("settlements.csv", 1, "goods_amount", "-16.00"),
+        "settlements.csv",
+        1,
+        "goods_amount",
+        "negative",
+    ),
     "zero recharge": (_set("recharges.csv", 1, "amount", "0"), "recharges.csv", 1, "amount", "greater than 0"),
     "inconsistent total": (_set("settlements.csv", 1, "total", "150.00"), "settlements.csv", 1, "total", "148.00"),
-    "table in another area": (_set("settlements.csv", 1, "area_code", "vip"), "settlements.csv", 1, "area_code", "hallA"),
+    "table in another area": (
+        _set("settlements.csv", 1, "area_code", "vip"),
+        "settlements.csv",
+        1,
+        "area_code",
+        "hallA",
+    ),
     "ends before it starts": (
-        _set("settlements.csv", 2, "ended_at", "2025-03-01 21:00:00"), "settlements.csv", 2, "ended_at", "before",
+        _set("settlements.csv", 2, "ended_at", "2025-03-01 21:00:00"),
+        "settlements.csv",
+        2,
+        "ended_at",
+        "before",
     ),
     "not a task type": (_set("tasks.csv", 1, "task_type", "回电"), "tasks.csv", 1, "task_type", "not one of"),
     "not an ODS table": (_add_file("payments.csv", "site_id\n901\n"), "payments.csv", None, None, "not an ODS table"),

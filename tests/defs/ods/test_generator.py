@@ -9,9 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.defs.ods.helpers import ods_counts, ods_digests, scratch_db
-from zqyy_assets.defs.ods.generator import SitesExistError, day_factor, generate_demo_venue, holiday
-from zqyy_assets.lib import db
-from zqyy_assets.lib.business_date import business_date
+from zqyy_assets.core import db
+from zqyy_assets.core.business_date import business_date
+from zqyy_assets.tools.demo_venue import (
+    SitesExistError,
+    day_factor,
+    generate_demo_venue,
+    holiday,
+)
 
 # 28 business days spanning the 2025 National Day / Mid-Autumn holiday (Oct 1-8).
 END = date(2025, 10, 12)
@@ -143,7 +148,10 @@ def test_assistant_fees_match_services(venue: tuple[str, dict[str, int]]) -> Non
              JOIN ods.assistants a USING (site_id, assistant_id)""",
     )
     assert bad == {"fee_off": 0, "outside": 0, "member_off": 0}
-    share = _one(url, "SELECT (SELECT count(DISTINCT settlement_id) FROM ods.assistant_services)::float / count(*) AS s FROM ods.settlements")
+    share = _one(
+        url,
+        "SELECT (SELECT count(DISTINCT settlement_id) FROM ods.assistant_services)::float / count(*) AS s FROM ods.settlements",
+    )
     assert 0.05 < share["s"] < 0.5
 
 

@@ -13,7 +13,7 @@
   ``app4_analysis``, ``app5_tactics`` (after app4).
 
 Run controls: ``force`` (config) or the run tag ``zqyy/force=true`` bypasses memoization;
-``trigger`` (config) or the run tag ``zqyy/trigger`` (``zqyy/triggered_by`` is read too) names
+``trigger`` (config) or the run tag ``zqyy/trigger`` names
 what triggered the run (cache ``triggered_by``; App8's clue source). App2 answers for every
 active site unless ``site_ids`` (config) or the tag ``zqyy/site_ids`` (``1,2``) or
 ``zqyy/site_id`` narrows it.
@@ -30,34 +30,41 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from zqyy_assets.defs.ai import answering, checks, prompts, retention
-from zqyy_assets.defs.ai.answering import Ask, Outcome, RunInfo
-from zqyy_assets.defs.ai.partitions import (
+from zqyy_assets.core import answering, prompts, retention
+from zqyy_assets.core.answering import Ask, Outcome, RunInfo
+from zqyy_assets.core.llm.errors import LLMError
+from zqyy_assets.core.partition_keys import (
     App2Key,
     AssistantMemberKey,
     MemberKey,
-    app2_partitions,
-    assistant_members_partitions,
-    members_partitions,
     parse_app2_key,
     parse_assistant_member_key,
     parse_member_key,
 )
-from zqyy_assets.defs.dws.assets import dws_assistant_member, dws_finance_area_daily, dws_member_profile
-from zqyy_assets.defs.llm.errors import LLMError
-from zqyy_assets.defs.llm.resources import LLMResource
-from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
+from zqyy_assets.core.tags import (
+    DEFAULT_TRIGGER,
+    FAILED_PARTITIONS_METADATA,
+    FORCE_TAG,
+    SITE_TAG,
+    SITES_TAG,
+    TRIGGER_TAG,
+    is_true,
+)
+from zqyy_assets.defs.ai import checks
+from zqyy_assets.defs.ai.partitions import (
+    app2_partitions,
+    assistant_members_partitions,
+    members_partitions,
+)
+from zqyy_assets.defs.ai.resources import LLMResource
+from zqyy_assets.defs.dws.assets import (
+    dws_assistant_member,
+    dws_finance_area_daily,
+    dws_member_profile,
+)
+from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
-FORCE_TAG = "zqyy/force"
-TRIGGER_TAG = "zqyy/trigger"
-TRIGGER_TAG_ALIASES = ("zqyy/triggered_by",)
-SITES_TAG = "zqyy/site_ids"
-SITE_TAG = "zqyy/site_id"
-DEFAULT_TRIGGER = "manual"
 DEFAULT_CONCURRENCY = 8
-# A member app's Failure names the keys that failed (comma-separated) under this metadata key;
-# the status sensor reads it to split a range run (events/status.py).
-FAILED_PARTITIONS = "failed_partitions"
 
 # Two quick tries inside the LLM layer, then one later step retry (see llm/service.py).
 MEMBER_RETRY_POLICY = dg.RetryPolicy(
@@ -67,7 +74,9 @@ MEMBER_RETRY_POLICY = dg.RetryPolicy(
 
 class AIRunConfig(dg.Config):
     force: bool = Field(False, description="Call the app even when the cached answer has the same input hash.")
-    trigger: str | None = Field(None, description=f"What triggered the run; default: the {TRIGGER_TAG} tag, else 'manual'.")
+    trigger: str | None = Field(
+        None, description=f"What triggered the run; default: the {TRIGGER_TAG} tag, else 'manual'."
+    )
 
 
 class ConcurrentRunConfig(AIRunConfig):
@@ -87,13 +96,8 @@ class App2Config(ConcurrentRunConfig):
 
 def run_info(context: dg.AssetExecutionContext, config: AIRunConfig, llm: LLMResource) -> RunInfo:
     tags = context.run.tags
-    force = config.force or tags.get(FORCE_TAG, "").strip().lower() in ("1", "true", "yes")
-    trigger = (
-        config.trigger
-        or tags.get(TRIGGER_TAG)
-        or next((tags[t] for t in TRIGGER_TAG_ALIASES if tags.get(t)), None)
-        or DEFAULT_TRIGGER
-    )
+    force = config.force or is_true(tags.get(FORCE_TAG))
+    trigger = config.trigger or tags.get(TRIGGER_TAG) or DEFAULT_TRIGGER
     return RunInfo(provider=llm.service.provider, trigger=trigger, force=force, dagster_run_id=context.run.run_id)
 
 
@@ -151,7 +155,9 @@ def app2_finance(
     with postgres.connect() as conn:
         sites = [s for s in active_sites(conn) if wanted is None or s["site_id"] in wanted]
         if wanted is not None and len(sites) < len(wanted):
-            context.log.warning(f"app2: sites {sorted(wanted - {s['site_id'] for s in sites})} are not active; not asked")
+            context.log.warning(
+                f"app2: sites {sorted(wanted - {s['site_id'] for s in sites})} are not active; not asked"
+            )
         for site in sites:
             finances[site["site_id"]] = prompts.load_site_finance(conn, site["site_id"], as_of)
 
@@ -164,7 +170,9 @@ def app2_finance(
         for site_id, finance in finances.items():
             if finance is None:
                 outcomes_by_target[key.target_id].append(
-                    Outcome(site_id, key.app_name, key.target_id, "skipped", reason="no DWS finance figures for the site")
+                    Outcome(
+                        site_id, key.app_name, key.target_id, "skipped", reason="no DWS finance figures for the site"
+                    )
                 )
             else:
                 pending[key.target_id] += 1
@@ -293,7 +301,9 @@ def _answer_targets(
                         raise prompts.NothingToAsk(f"site {key.site_id} is not an active site")
                     prompt = build(conn, key, tz=venue_calendar.timezone)
                 except prompts.NothingToAsk as why:
-                    outcomes[key.partition_key] = Outcome(key.site_id, app_name, key.target_id, "skipped", reason=str(why))
+                    outcomes[key.partition_key] = Outcome(
+                        key.site_id, app_name, key.target_id, "skipped", reason=str(why)
+                    )
                     continue
                 yield Ask(key.site_id, app_name, key.target_id, prompt, prompts.PROMPT_VERSIONS[app_name])
 
@@ -302,13 +312,17 @@ def _answer_targets(
 
     for key in keys:
         o = outcomes[key.partition_key]
-        detail = o.reason if o.status in ("skipped", "failed") else f"calls {o.calls}, tokens {o.tokens_in}+{o.tokens_out}"
+        detail = (
+            o.reason if o.status in ("skipped", "failed") else f"calls {o.calls}, tokens {o.tokens_in}+{o.tokens_out}"
+        )
         log = context.log.warning if o.status == "failed" else context.log.info
         log(f"{app_name} {key.partition_key}: {o.status} ({detail})")
     return [(key, outcomes[key.partition_key]) for key in keys], run
 
 
-def _failure(app_name: str, results: list[tuple[TargetKey, Outcome]], failed: list[tuple[TargetKey, Outcome]]) -> dg.Failure:
+def _failure(
+    app_name: str, results: list[tuple[TargetKey, Outcome]], failed: list[tuple[TargetKey, Outcome]]
+) -> dg.Failure:
     """The step's failure once every other target is answered and cached.
 
     A step retry asks only the failed targets again (the others are memo hits, unless forced);
@@ -317,7 +331,7 @@ def _failure(app_name: str, results: list[tuple[TargetKey, Outcome]], failed: li
     described = "; ".join(f"{k.partition_key}: {o.reason}" for k, o in failed[:10])
     more = f"; and {len(failed) - 10} more" if len(failed) > 10 else ""
     metadata: dict[str, Any] = {
-        FAILED_PARTITIONS: dg.MetadataValue.text(",".join(k.partition_key for k, _ in failed)),
+        FAILED_PARTITIONS_METADATA: dg.MetadataValue.text(",".join(k.partition_key for k, _ in failed)),
         "app_name": dg.MetadataValue.text(app_name),
         "answers_cached": dg.MetadataValue.int(sum(o.answer is not None for _, o in results)),
     }
@@ -346,8 +360,11 @@ def _target_metadata(results: list[tuple[TargetKey, Outcome]], extras: list[dict
     metadata: dict[str, Any] = {**answering.summarise(outcomes)}
     if len(results) == 1:
         [(key, outcome)] = results
-        metadata.update(site_id=dg.MetadataValue.int(key.site_id), target_id=dg.MetadataValue.text(key.target_id),
-                        status=dg.MetadataValue.text(outcome.status))
+        metadata.update(
+            site_id=dg.MetadataValue.int(key.site_id),
+            target_id=dg.MetadataValue.text(key.target_id),
+            status=dg.MetadataValue.text(outcome.status),
+        )
         if outcome.reason:
             metadata["skip_reason"] = dg.MetadataValue.text(outcome.reason)
         if outcome.answer is not None:
@@ -402,8 +419,15 @@ def _target_app(
         venue_calendar: VenueCalendarResource,
     ) -> dg.MaterializeResult:
         keys = [parse_key(k) for k in context.partition_keys]
-        results, run = _answer_targets(context, app_name=app_name, keys=keys, config=config, llm=llm,
-                                       postgres=postgres, venue_calendar=venue_calendar)
+        results, run = _answer_targets(
+            context,
+            app_name=app_name,
+            keys=keys,
+            config=config,
+            llm=llm,
+            postgres=postgres,
+            venue_calendar=venue_calendar,
+        )
         extras = []
         for key, outcome in results:  # before failing: the answered keys' work is done either way
             extra = _key_extras(app_name, key, outcome)
@@ -455,8 +479,9 @@ def _member_app(app_name: str, **kwargs: Any) -> dg.AssetsDefinition:
 
 
 def _assistant_member_app(app_name: str, **kwargs: Any) -> dg.AssetsDefinition:
-    return _target_app(app_name, partitions_def=assistant_members_partitions, parse_key=parse_assistant_member_key,
-                       **kwargs)
+    return _target_app(
+        app_name, partitions_def=assistant_members_partitions, parse_key=parse_assistant_member_key, **kwargs
+    )
 
 
 app3_clue = _member_app(

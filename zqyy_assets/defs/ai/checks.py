@@ -17,9 +17,10 @@ import dagster as dg
 import psycopg
 from pydantic import ValidationError
 
-from zqyy_assets.defs.ai.partitions import APP2_AREA_APP, APP2_SITE_APP, all_app2_keys
-from zqyy_assets.defs.ai.schemas import validate_answer
-from zqyy_assets.lib.resources import PostgresResource
+from zqyy_assets.core.answer_schemas import validate_answer
+from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
+from zqyy_assets.core.partition_keys import all_app2_keys
+from zqyy_assets.defs.resources import PostgresResource
 
 APP2_COVERAGE_CHECK = "app2_coverage"
 APP2_CACHE_TYPES = (APP2_SITE_APP, APP2_AREA_APP)
@@ -59,8 +60,15 @@ def app2_coverage(conn: psycopg.Connection) -> list[dict[str, Any]]:
     for site in sites:
         have = by_site.get(site["site_id"], set()) & expected
         missing = sorted(target for _, target in expected - have)
-        report.append({"site_id": site["site_id"], "has_data": site["has_data"], "done": len(have),
-                       "total": len(expected), "missing": missing})
+        report.append(
+            {
+                "site_id": site["site_id"],
+                "has_data": site["has_data"],
+                "done": len(have),
+                "total": len(expected),
+                "missing": missing,
+            }
+        )
     return report
 
 
@@ -69,7 +77,9 @@ def app2_coverage_result(conn: psycopg.Connection) -> dg.AssetCheckResult:
     measured = [r for r in report if r["has_data"]]
     incomplete = [r for r in measured if r["missing"]]
     table = ["| site | done | total | first missing |", "| --- | --- | --- | --- |"]
-    table += [f"| {r['site_id']} | {r['done']} | {r['total']} | {', '.join(r['missing'][:5]) or '-'} |" for r in measured]
+    table += [
+        f"| {r['site_id']} | {r['done']} | {r['total']} | {', '.join(r['missing'][:5]) or '-'} |" for r in measured
+    ]
     return dg.AssetCheckResult(
         asset_key="app2_finance",
         check_name=APP2_COVERAGE_CHECK,
@@ -107,10 +117,15 @@ def invalid_cached_answers(conn: psycopg.Connection, cache_types: tuple[str, ...
                 validate_answer(row["cache_type"], row["result_json"])
             except ValidationError as exc:
                 first = exc.errors()[0]
-                invalid.append({
-                    "id": row["id"], "site_id": row["site_id"], "app": row["cache_type"], "target_id": row["target_id"],
-                    "error": f"{'.'.join(str(p) for p in first.get('loc', ())) or 'answer'}: {first.get('msg')}",
-                })
+                invalid.append(
+                    {
+                        "id": row["id"],
+                        "site_id": row["site_id"],
+                        "app": row["cache_type"],
+                        "target_id": row["target_id"],
+                        "error": f"{'.'.join(str(p) for p in first.get('loc', ())) or 'answer'}: {first.get('msg')}",
+                    }
+                )
     return checked, invalid
 
 

@@ -27,10 +27,13 @@ from typing import Any
 
 import dagster as dg
 
+from zqyy_assets.core.partition_keys import (
+    assistant_member_partition_key,
+    member_partition_key,
+)
+from zqyy_assets.core.tags import FORCE_TAG, TRIGGER_TAG
 from zqyy_assets.defs.ai.assets import (
     DEFAULT_CONCURRENCY,
-    FORCE_TAG,
-    TRIGGER_TAG,
     app2_finance,
     app3_clue,
     app4_analysis,
@@ -40,12 +43,8 @@ from zqyy_assets.defs.ai.assets import (
     app8_consolidation,
 )
 from zqyy_assets.defs.ai.checks import APP2_COVERAGE_CHECK
-from zqyy_assets.defs.ai.partitions import (
-    app2_full_range_tags,
-    assistant_member_partition_key,
-    member_partition_key,
-)
-from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
+from zqyy_assets.defs.ai.partitions import app2_full_range_tags
+from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 
 def _assets(*assets: dg.AssetsDefinition) -> dg.AssetSelection:

@@ -1,14 +1,13 @@
 """DWS assets: business figures computed in Postgres from ODS."""
 
-
 import time
 from datetime import date
 
 import dagster as dg
 
-from zqyy_assets.defs.dws import compute
+from zqyy_assets.core import dws_sql as compute
 from zqyy_assets.defs.dws.partitions import business_date_partitions
-from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
+from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 
 def _row_metadata(rows: int, started: float) -> dict[str, dg.MetadataValue]:

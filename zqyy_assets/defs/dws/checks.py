@@ -4,13 +4,16 @@ Each check returns its evidence (totals on both sides, the first mismatches) as 
 the on-call engineer sees why it failed without running SQL.
 """
 
-
 from decimal import Decimal
 
 import dagster as dg
 
-from zqyy_assets.defs.dws.assets import dws_assistant_member, dws_finance_area_daily, dws_member_profile
-from zqyy_assets.lib.resources import PostgresResource, VenueCalendarResource
+from zqyy_assets.defs.dws.assets import (
+    dws_assistant_member,
+    dws_finance_area_daily,
+    dws_member_profile,
+)
+from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 _FINANCE_MEASURES = ("revenue", "table_fee", "assistant_fee", "goods_amount", "discount", "orders", "table_minutes")
 
@@ -67,7 +70,12 @@ def finance_reconciles_with_ods(
     with postgres.connect() as conn:
         rows = conn.execute(_FINANCE_RECONCILE, params).fetchall()
     mismatches = []
-    totals = {"ods_revenue": Decimal(0), "dws_revenue": Decimal(0), "ods_recharge": Decimal(0), "dws_recharge": Decimal(0)}
+    totals = {
+        "ods_revenue": Decimal(0),
+        "dws_revenue": Decimal(0),
+        "ods_recharge": Decimal(0),
+        "dws_recharge": Decimal(0),
+    }
     for row in rows:
         totals["ods_revenue"] += row["ods_revenue"]
         totals["dws_revenue"] += row["dws_revenue"]
@@ -116,7 +124,11 @@ def member_profile_reconciles_with_ods(
                FROM p ORDER BY p.site_id""",
             params,
         ).fetchall()
-    off = [f"site {r['site_id']}: dws={r['dws_spend']} ods={r['ods_spend']}" for r in spend if r["dws_spend"] != r["ods_spend"]]
+    off = [
+        f"site {r['site_id']}: dws={r['dws_spend']} ods={r['ods_spend']}"
+        for r in spend
+        if r["dws_spend"] != r["ods_spend"]
+    ]
     passed = counts["ods_members"] == counts["profiles"] and not off
     return dg.AssetCheckResult(
         passed=passed,

@@ -13,10 +13,10 @@ import os
 
 import dagster as dg
 
+from zqyy_assets.core.business_date import DEFAULT_TIMEZONE
+from zqyy_assets.core.tags import SITES_TAG
 from zqyy_assets.defs.ai.jobs import app2_prewarm_job, app2_prewarm_run_request
-from zqyy_assets.defs.events.planning import SITES_TAG
-from zqyy_assets.lib.business_date import DEFAULT_TIMEZONE
-from zqyy_assets.lib.resources import PostgresResource
+from zqyy_assets.defs.resources import PostgresResource
 
 SCHEDULE_TRIGGER = "schedule"
 

@@ -22,8 +22,16 @@ before, a forced event and a key's second use in the window keep a run of their 
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.definitions.backfill_policy import BackfillPolicyType
 
+from zqyy_assets.core import inbox
+from zqyy_assets.core.chains import CHAINS, Chain
+from zqyy_assets.core.planning import (
+    INBOX_SENSOR_NAME,
+    partitions_to_add,
+    plan_window,
+    run_partition_keys,
+)
+from zqyy_assets.core.vocabulary import ASSISTANT_MEMBERS, MEMBERS
 from zqyy_assets.defs.ai.assets import ai_assets
 from zqyy_assets.defs.ai.jobs import (
     app2_prewarm_job,
@@ -32,11 +40,11 @@ from zqyy_assets.defs.ai.jobs import (
     note_chain_job,
     task_chain_job,
 )
-from zqyy_assets.defs.ai.partitions import assistant_members_partitions, members_partitions
-from zqyy_assets.defs.events import inbox
-from zqyy_assets.defs.events.chains import ASSISTANT_MEMBERS, CHAINS, MEMBERS, Chain
-from zqyy_assets.defs.events.planning import INBOX_SENSOR_NAME, partitions_to_add, plan_window, run_partition_keys
-from zqyy_assets.lib.resources import PostgresResource
+from zqyy_assets.defs.ai.partitions import (
+    assistant_members_partitions,
+    members_partitions,
+)
+from zqyy_assets.defs.resources import PostgresResource
 
 # Events decided per tick. A burst larger than this is spread over consecutive ticks (5 s apart).
 WINDOW = 500
@@ -49,7 +57,7 @@ def answers_ranges(chain: Chain) -> bool:
     single-run backfill policy and reads ``context.partition_keys``)."""
     by_name = {a.key.to_user_string(): a for a in ai_assets}
     return all(
-        (policy := by_name[name].backfill_policy) is not None and policy.policy_type == BackfillPolicyType.SINGLE_RUN
+        (policy := by_name[name].backfill_policy) is not None and policy.max_partitions_per_run is None
         for name in chain.asset_names
     )
 

@@ -1,0 +1,151 @@
+"""biz.ai_cache: validated answers with their history, and the input-hash memoization.
+
+Every answer is a new row (history is kept); readers take the newest ``valid`` row per
+(site, cache_type, target_id). A row is written only after its answer validated against the
+app's schema, so a failed or invalid call never leaves a row behind.
+
+Memoization: the input hash is sha256 over the app name, the app version (prompt builder
+version, system prompt version and provider) and the canonical JSON of the prompt. When the
+newest valid row carries the same hash, the answer is reused and no call is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+# The columns readers need; the table is defined in migration 0004.
+_COLUMNS = (
+    "id, site_id, cache_type, target_id, input_hash, prompt_version, result_json, score, status, "
+    "triggered_by, provider, model, tokens_in, tokens_out, latency_ms, dagster_run_id, created_at"
+)
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    id: int
+    site_id: int
+    cache_type: str
+    target_id: str
+    input_hash: str
+    prompt_version: str
+    result_json: dict[str, Any]
+    score: float | None
+    status: str
+    triggered_by: str
+    provider: str
+    model: str | None
+    tokens_in: int
+    tokens_out: int
+    latency_ms: int | None
+    dagster_run_id: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> CachedAnswer:
+        score = row["score"]
+        return cls(**{**row, "score": float(score) if score is not None else None})
+
+
+def canonical_json(value: Any) -> str:
+    """One text per value: sorted keys, no whitespace, UTF-8 kept (so Chinese hashes as itself)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def app_version(*, prompt_version: str, system_prompt_version: str, provider: str) -> str:
+    """What besides the prompt decides the answer: our builder, the app's system prompt, the provider.
+
+    The provider is part of it so that answers of the offline analyst are never served as if a
+    model had given them once a key is configured.
+    """
+    return f"{provider}:{prompt_version}+sys.{system_prompt_version}"
+
+
+def input_hash(app_name: str, version: str, prompt: Any) -> str:
+    payload = canonical_json({"app": app_name, "app_version": version, "prompt": prompt})
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def latest_valid(conn: psycopg.Connection, site_id: int, cache_type: str, target_id: str) -> CachedAnswer | None:
+    row = conn.execute(
+        f"""SELECT {_COLUMNS} FROM biz.ai_cache
+            WHERE site_id = %s AND cache_type = %s AND target_id = %s AND status = 'valid'
+            ORDER BY created_at DESC, id DESC LIMIT 1""",
+        (site_id, cache_type, target_id),
+    ).fetchone()
+    return CachedAnswer.from_row(row) if row else None
+
+
+def latest_valid_for_site(
+    conn: psycopg.Connection, site_id: int, cache_types: Iterable[str]
+) -> dict[tuple[str, str], CachedAnswer]:
+    """The newest valid row of every target of the given apps at one site (one query for a prewarm)."""
+    rows = conn.execute(
+        f"""SELECT DISTINCT ON (cache_type, target_id) {_COLUMNS} FROM biz.ai_cache
+            WHERE site_id = %s AND cache_type = ANY(%s) AND status = 'valid'
+            ORDER BY cache_type, target_id, created_at DESC, id DESC""",
+        (site_id, list(cache_types)),
+    ).fetchall()
+    return {(r["cache_type"], r["target_id"]): CachedAnswer.from_row(r) for r in rows}
+
+
+def insert_answer(
+    conn: psycopg.Connection,
+    *,
+    site_id: int,
+    cache_type: str,
+    target_id: str,
+    input_hash: str,
+    prompt_version: str,
+    result_json: dict[str, Any],
+    score: float | None,
+    triggered_by: str,
+    provider: str,
+    model: str | None,
+    tokens_in: int,
+    tokens_out: int,
+    latency_ms: int | None,
+    dagster_run_id: str | None,
+) -> CachedAnswer:
+    row = conn.execute(
+        f"""INSERT INTO biz.ai_cache (site_id, cache_type, target_id, input_hash, prompt_version, result_json,
+                                      score, triggered_by, provider, model, tokens_in, tokens_out, latency_ms,
+                                      dagster_run_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            RETURNING {_COLUMNS}""",
+        (
+            site_id,
+            cache_type,
+            target_id,
+            input_hash,
+            prompt_version,
+            Jsonb(result_json),
+            score,
+            triggered_by,
+            provider,
+            model or None,
+            tokens_in,
+            tokens_out,
+            latency_ms,
+            dagster_run_id,
+        ),
+    ).fetchone()
+    return CachedAnswer.from_row(row)
+
+
+def newest_valid_rows(conn: psycopg.Connection, cache_types: Iterable[str]) -> list[CachedAnswer]:
+    """The newest valid row of every (site, app, target): what readers see, and what the checks check."""
+    rows = conn.execute(
+        f"""SELECT DISTINCT ON (site_id, cache_type, target_id) {_COLUMNS} FROM biz.ai_cache
+            WHERE cache_type = ANY(%s) AND status = 'valid'
+            ORDER BY site_id, cache_type, target_id, created_at DESC, id DESC""",
+        (list(cache_types),),
+    ).fetchall()
+    return [CachedAnswer.from_row(r) for r in rows]

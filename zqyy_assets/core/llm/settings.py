@@ -1,0 +1,79 @@
+"""The LLM layer's settings, read from the environment (names in ``.env.example``).
+
+Values passed explicitly (by ``LLMResource`` fields or by a caller) win over the environment;
+anything left unset falls back to the environment, then to the defaults below. The API key is
+a ``SecretStr``: it never appears in a repr, a log line or the Dagster UI.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from zqyy_assets.core.apps import APPS
+
+# One answer may cost at most this many HTTP requests, whatever the retry settings and the
+# asset's RetryPolicy (see service.py for how the two combine).
+MAX_REQUESTS_PER_ANSWER = 4
+
+Provider = Literal["auto", "dashscope", "offline"]
+
+
+class LLMSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZQYY_LLM_", extra="ignore", populate_by_name=True)
+
+    # "auto": dashscope when an API key is set, else the offline analyst.
+    provider: Provider = "auto"
+    api_key: SecretStr | None = Field(None, validation_alias="DASHSCOPE_API_KEY")
+    base_url: str | None = Field(None, validation_alias="DASHSCOPE_BASE_URL")
+    workspace: str | None = Field(None, validation_alias="DASHSCOPE_WORKSPACE")
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    # app name -> Bailian app id; unset names are read from DASHSCOPE_APP_ID_<NAME>.
+    app_ids: dict[str, str] = Field(default_factory=dict)
+
+    daily_token_limit: int = Field(100_000, ge=0)
+    monthly_token_limit: int = Field(2_000_000, ge=0)
+    budget_reserve_tokens: int = Field(2_000, ge=0)
+    budget_timezone: str = "Asia/Shanghai"
+
+    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_cooldown_seconds: float = Field(60.0, ge=0)
+
+    rate_per_minute: float = Field(60.0, gt=0)
+    rate_burst: int = Field(10, ge=1)
+    rate_max_wait_seconds: float = Field(10.0, ge=0)
+
+    max_attempts: int = Field(3, ge=1, le=MAX_REQUESTS_PER_ANSWER)
+    retry_base_delay_seconds: float = Field(1.0, ge=0)
+    retry_max_delay_seconds: float = Field(20.0, ge=0)
+    throttle_delay_factor: float = Field(4.0, ge=1)
+    request_timeout_seconds: float = Field(180.0, gt=0)
+
+    db_pool_size: int = Field(8, ge=1)
+
+    @field_validator("api_key", "base_url", "workspace", "database_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def resolved_provider(self) -> Literal["dashscope", "offline"]:
+        if self.provider == "auto":
+            return "dashscope" if self.api_key_value() else "offline"
+        return self.provider
+
+    def api_key_value(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key else None
+
+    def app_id(self, app_name: str) -> str | None:
+        configured = self.app_ids.get(app_name)
+        if configured:
+            return configured
+        return os.environ.get(APPS[app_name].app_id_env) or None
+
+
+def load_settings(**overrides: Any) -> LLMSettings:
+    """Settings from the environment, with the given non-None values taking precedence."""
+    return LLMSettings(**{k: v for k, v in overrides.items() if v is not None})

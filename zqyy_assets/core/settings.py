@@ -1,0 +1,68 @@
+"""Settings, one model per concern, each read from the environment (names in ``.env.example``).
+
+A process reads them once, where it starts: the API in ``api.settings.get_settings``, the
+Dagster code location in ``zqyy_assets/definitions.py`` (resources bound from ``EnvVar``, so
+the Dagster UI shows them), a tool in its command. Nothing reads the environment at import.
+The LLM layer's own model is :class:`zqyy_assets.core.llm.settings.LLMSettings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from zqyy_assets.core.business_date import DEFAULT_CUTOFF_HOURS, DEFAULT_TIMEZONE
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _blank_is_unset(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the project's PostgreSQL is: ``DATABASE_URL``, else the embedded server."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str | None = None
+    # Where the embedded server keeps its data (one folder per use: demo, test, bench).
+    zqyy_pgdata_root: Path = PROJECT_ROOT / ".pgdata"
+
+    _blank = field_validator("database_url", mode="before")(_blank_is_unset)
+
+
+class VenueSettings(BaseSettings):
+    """The venue's calendar: a business date is local time minus the cut-off, in this zone."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    venue_timezone: str = DEFAULT_TIMEZONE
+    business_day_cutoff_hours: int = Field(DEFAULT_CUTOFF_HOURS, ge=0, le=23)
+
+    @field_validator("venue_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"VENUE_TIMEZONE {value!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+
+class PrewarmScheduleSettings(BaseSettings):
+    """When the daily app2 prewarm runs: a cron in a zone (default the venue's)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    app2_prewarm_cron: str = "0 10 * * *"
+    app2_prewarm_timezone: str | None = None
+
+    _blank = field_validator("app2_prewarm_timezone", mode="before")(_blank_is_unset)
+
+    def timezone(self, venue: VenueSettings) -> str:
+        return self.app2_prewarm_timezone or venue.venue_timezone

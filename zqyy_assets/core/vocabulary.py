@@ -1,0 +1,76 @@
+"""The domain's words, defined once: areas, time dimensions, event types, statuses and their
+Chinese labels. Everything else (Dagster definitions, the API's types, prompts, the offline
+analyst) imports them from here; the app names live in :mod:`zqyy_assets.core.apps`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# --------------------------------------------------------------------------- time and areas
+
+TimeDimension = Literal[
+    "this_month",
+    "last_month",
+    "this_week",
+    "last_week",
+    "this_quarter",
+    "last_quarter",
+    "last_3_months",
+    "last_6_months",
+]
+TIME_DIMENSIONS: tuple[str, ...] = TimeDimension.__args__  # type: ignore[attr-defined]
+
+# 'all' is the whole site; 'hall' is hallA + hallB + hallC.
+Area = Literal["all", "hall", "hallA", "hallB", "hallC", "vip", "snooker", "mahjong", "ktv"]
+AREAS: tuple[str, ...] = Area.__args__  # type: ignore[attr-defined]
+HALL_AREAS: tuple[str, ...] = ("hallA", "hallB", "hallC")
+WHOLE_SITE = "all"
+
+TIME_DIMENSION_LABELS: dict[str, str] = {
+    "this_month": "本月",
+    "last_month": "上月",
+    "this_week": "本周",
+    "last_week": "上周",
+    "this_quarter": "本季度",
+    "last_quarter": "上季度",
+    "last_3_months": "近三个月",
+    "last_6_months": "近半年",
+}
+AREA_LABELS: dict[str, str] = {
+    "all": "全店",
+    "hall": "大厅",
+    "hallA": "大厅A区",
+    "hallB": "大厅B区",
+    "hallC": "大厅C区",
+    "vip": "VIP包厢",
+    "snooker": "斯诺克区",
+    "mahjong": "麻将房",
+    "ktv": "KTV",
+}
+
+# ------------------------------------------------------------------------------ events
+
+EventType = Literal["consumption", "note_created", "task_assigned", "dws_completed"]
+CONSUMPTION: EventType = "consumption"
+NOTE_CREATED: EventType = "note_created"
+TASK_ASSIGNED: EventType = "task_assigned"
+DWS_COMPLETED: EventType = "dws_completed"
+EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
+
+# An inbox event: pending -> launched (runs requested) -> completed | failed, or pending ->
+# skipped_duplicate.
+EventStatus = Literal["pending", "launched", "completed", "failed", "skipped_duplicate"]
+PENDING, LAUNCHED, COMPLETED, FAILED, SKIPPED_DUPLICATE = EventStatus.__args__  # type: ignore[attr-defined]
+EVENT_STATUSES: tuple[str, ...] = EventStatus.__args__  # type: ignore[attr-defined]
+
+# A Dagster run state that will not change any more (DagsterRunStatus values).
+TERMINAL_RUN_STATUSES: tuple[str, ...] = ("SUCCESS", "FAILURE", "CANCELED")
+
+# What a guard refusal is ledgered as.
+REFUSAL_STATUSES: tuple[str, ...] = ("circuit_open", "rate_limited", "budget_exceeded")
+
+# ------------------------------------------------------------------------ dynamic partitions
+
+MEMBERS = "members"  # key "{site_id}-{member_id}"
+ASSISTANT_MEMBERS = "assistant_members"  # key "{site_id}-{assistant_id}_{member_id}"
