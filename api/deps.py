@@ -8,19 +8,17 @@ from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated
 
-import psycopg
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from psycopg_pool import AsyncConnectionPool
 from starlette.datastructures import State
 
 from api import auth
 from api.schemas.common import MAX_BIGINT
-from api.services import cache_reads
+from api.services import AsyncConn, Pool, cache_reads
 from api.settings import Settings
 
 
-async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+async def get_conn(request: Request) -> AsyncIterator[AsyncConn]:
     """A pooled connection for one request; the pool lives on the app (built in main.lifespan).
 
     Pool connections are autocommit with dict rows: a read is one round trip, and a write that
@@ -29,7 +27,7 @@ async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
         yield conn
 
 
-async def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> Pool:
     """The pool itself, for work that must not pin a connection for its whole length (streams).
 
     ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a thread
@@ -50,8 +48,8 @@ async def get_latest_answers(request: Request) -> cache_reads.LatestAnswers:
     return request.app.state.latest_answers
 
 
-ConnDep = Annotated[psycopg.AsyncConnection, Depends(get_conn)]
-PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
+ConnDep = Annotated[AsyncConn, Depends(get_conn)]
+PoolDep = Annotated[Pool, Depends(get_pool)]
 LatestAnswersDep = Annotated[cache_reads.LatestAnswers, Depends(get_latest_answers)]
 
 _bearer = HTTPBearer(

@@ -1,29 +1,46 @@
-"""The API's one settings object, read from the environment (and a git-ignored .env).
+"""The API's one settings object: its own fields plus the shared models it is composed of.
 
-Field names map to environment variables case-insensitively (``run_app_timeout_s`` <-
-``RUN_APP_TIMEOUT_S``). Secrets are ``SecretStr``: they never show in a repr or a log line.
+The shared models are the project's: :class:`DatabaseSettings` and :class:`VenueSettings`
+(``zqyy_assets.core.settings``) and the LLM layer's :class:`LLMSettings`; each keeps its own
+environment variable names (``.env.example``). The API-only fields map to environment variables
+case-insensitively (``run_app_timeout_s`` <- ``RUN_APP_TIMEOUT_S``). Everything is read once, in
+:func:`get_settings`, from the environment and a git-ignored ``.env``. Secrets are
+``SecretStr``: they never show in a repr or a log line.
 """
 
+from __future__ import annotations
+
+import os
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from dotenv import dotenv_values
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from zqyy_assets.core.llm.settings import LLMSettings, app_ids_from_env
+from zqyy_assets.core.settings import DatabaseSettings, VenueSettings
+
+ENV_FILE = ".env"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # The composed models are given by get_settings (or a test), never parsed from a variable.
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore")
 
-    database_url: str
+    # DATABASE_URL: required by the API (it never starts the embedded server itself).
+    database: DatabaseSettings
+    # VENUE_TIMEZONE, BUSINESS_DAY_CUTOFF_HOURS: event intake stamps each event with its business date.
+    venue: VenueSettings = Field(default_factory=lambda: VenueSettings())
+    # The chat's Bailian app through the LLM layer (DASHSCOPE_*, ZQYY_LLM_*): the same guards,
+    # budget and ledger as the pipeline; with no key the offline analyst answers.
+    llm: LLMSettings = Field(default_factory=lambda: LLMSettings())
+
     db_pool_min_size: int = Field(2, ge=1)
     db_pool_max_size: int = Field(10, ge=1)
 
     # A verified token is remembered this long by each API process, so a read costs one database
     # round trip, not two. A revoked token therefore keeps working for at most this long. 0: off.
     auth_cache_ttl_s: float = Field(10.0, ge=0, le=300)
-
-    # The venue calendar: event intake stamps each event with its business date.
-    venue_timezone: str = "Asia/Shanghai"
-    business_day_cutoff_hours: int = Field(6, ge=0, le=23)
 
     # Dagster's GraphQL endpoint (the webserver started by `dagster dev` / `make demo`).
     dagster_graphql_url: str = "http://127.0.0.1:3000/graphql"
@@ -34,19 +51,26 @@ class Settings(BaseSettings):
     run_app_timeout_s: float = Field(120.0, gt=0)
     run_app_poll_interval_s: float = Field(0.5, gt=0)
 
-    # Chat: the Bailian chat app through the LLM layer (zqyy_assets.core.llm.service), which
-    # reads its guards, budget and retry settings (ZQYY_LLM_*) from the environment itself.
-    # The same variable names as the LLM layer; with no key the offline analyst answers.
-    dashscope_api_key: SecretStr | None = None
-    dashscope_base_url: str | None = None
-    dashscope_workspace: str | None = None
-    dashscope_app_id_app1_chat: str | None = None
     chat_context_messages: int = Field(20, ge=1, le=200)
 
     # Batch runs: how long an estimate can be confirmed, and the tokens a call is assumed to
     # cost when the ledger has no recent successful call of the app (the old service's figure).
     batch_confirm_window_s: float = Field(600.0, gt=0)
     batch_default_tokens_per_call: int = Field(2000, ge=1)
+
+    @model_validator(mode="after")
+    def _one_database(self) -> Settings:
+        if not self.database.database_url:
+            raise ValueError("DATABASE_URL must be set: the API serves an existing database")
+        # The LLM layer's guards and ledger live in the API's database (both read DATABASE_URL).
+        if self.llm.database_url is None:
+            self.llm = self.llm.model_copy(update={"database_url": self.database.database_url})
+        return self
+
+    @property
+    def database_url(self) -> str:
+        assert self.database.database_url is not None  # checked when built
+        return self.database.database_url
 
     def dagster_ui_base(self) -> str:
         base = self.dagster_ui_url or self.dagster_graphql_url.rstrip("/").removesuffix("/graphql")
@@ -58,4 +82,12 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The served app's settings, read once: the environment, then ``.env``."""
+    # The app ids are one variable per app (DASHSCOPE_APP_ID_<NAME>), not fields: read them from
+    # `.env` as well as the environment, the environment winning, as for every other field.
+    app_ids = app_ids_from_env({**{k: v or "" for k, v in dotenv_values(ENV_FILE).items()}, **os.environ})
+    return Settings(
+        database=DatabaseSettings(_env_file=ENV_FILE),
+        venue=VenueSettings(_env_file=ENV_FILE),
+        llm=LLMSettings(_env_file=ENV_FILE, app_ids=app_ids),
+    )

@@ -29,163 +29,17 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 import uvloop  # noqa: E402
+from _raw_http import chunked_post, get, load, read_response, sse_chunk_times  # noqa: E402
 
-from api import auth  # noqa: E402
-from zqyy_assets.core import db, embedded_pg  # noqa: E402
+from zqyy_assets.core import db, embedded_pg, tokens  # noqa: E402
 from zqyy_assets.core.migrations import apply_migrations  # noqa: E402
 from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeDashScope  # noqa: E402
 
 SITE = 1
 MEMBERS = 1000
-
-
-# ------------------------------------------------------------------ a minimal HTTP/1.1 client
-# The load generator shares two cores with the server, so it must be cheap: raw keep-alive
-# sockets, no HTTP library; the read load runs on transport callbacks (`_Connection`).
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split()[1])
-    length = next(int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length:"))
-    return status, await reader.readexactly(length)
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection: sends a request, reads the whole response (status line, headers,
-    Content-Length bytes of body), records the latency, sends the next; until the deadline. A
-    response that is not a 200 carrying the bytes expected for its request counts as an error.
-
-    Callbacks on the transport rather than a StreamReader and a coroutine per connection: about
-    half the client's CPU per request, which it takes from the same two cores as the server."""
-
-    def __init__(
-        self,
-        requests: list[tuple[bytes, bytes]],
-        offset: int,
-        deadline: float,
-        latencies: list[float],
-        errors: list[str],
-        done: asyncio.Future,
-    ) -> None:
-        self.requests, self.i, self.deadline = requests, offset, deadline
-        self.latencies, self.errors, self.done = latencies, errors, done
-        self.buffer = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self.started = 0.0
-        self.expected = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self._send()
-
-    def _send(self) -> None:
-        if time.perf_counter() >= self.deadline:
-            self.transport.close()
-            return
-        request, self.expected = self.requests[self.i % len(self.requests)]
-        self.i += 1
-        self.started = time.perf_counter()
-        self.transport.write(request)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        lines = bytes(self.buffer[:end]).split(b"\r\n")
-        length = next(int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length:"))
-        if len(self.buffer) < end + 4 + length:
-            return
-        self.latencies.append(time.perf_counter() - self.started)
-        status = int(lines[0].split()[1])
-        if status != 200:
-            self.errors.append(str(status))
-        elif self.buffer.find(self.expected, end + 4, end + 4 + length) < 0:
-            self.errors.append(f"200 without {self.expected!r}")
-        del self.buffer[: end + 4 + length]
-        self._send()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if time.perf_counter() < self.deadline:
-            self.errors.append(f"connection lost: {exc}")
-        if not self.done.done():
-            self.done.set_result(None)
-
-
-async def load(
-    host: str, port: int, requests: list[tuple[bytes, bytes]], *, connections: int, seconds: float, warmup: float
-) -> dict:
-    if warmup:
-        await load(host, port, requests, connections=connections, seconds=warmup, warmup=0)
-    loop = asyncio.get_running_loop()
-    latencies: list[float] = []
-    errors: list[str] = []
-    started = time.perf_counter()
-    deadline = started + seconds
-    dones = [loop.create_future() for _ in range(connections)]
-    for n, done in enumerate(dones):
-        await loop.create_connection(
-            lambda n=n, done=done: _Connection(requests, n * 7, deadline, latencies, errors, done), host, port
-        )
-    await asyncio.wait_for(asyncio.gather(*dones), timeout=seconds + 60)
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50": latencies[len(latencies) // 2] * 1000,
-        "p99": latencies[int(len(latencies) * 0.99)] * 1000,
-        "n": len(latencies),
-        "errors": len(errors),
-    }
-
-
-def get(path: str, host: str, token: str | None = None) -> bytes:
-    auth_line = f"Authorization: Bearer {token}\r\n" if token else ""
-    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth_line}\r\n".encode()
-
-
-# ------------------------------------------------------------------------------- SSE timing
-
-
-async def sse_chunk_times(host: str, port: int, request: bytes, event_prefix: bytes) -> list[float]:
-    """Seconds from sending the request to each data frame of the stream (chunked body)."""
-    reader, writer = await asyncio.open_connection(host, port)
-    started = time.perf_counter()
-    writer.write(request)
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    if b" 200 " not in head.split(b"\r\n")[0]:
-        raise RuntimeError(f"stream request failed: {head[:200]!r} {await reader.read(500)!r}")
-    times: list[float] = []
-    buffer = b""
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size = int(size_line.strip().split(b";")[0], 16)
-        if size == 0:
-            break
-        chunk = await reader.readexactly(size + 2)
-        now = time.perf_counter() - started
-        buffer += chunk[:-2]
-        while b"\n\n" in buffer:
-            frame, buffer = buffer.split(b"\n\n", 1)
-            if frame.startswith(event_prefix):
-                times.append(now)
-    writer.close()
-    return times
-
-
-def chunked_post(path: str, host: str, body: dict, headers: dict[str, str]) -> bytes:
-    data = json.dumps(body, ensure_ascii=False).encode()
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\n{extra}Connection: close\r\n\r\n"
-    ).encode() + data
 
 
 # ----------------------------------------------------------------------------------- setup
@@ -222,8 +76,8 @@ def seed(url: str) -> tuple[str, str]:
                FROM generate_series(1, %s) m""",
             (SITE, answer, MEMBERS),
         )
-        staff = auth.issue(conn, subject="bench-staff", role="staff", site_ids=[SITE]).token
-        admin = auth.issue(conn, subject="bench-admin", role="admin", site_ids=[SITE]).token
+        staff = tokens.issue(conn, subject="bench-staff", role="staff", site_ids=[SITE]).token
+        admin = tokens.issue(conn, subject="bench-admin", role="admin", site_ids=[SITE]).token
     return staff, admin
 
 
@@ -271,7 +125,7 @@ def start_api(url: str, port: int, fake: FakeDashScope, pool_size: int) -> subpr
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError("the API exited at start")
+                raise RuntimeError("the API exited at start") from None
             time.sleep(0.2)
     proc.terminate()
     raise RuntimeError("the API did not start within 60 s")
@@ -299,7 +153,7 @@ async def bench_sse(port: int, fake: FakeDashScope, staff: str, *, chunks: int, 
         open_chat = get(f"/api/xcx/chat/messages?contextType=bench&contextId=s{n}", host, staff)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(open_chat)
-        _, body = await _read_response(reader)
+        _, body = await read_response(reader)
         writer.close()
         chat_id = json.loads(body)["chatId"]
         request = chunked_post(
@@ -325,8 +179,9 @@ async def bench_sse(port: int, fake: FakeDashScope, staff: str, *, chunks: int, 
 async def main_async(args: argparse.Namespace, port: int, fake: FakeDashScope, staff: str) -> None:
     host = f"127.0.0.1:{port}"
     print(
-        f"API benchmark: 1 uvicorn worker (database pool {args.pool}) on loopback, {args.connections} keep-alive connections, "
-        f"{args.seconds:g} s per scenario after {args.warmup:g} s warm-up, {os.cpu_count()} cores shared with the load generator"
+        f"API benchmark: 1 uvicorn worker (database pool {args.pool}) on loopback, "
+        f"{args.connections} keep-alive connections, {args.seconds:g} s per scenario after {args.warmup:g} s "
+        f"warm-up, {os.cpu_count()} cores shared with the load generator"
     )
     health = await load(
         "127.0.0.1",
@@ -351,7 +206,8 @@ async def main_async(args: argparse.Namespace, port: int, fake: FakeDashScope, s
     ):
         print(f"{name:<44}{r['rps']:>9.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['errors']:>8}")
     print(
-        f"cached read / baseline: throughput x{cached['rps'] / health['rps']:.2f}, p99 x{cached['p99'] / health['p99']:.2f}"
+        f"cached read / baseline: throughput x{cached['rps'] / health['rps']:.2f}, "
+        f"p99 x{cached['p99'] / health['p99']:.2f}"
     )
     ok = cached["rps"] >= 1000 and cached["p99"] < 50 and cached["errors"] == 0
     print(f"goal >= 1,000 reads/s with p99 < 50 ms: {'met' if ok else 'NOT met'}")
@@ -360,13 +216,15 @@ async def main_async(args: argparse.Namespace, port: int, fake: FakeDashScope, s
         return
     print()
     print(
-        f"{'chat SSE (median of ' + str(args.streams) + ' streams)':<44}{'first ms':>10}{'span ms':>10}{'added/chunk ms':>16}"
+        f"{'chat SSE (median of ' + str(args.streams) + ' streams)':<44}"
+        f"{'first ms':>10}{'span ms':>10}{'added/chunk ms':>16}"
     )
     for chunks, delay in ((200, 0.0), (50, 10.0)):
         r = await bench_sse(port, fake, staff, chunks=chunks, streams=args.streams, delay_ms=delay)
         label = f"{chunks} chunks, {delay:g} ms apart"
         print(
-            f"{'direct from fake (baseline), ' + label:<44}{r['direct_first_ms']:>10.1f}{r['direct_span_ms']:>10.1f}{'':>16}"
+            f"{'direct from fake (baseline), ' + label:<44}"
+            f"{r['direct_first_ms']:>10.1f}{r['direct_span_ms']:>10.1f}{'':>16}"
         )
         print(
             f"{'through the API, ' + label:<44}{r['api_first_ms']:>10.1f}{r['api_span_ms']:>10.1f}"

@@ -371,10 +371,11 @@ def _run(args: argparse.Namespace, url: str, members: list[int], harness) -> Non
             range_launch = statistics.median(p["launch"] for p in burst_parts)
             keys_per_run = len(burst) / max(1, len(planned))
             waves = -(-keys_per_run // DEFAULT_CONCURRENCY)
+            calls_s = len(CHAIN) * waves * args.latency_ms / 1000
             print(
-                f"    floor: sensor loop {SENSOR_LOOP_S:.0f} s + {len(planned)} run(s) ({min(len(planned), slots)} at once) "
-                f"x (launch {range_launch:.2f} s + {len(CHAIN)} apps x {waves:.0f} waves of "
-                f"{DEFAULT_CONCURRENCY} calls x {args.latency_ms / 1000:.1f} s = {len(CHAIN) * waves * args.latency_ms / 1000:.1f} s)"
+                f"    floor: sensor loop {SENSOR_LOOP_S:.0f} s + {len(planned)} run(s) "
+                f"({min(len(planned), slots)} at once) x (launch {range_launch:.2f} s + {len(CHAIN)} apps x "
+                f"{waves:.0f} waves of {DEFAULT_CONCURRENCY} calls x {args.latency_ms / 1000:.1f} s = {calls_s:.1f} s)"
             )
             print(
                 f"    median breakdown per run (s): {_breakdown(burst_parts)}; execution {range_exec:.2f} s "

@@ -1,35 +1,51 @@
-"""The one Dagster entry point: every domain's definitions, bound to resources from the environment."""
+"""The one Dagster entry point: every domain's definitions, merged, with the code location's settings.
+
+Settings are read here and only here, when Dagster loads the code location (``@dg.definitions``
+defers it from import to load): the venue's zone shapes the DWS business-date partitions and
+the prewarm schedule, which Dagster needs as values; resources are bound from ``dg.EnvVar`` so
+the Dagster UI shows where each value comes from and reads it when a run starts.
+"""
 
 import dagster as dg
 
-from zqyy_assets.defs.ai.assets import ai_assets
-from zqyy_assets.defs.ai.checks import ai_checks
-from zqyy_assets.defs.ai.jobs import ai_jobs
-from zqyy_assets.defs.ai.resources import LLMResource
-from zqyy_assets.defs.dws.assets import (
-    dws_assistant_member,
-    dws_finance_area_daily,
-    dws_member_profile,
-)
-from zqyy_assets.defs.dws.checks import dws_checks
-from zqyy_assets.defs.events.automation import event_schedules, event_sensors
-from zqyy_assets.defs.ods.assets import ods_assets
+from zqyy_assets.core.settings import PrewarmScheduleSettings, VenueSettings
+from zqyy_assets.defs.ai.definitions import build_ai_defs
+from zqyy_assets.defs.ai.resources import llm_resource_from_env
+from zqyy_assets.defs.dws.definitions import build_dws_defs
+from zqyy_assets.defs.events.definitions import build_events_defs
+from zqyy_assets.defs.ods.definitions import build_ods_defs
 from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
-defs = dg.Definitions(
-    assets=[*ods_assets, dws_finance_area_daily, dws_member_profile, dws_assistant_member, *ai_assets],
-    asset_checks=[*dws_checks, *ai_checks],
-    jobs=ai_jobs,
-    sensors=event_sensors,
-    schedules=event_schedules,
-    resources={
+
+def venue_calendar(venue: VenueSettings) -> VenueCalendarResource:
+    """The venue's calendar bound from its variables; one left unset keeps the settings' default
+    (Dagster has no optional ``EnvVar``), the same value the partitions and schedule got."""
+    set_ = venue.model_fields_set
+    return VenueCalendarResource(
+        timezone=dg.EnvVar("VENUE_TIMEZONE") if "venue_timezone" in set_ else venue.venue_timezone,
+        business_day_cutoff_hours=dg.EnvVar.int("BUSINESS_DAY_CUTOFF_HOURS")
+        if "business_day_cutoff_hours" in set_
+        else venue.business_day_cutoff_hours,
+    )
+
+
+def resources(venue: VenueSettings) -> dict[str, dg.ConfigurableResource]:
+    return {
         "postgres": PostgresResource(database_url=dg.EnvVar("DATABASE_URL")),
-        "venue_calendar": VenueCalendarResource(
-            timezone=dg.EnvVar("VENUE_TIMEZONE"),
-            business_day_cutoff_hours=dg.EnvVar.int("BUSINESS_DAY_CUTOFF_HOURS"),
-        ),
-        # Only the database is bound here; the provider (ZQYY_LLM_PROVIDER: auto/dashscope/offline),
-        # the key, base URL, app ids and budgets are read from the environment when a run uses it.
-        "llm": LLMResource(database_url=dg.EnvVar("DATABASE_URL")),
-    },
-)
+        "venue_calendar": venue_calendar(venue),
+        # Every LLM setting: provider, key (secret), base URL, app ids, budgets, timeouts.
+        "llm": llm_resource_from_env(),
+    }
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    venue = VenueSettings()
+    prewarm = PrewarmScheduleSettings()
+    return dg.Definitions.merge(
+        build_ods_defs(),
+        build_dws_defs(venue_timezone=venue.venue_timezone),
+        build_ai_defs(),
+        build_events_defs(prewarm_cron=prewarm.app2_prewarm_cron, prewarm_timezone=prewarm.timezone(venue)),
+        dg.Definitions(resources=resources(venue)),
+    )

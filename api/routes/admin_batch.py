@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from psycopg.types.json import Jsonb
@@ -16,7 +17,7 @@ from api.schemas.admin import (
 )
 from api.schemas.common import Message
 from api.services import batch
-from api.services.dagster_runs import DagsterUnavailable
+from api.services.pipeline_runs import DagsterUnavailable
 
 router = APIRouter(
     prefix="/api/admin/ai/batch-run",
@@ -44,7 +45,7 @@ async def create_batch_run(
             detail=f"member_ids is required for {sorted(MEMBER_LEVEL & set(body.app_types))}",
         )
     batch_id = batch.new_batch_id()
-    app_types = list(dict.fromkeys(body.app_types))
+    app_types: list[str] = list(dict.fromkeys(body.app_types))
     est = await asyncio.to_thread(
         batch.estimate,
         settings.database_url,
@@ -53,7 +54,7 @@ async def create_batch_run(
         app_types,
         body.member_ids,
         request.app.state.llm.provider,
-        settings.venue_timezone,
+        settings.venue.venue_timezone,
     )
     async with pool.connection() as conn:
         per_call = await batch.tokens_per_call(conn, app_types, settings.batch_default_tokens_per_call)
@@ -147,7 +148,8 @@ async def confirm_batch_run(
     if claimed is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"batch {batch_id} was confirmed or expired meanwhile")
     # No pooled connection is held while the runs launch (seconds each with the default coordinator).
-    runs, dagster = [], request.app.state.dagster
+    runs: list[dict[str, Any]] = []
+    dagster = request.app.state.dagster
     for planned in claimed["plan"]:
         dynamic = planned["dynamic_partitions"]
         try:
@@ -162,7 +164,8 @@ async def confirm_batch_run(
             launched = [r["run_id"] for r in runs]
             async with pool.connection() as conn:
                 await conn.execute(
-                    "UPDATE biz.admin_batches SET status = 'failed', run_ids = %s, error_message = %s WHERE batch_id = %s",
+                    """UPDATE biz.admin_batches SET status = 'failed', run_ids = %s, error_message = %s
+                       WHERE batch_id = %s""",
                     (launched, str(exc), batch_id),
                 )
             raise HTTPException(

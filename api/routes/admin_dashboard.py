@@ -47,14 +47,20 @@ async def get_dashboard(
     if (date_from is None) != (date_to is None):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="date_from and date_to go together")
     if date_from is None:
-        date_to = datetime.now(UTC).astimezone(ZoneInfo(settings.venue_timezone)).date()
+        date_to = datetime.now(UTC).astimezone(ZoneInfo(settings.venue.venue_timezone)).date()
         date_from = date_to - timedelta(days=range_days - 1)
     else:
+        assert date_to is not None  # checked above: the two go together
         check_date_range(date_from, date_to)
         if (date_to - date_from).days >= MAX_RANGE_DAYS:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"a range covers at most {MAX_RANGE_DAYS} days"
             )
     return await dashboard_service.dashboard(
-        conn, site_id, date_from=date_from, date_to=date_to, tz=settings.venue_timezone, budget=await _budget(request)
+        conn,
+        site_id,
+        date_from=date_from,
+        date_to=date_to,
+        tz=settings.venue.venue_timezone,
+        budget=await _budget(request),
     )

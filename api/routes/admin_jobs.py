@@ -5,7 +5,9 @@ from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from psycopg.rows import DictRow
 
+from api.auth import Principal
 from api.deps import (
     FIRST_DAY,
     LAST_DAY,
@@ -25,8 +27,8 @@ from api.schemas.admin import (
     TriggerJobListResponse,
 )
 from api.schemas.common import EventType, Id, Message
-from api.services import admin, events
-from api.services.dagster_runs import DagsterUnavailable
+from api.services import AsyncConn, admin, events
+from api.services.pipeline_runs import DagsterUnavailable
 from zqyy_assets.core.business_date import business_date
 
 router = APIRouter(
@@ -72,7 +74,7 @@ async def list_trigger_jobs(
 
     `date_from` / `date_to` are calendar days in the venue's timezone, both inclusive."""
     check_date_range(date_from, date_to)
-    start, end = admin.local_day_bounds(date_from or FIRST_DAY, date_to or LAST_DAY, settings.venue_timezone)
+    start, end = admin.local_day_bounds(date_from or FIRST_DAY, date_to or LAST_DAY, settings.venue.venue_timezone)
     rows, total = await admin.list_jobs(
         conn,
         site_id,
@@ -84,7 +86,7 @@ async def list_trigger_jobs(
         page_size=page_size,
     )
     rows, runs_error = await _with_runs(request, rows)
-    today = business_date(datetime.now(UTC), settings.venue_timezone, settings.business_day_cutoff_hours)
+    today = business_date(datetime.now(UTC), settings.venue.venue_timezone, settings.venue.business_day_cutoff_hours)
     return {
         "items": rows,
         "total": total,
@@ -95,17 +97,19 @@ async def list_trigger_jobs(
     }
 
 
-async def _event_in_scope(conn, principal, event_id: int) -> int:
+async def _event_in_scope(conn: AsyncConn, principal: Principal, event_id: int) -> DictRow:
+    """The event with its detail columns; 404 when there is none, 403 when its site is not the token's."""
     exists, site_id = await admin.event_site(conn, event_id)
-    if not exists:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no trigger job {event_id}")
-    return check_site(principal, site_id)
+    if exists:
+        row = await events.get_event(conn, check_site(principal, site_id), event_id, detail=True)
+        if row is not None:
+            return row
+    raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no trigger job {event_id}")
 
 
 @router.get("/trigger-jobs/{job_id}", response_model=TriggerJobDetailResponse, responses={404: {"model": Message}})
 async def get_trigger_job(request: Request, job_id: Annotated[Id, Path()], principal: AdminDep, conn: ConnDep):
-    site_id = await _event_in_scope(conn, principal, job_id)
-    row = await events.get_event(conn, site_id, job_id, detail=True)
+    row = await _event_in_scope(conn, principal, job_id)
     (row,), _ = await _with_runs(request, [row])
     return row
 
@@ -118,13 +122,12 @@ async def get_trigger_job(request: Request, job_id: Annotated[Id, Path()], princ
 )
 async def retry_trigger_job(job_id: Annotated[Id, Path()], principal: AdminDep, conn: ConnDep, settings: SettingsDep):
     """Queue the event again as a new, forced event pointing back at the original."""
-    site_id = await _event_in_scope(conn, principal, job_id)
-    original = await events.get_event(conn, site_id, job_id, detail=True)
+    original = await _event_in_scope(conn, principal, job_id)
     row = await events.insert_event(
         conn,
         settings,
         event_type=original["event_type"],
-        site_id=site_id,
+        site_id=original["site_id"],
         member_id=original["member_id"],
         assistant_id=original["assistant_id"],
         payload=original["payload"] or {},

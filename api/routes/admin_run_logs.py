@@ -44,7 +44,7 @@ async def list_run_logs(
     """A site's LLM calls, newest first (refusals by the guards included). Dates are calendar
     days in the venue's timezone, both inclusive."""
     check_date_range(date_from, date_to)
-    start, end = admin.local_day_bounds(date_from or FIRST_DAY, date_to or LAST_DAY, settings.venue_timezone)
+    start, end = admin.local_day_bounds(date_from or FIRST_DAY, date_to or LAST_DAY, settings.venue.venue_timezone)
     items, total = await admin.list_run_logs(
         conn,
         site_id,

@@ -7,7 +7,8 @@ from api.deps import AdminDep, PoolDep, SettingsDep, check_site
 from api.schemas.admin import RunAppRequest, RunAppResponse
 from api.schemas.common import AppType, Message
 from api.services import cache_reads
-from api.services.dagster_runs import DagsterUnavailable, app_target
+from api.services.pipeline_runs import ASSISTANT_MEMBER_APPS, DagsterUnavailable, app_target
+from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
 
 router = APIRouter(
     prefix="/api/admin/ai", tags=["admin: runs"], responses={401: {"model": Message}, 403: {"model": Message}}
@@ -21,7 +22,7 @@ def _check_fields(app_type: str, body: RunAppRequest) -> None:
     def missing(name: str, why: str) -> None:
         errors.append({"type": "missing", "loc": ("body", name), "msg": f"Field required: {why}", "input": None})
 
-    if app_type in ("app2_finance", "app2a_finance_area"):
+    if app_type in (APP2_SITE_APP, APP2_AREA_APP):
         if body.time_dimension is None:
             missing("time_dimension", f"{app_type} runs for one time_dimension")
         if app_type == "app2_finance" and body.area not in (None, "all"):
@@ -38,7 +39,7 @@ def _check_fields(app_type: str, body: RunAppRequest) -> None:
     else:
         if body.member_id is None:
             missing("member_id", f"{app_type} runs for one member")
-        if app_type in ("app4_analysis", "app5_tactics") and body.assistant_id is None:
+        if app_type in ASSISTANT_MEMBER_APPS and body.assistant_id is None:
             missing("assistant_id", f"{app_type} runs for one assistant-member pair")
     if errors:
         raise RequestValidationError(errors)

@@ -8,7 +8,7 @@ from api.deps import AdminDep, ConnDep, SettingsDep
 from api.schemas.admin import TriggerItem, TriggerUpdateRequest
 from api.schemas.common import Id, Message
 from api.services import triggers
-from api.services.dagster_runs import DagsterUnavailable
+from api.services.pipeline_runs import DagsterUnavailable
 
 router = APIRouter(
     prefix="/api/admin/ai/triggers",
@@ -93,9 +93,9 @@ async def update_trigger(
         if not _same_cron(body.cron_expression, current):
             raise HTTPException(
                 status.HTTP_409_CONFLICT,
-                detail=f"the cron of Dagster schedule {item['job_name']} is defined in code ({current!r}) and Dagster's "
-                "API cannot change it; nothing was changed. Change it where the schedule is defined (the App2 prewarm "
-                "reads APP2_PREWARM_CRON) and reload the code location.",
+                detail=f"the cron of Dagster schedule {item['job_name']} is defined in code ({current!r}) and "
+                "Dagster's API cannot change it; nothing was changed. Change it where the schedule is defined "
+                "(the App2 prewarm reads APP2_PREWARM_CRON) and reload the code location.",
             )
     if "description" in body.model_fields_set:
         await triggers.set_description(conn, trigger_id, body.description or None)

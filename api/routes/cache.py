@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from api.deps import ConnDep, LatestAnswersDep, SiteDep
 from api.schemas.cache import CacheEntry, CacheHistory, FinanceInsights, MemberClues
 from api.schemas.common import (
+    AREAS,
     TIME_DIMENSIONS,
     AppType,
     Area,
@@ -15,10 +16,11 @@ from api.schemas.common import (
     Message,
     TargetId,
     TimeDimension,
-    finance_app_type,
-    finance_target_id,
 )
 from api.services import cache_reads
+from api.services.pipeline_runs import ASSISTANT_MEMBER_APPS
+from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
+from zqyy_assets.core.partition_keys import app2_app_name, app2_target_id
 
 router = APIRouter(
     prefix="/api/ai",
@@ -31,17 +33,23 @@ _ASSISTANT_MEMBER = re.compile(r"^[1-9][0-9]{0,18}_[1-9][0-9]{0,18}$")
 _FINANCE = re.compile(r"^(?P<td>[a-z0-9_]+?)__(?P<area>[A-Za-z]+)$")
 
 
+def _finance_app(area: str) -> str:
+    return app2_app_name(area) if area in AREAS else APP2_AREA_APP
+
+
 def check_target(app_type: str, target_id: str) -> None:
     """Each app has one target format; a wrong one is the caller's mistake, said plainly."""
-    if app_type in ("app2_finance", "app2a_finance_area"):
+    if app_type in (APP2_SITE_APP, APP2_AREA_APP):
         match = _FINANCE.match(target_id)
-        if not match or match["td"] not in TIME_DIMENSIONS or finance_app_type(match["area"]) != app_type:
+        # An unknown area is the area app's target (its read finds nothing), as it always was.
+        if not match or match["td"] not in TIME_DIMENSIONS or _finance_app(match["area"]) != app_type:
             expected = "all" if app_type == "app2_finance" else "an area other than 'all'"
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=f"target_id for {app_type} is '{{time_dimension}}__{{area}}' with area {expected}, got {target_id!r}",
+                detail=f"target_id for {app_type} is '{{time_dimension}}__{{area}}' with area {expected}, "
+                f"got {target_id!r}",
             )
-    elif app_type in ("app4_analysis", "app5_tactics"):
+    elif app_type in ASSISTANT_MEMBER_APPS:
         if not _ASSISTANT_MEMBER.match(target_id):
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -103,7 +111,7 @@ async def get_answer_history(
 @router.get("/finance/insights", response_model=FinanceInsights)
 async def get_finance_insights(time_dimension: TimeDimension, area: Area, site_id: SiteDep, conn: ConnDep):
     """App2's insights for a period and an area (`all` = the whole site)."""
-    app_type, target_id = finance_app_type(area), finance_target_id(time_dimension, area)
+    app_type, target_id = app2_app_name(area), app2_target_id(time_dimension, area)
     row = await cache_reads.latest_valid(conn, site_id, app_type, target_id)
     if row is None:
         raise HTTPException(

@@ -23,6 +23,7 @@ from api.schemas.chat import (
 )
 from api.schemas.common import Id, Message
 from api.services import chat
+from zqyy_assets.core.apps import CHAT_APP
 from zqyy_assets.core.llm.errors import GuardRefused, LLMError
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ async def send_message(
     # No connection is held while the model answers.
     try:
         answer = await request.app.state.llm.acall_app(
-            "app1_chat",
+            CHAT_APP,
             chat.build_prompt(turns),
             site_id=session["site_id"],
             session_id=session["bailian_session_id"],

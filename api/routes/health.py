@@ -2,6 +2,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep
+from api.services import one_row
 
 router = APIRouter(tags=["health"])
 
@@ -10,9 +11,7 @@ router = APIRouter(tags=["health"])
 async def health(conn: ConnDep) -> JSONResponse:
     """Liveness plus a real round trip to the database, with the applied schema version."""
     try:
-        row = await (
-            await conn.execute("SELECT max(version) AS schema_version FROM public.schema_migrations")
-        ).fetchone()
+        row = await one_row(await conn.execute("SELECT max(version) AS schema_version FROM public.schema_migrations"))
     except Exception as exc:  # the database answered with an error: report it, don't crash
         return JSONResponse(
             status_code=503, content={"status": "error", "database": "unavailable", "detail": str(exc)[:200]}

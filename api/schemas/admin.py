@@ -242,7 +242,8 @@ class TriggerItem(BaseModel):
     kind: Literal["sensor", "schedule"]
     trigger_condition: Literal["event", "cron"] = Field(description="event: a sensor; cron: a schedule.")
     trigger_config: dict[str, Any] = Field(
-        description="Schedule: cron_expression, execution_timezone, jobs. Sensor: sensor_type, min_interval_seconds, jobs."
+        description="Schedule: cron_expression, execution_timezone, jobs. "
+        "Sensor: sensor_type, min_interval_seconds, jobs."
     )
     status: Literal["enabled", "disabled", "unknown"] = Field(
         description="Dagster's instigation state (RUNNING: enabled); unknown when Dagster could not be asked."

@@ -2,11 +2,12 @@
 
 import json
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from api.schemas.common import EventType, Id
+from zqyy_assets.core import vocabulary
 
 MAX_PAYLOAD_BYTES = 16_384
 # An event's time must be a real moment of the venue's life, not a sentinel.
@@ -62,14 +63,6 @@ class EventIn(BaseModel):
         return check_payload(value)
 
 
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-    "consumption": ("member_id",),
-    "note_created": ("member_id",),
-    "task_assigned": ("member_id", "assistant_id"),
-    "dws_completed": (),
-}
-
-
 class EventAccepted(BaseModel):
     id: int
     event_type: str
@@ -86,7 +79,7 @@ class EventStatus(BaseModel):
     member_id: int | None
     assistant_id: int | None
     biz_date: date
-    status: str = Field(description="pending | launched | completed | failed | skipped_duplicate")
+    status: str = Field(description=" | ".join(get_args(vocabulary.EventStatus)))
     is_forced: bool
     source: str
     app_chain: str | None

@@ -5,34 +5,28 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import psycopg
+from psycopg import sql
+from psycopg.rows import DictRow
 
-from api.schemas.common import (
-    AREAS,
-    TIME_DIMENSIONS,
-    finance_app_type,
-    finance_target_id,
-)
+from api.schemas.common import AREAS, TIME_DIMENSIONS
+from api.services import AsyncConn, one_row, paging
+from api.services.paging import Filters
+from zqyy_assets.core.partition_keys import app2_app_name, app2_target_id
 
 PREWARM_TOTAL = len(TIME_DIMENSIONS) * len(AREAS)  # 72
 
 
-async def invalidate_cache(
-    conn: psycopg.AsyncConnection, site_id: int, app_type: str | None, member_id: int | None
-) -> int:
-    clauses, params = ["site_id = %s", "status = 'valid'"], [site_id]
-    if app_type is not None:
-        clauses.append("cache_type = %s")
-        params.append(app_type)
+async def invalidate_cache(conn: AsyncConn, site_id: int, app_type: str | None, member_id: int | None) -> int:
+    filters = Filters().where("site_id = %s AND status = 'valid'", site_id).equals(cache_type=app_type)
     if member_id is not None:
         # A member's own answers, and the assistant-member ones (`{assistant_id}_{member_id}`).
-        clauses.append("(target_id = %s OR target_id LIKE %s)")
-        params += [str(member_id), f"%\\_{member_id}"]
-    cur = await conn.execute(f"UPDATE biz.ai_cache SET status = 'invalidated' WHERE {' AND '.join(clauses)}", params)
+        filters.where("(target_id = %s OR target_id LIKE %s)", str(member_id), f"%\\_{member_id}")
+    statement = sql.SQL("UPDATE biz.ai_cache SET status = 'invalidated' WHERE {}").format(filters.clause())
+    cur = await conn.execute(statement, filters.params)
     return cur.rowcount
 
 
-async def prewarm_progress(conn: psycopg.AsyncConnection, site_id: int) -> dict:
+async def prewarm_progress(conn: AsyncConn, site_id: int) -> dict:
     """The 72 App2 combinations of a site: which have a valid answer, which are missing."""
     cur = await conn.execute(
         """SELECT cache_type, target_id, max(created_at) AS last
@@ -45,8 +39,8 @@ async def prewarm_progress(conn: psycopg.AsyncConnection, site_id: int) -> dict:
     missing, stamps = [], []
     for time_dimension in TIME_DIMENSIONS:
         for area in AREAS:
-            target = finance_target_id(time_dimension, area)
-            stamp = cached.get((finance_app_type(area), target))
+            target = app2_target_id(time_dimension, area)
+            stamp = cached.get((app2_app_name(area), target))
             if stamp is None:
                 missing.append({"target_id": target, "time_dimension": time_dimension, "area": area})
             else:
@@ -68,25 +62,21 @@ _ALERT_SCOPE = "(site_id = %s OR site_id IS NULL)"
 
 
 async def list_alerts(
-    conn: psycopg.AsyncConnection, site_id: int, alert_status: str | None, *, page: int, page_size: int
-) -> tuple[list[dict], int]:
-    clauses, params = [_ALERT_SCOPE], [site_id]
-    if alert_status is not None:
-        clauses.append("alert_status = %s")
-        params.append(alert_status)
-    where = " AND ".join(clauses)
-    total = (await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_alerts WHERE {where}", params)).fetchone())[
-        "n"
-    ]
-    cur = await conn.execute(
-        f"""SELECT {_ALERT_COLUMNS} FROM biz.ai_alerts WHERE {where}
-            ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s""",
-        [*params, page_size, (page - 1) * page_size],
+    conn: AsyncConn, site_id: int, alert_status: str | None, *, page: int, page_size: int
+) -> tuple[list[DictRow], int]:
+    filters = Filters().where(_ALERT_SCOPE, site_id).equals(alert_status=alert_status)
+    return await paging.page(
+        conn,
+        table=("biz", "ai_alerts"),
+        columns=_ALERT_COLUMNS,
+        filters=filters,
+        order_by="created_at DESC, id DESC",
+        page=page,
+        page_size=page_size,
     )
-    return await cur.fetchall(), total
 
 
-async def recent_alerts(conn: psycopg.AsyncConnection, site_id: int, limit: int = 10) -> list[dict]:
+async def recent_alerts(conn: AsyncConn, site_id: int, limit: int = 10) -> list[dict]:
     cur = await conn.execute(
         f"""SELECT {_ALERT_COLUMNS} FROM biz.ai_alerts WHERE {_ALERT_SCOPE}
             ORDER BY created_at DESC, id DESC LIMIT %s""",
@@ -95,19 +85,20 @@ async def recent_alerts(conn: psycopg.AsyncConnection, site_id: int, limit: int 
     return await cur.fetchall()
 
 
-async def alert_site(conn: psycopg.AsyncConnection, alert_id: int) -> tuple[bool, int | None]:
+async def alert_site(conn: AsyncConn, alert_id: int) -> tuple[bool, int | None]:
     """(exists, site_id) of an alert, to tell 404 from 403 before touching it."""
     row = await (await conn.execute("SELECT site_id FROM biz.ai_alerts WHERE id = %s", (alert_id,))).fetchone()
     return (row is not None, row["site_id"] if row else None)
 
 
-async def set_alert_status(conn: psycopg.AsyncConnection, alert_id: int, alert_status: str, handled_by: str) -> dict:
+async def set_alert_status(conn: AsyncConn, alert_id: int, alert_status: str, handled_by: str) -> DictRow:
+    """Set an existing alert's status (the caller checked it exists)."""
     cur = await conn.execute(
         """UPDATE biz.ai_alerts SET alert_status = %s, handled_at = now(), handled_by = %s
            WHERE id = %s RETURNING id, alert_status""",
         (alert_status, handled_by, alert_id),
     )
-    return await cur.fetchone()
+    return await one_row(cur)
 
 
 def local_day_bounds(day_from: date, day_to: date, tz: str) -> tuple[datetime, datetime]:
@@ -123,7 +114,7 @@ _JOB_COLUMNS = """id, event_type, member_id, assistant_id, status, app_chain, is
 
 
 async def list_jobs(
-    conn: psycopg.AsyncConnection,
+    conn: AsyncConn,
     site_id: int,
     *,
     event_type: str | None,
@@ -132,40 +123,35 @@ async def list_jobs(
     created_before: datetime | None,
     page: int,
     page_size: int,
-) -> tuple[list[dict], int]:
-    clauses, params = ["site_id = %s"], [site_id]
-    for column, value in (("event_type", event_type), ("status", status)):
-        if value is not None:
-            clauses.append(f"{column} = %s")
-            params.append(value)
-    if created_from is not None:
-        clauses.append("created_at >= %s")
-        params.append(created_from)
-    if created_before is not None:
-        clauses.append("created_at < %s")
-        params.append(created_before)
-    where = " AND ".join(clauses)
-    total = (await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_events WHERE {where}", params)).fetchone())[
-        "n"
-    ]
-    cur = await conn.execute(
-        f"""SELECT {_JOB_COLUMNS} FROM biz.ai_events WHERE {where}
-            ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s""",
-        [*params, page_size, (page - 1) * page_size],
+) -> tuple[list[DictRow], int]:
+    filters = (
+        Filters()
+        .where("site_id = %s", site_id)
+        .equals(event_type=event_type, status=status)
+        .compare("created_at", ">=", created_from)
+        .compare("created_at", "<", created_before)
     )
-    return await cur.fetchall(), total
+    return await paging.page(
+        conn,
+        table=("biz", "ai_events"),
+        columns=_JOB_COLUMNS,
+        filters=filters,
+        order_by="created_at DESC, id DESC",
+        page=page,
+        page_size=page_size,
+    )
 
 
-async def skipped_duplicates(conn: psycopg.AsyncConnection, site_id: int, biz_date: date) -> int:
+async def skipped_duplicates(conn: AsyncConn, site_id: int, biz_date: date) -> int:
     cur = await conn.execute(
         """SELECT count(*) AS n FROM biz.ai_events
            WHERE site_id = %s AND biz_date = %s AND status = 'skipped_duplicate'""",
         (site_id, biz_date),
     )
-    return (await cur.fetchone())["n"]
+    return int((await one_row(cur))["n"])
 
 
-async def event_site(conn: psycopg.AsyncConnection, event_id: int) -> tuple[bool, int | None]:
+async def event_site(conn: AsyncConn, event_id: int) -> tuple[bool, int | None]:
     row = await (await conn.execute("SELECT site_id FROM biz.ai_events WHERE id = %s", (event_id,))).fetchone()
     return (row is not None, row["site_id"] if row else None)
 
@@ -178,7 +164,7 @@ _RUN_LOG_COLUMNS = r"""id, app_name AS app_type, trigger_type, target_id,
 
 
 async def list_run_logs(
-    conn: psycopg.AsyncConnection,
+    conn: AsyncConn,
     site_id: int,
     *,
     app_type: str | None,
@@ -188,31 +174,26 @@ async def list_run_logs(
     called_before: datetime | None,
     page: int,
     page_size: int,
-) -> tuple[list[dict], int]:
-    clauses, params = ["site_id = %s"], [site_id]
-    for column, value in (("app_name", app_type), ("status", status), ("trigger_type", trigger_type)):
-        if value is not None:
-            clauses.append(f"{column} = %s")
-            params.append(value)
-    if called_from is not None:
-        clauses.append("called_at >= %s")
-        params.append(called_from)
-    if called_before is not None:
-        clauses.append("called_at < %s")
-        params.append(called_before)
-    where = " AND ".join(clauses)
-    total = (
-        await (await conn.execute(f"SELECT count(*) AS n FROM biz.ai_call_ledger WHERE {where}", params)).fetchone()
-    )["n"]
-    cur = await conn.execute(
-        f"""SELECT {_RUN_LOG_COLUMNS} FROM biz.ai_call_ledger WHERE {where}
-            ORDER BY called_at DESC, id DESC LIMIT %s OFFSET %s""",
-        [*params, page_size, (page - 1) * page_size],
+) -> tuple[list[DictRow], int]:
+    filters = (
+        Filters()
+        .where("site_id = %s", site_id)
+        .equals(app_name=app_type, status=status, trigger_type=trigger_type)
+        .compare("called_at", ">=", called_from)
+        .compare("called_at", "<", called_before)
     )
-    return await cur.fetchall(), total
+    return await paging.page(
+        conn,
+        table=("biz", "ai_call_ledger"),
+        columns=_RUN_LOG_COLUMNS,
+        filters=filters,
+        order_by="called_at DESC, id DESC",
+        page=page,
+        page_size=page_size,
+    )
 
 
-async def get_run_log(conn: psycopg.AsyncConnection, log_id: int) -> dict | None:
+async def get_run_log(conn: AsyncConn, log_id: int) -> dict | None:
     cur = await conn.execute(
         f"""SELECT {_RUN_LOG_COLUMNS}, request_prompt, response_text, error_message, error_code, session_id,
                    finished_at, provider, model, attempts

@@ -1,14 +1,15 @@
 """Batch runs: estimate the LLM calls a batch would make, then launch it as Dagster runs on confirmation.
 
 The estimate asks the same question the AI assets ask before each call, with their own code
-(``zqyy_assets.defs.ai``): build the app's prompt with its builder, hash it
-(``answering.prepare``) and compare it with the newest valid cache row (``answering.memo_hit``).
+(``zqyy_assets.core.prompts`` and ``answering``): build the app's prompt with its builder, hash
+it (``answering.prepare``) and compare it with the newest valid cache row (``answering.memo_hit``).
 A target whose hash is unchanged is memoized (no call); one whose builder has nothing to ask
 (unknown member, no notes...) is skipped, as the asset skips it. Everything else is a call.
 
 A chain app whose input includes an upstream answer (App8 reads App3 and App6, App7 reads App8
-and App3, App5 reads App4) is counted as a call when a selected upstream app of the same target
-is: the upstream answer changes first, so its input will have changed by the time it runs.
+and App3, App5 reads App4: the event chains of ``zqyy_assets.core.chains``) is counted as a call
+when a selected upstream app of the same target is: the upstream answer changes first, so its
+input will have changed by the time it runs.
 
 Tokens: each app's average tokens a call over its recent successful calls in the ledger
 (``biz.ai_call_ledger``), else ``batch_default_tokens_per_call`` (2,000, the old service's figure).
@@ -27,9 +28,6 @@ launches what was estimated:
 Member and pair runs force exactly the apps that need a call (op config ``force``). The App2 run
 is not forced: force is per run there, and the rectangle's other partitions have an unchanged
 hash, so memoization skips them while the changed ones are asked anyway.
-
-The zqyy_assets modules import Dagster; this module is imported when the app starts, never at
-request time.
 """
 
 from __future__ import annotations
@@ -39,8 +37,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.services.dagster_runs import ASSET_JOB
+from api.services.pipeline_runs import ASSET_JOB
 from zqyy_assets.core import answering, cache, db, prompts
+from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
+from zqyy_assets.core.chains import CHAINS
 from zqyy_assets.core.partition_keys import (
     AssistantMemberKey,
     MemberKey,
@@ -48,17 +48,44 @@ from zqyy_assets.core.partition_keys import (
     app2_partition_key,
     app2_target_id,
 )
-from zqyy_assets.core.tags import RANGE_END_TAG, RANGE_START_TAG
+from zqyy_assets.core.tags import (
+    BATCH_ID_TAG,
+    PARTITION_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    SITE_TAG,
+    TRIGGER_TAG,
+)
 from zqyy_assets.core.vocabulary import AREAS, ASSISTANT_MEMBERS, MEMBERS, TIME_DIMENSIONS
 
-APP2_APPS = ("app2_finance", "app2a_finance_area")
-MEMBER_APPS = ("app3_clue", "app6_note", "app8_consolidation", "app7_customer")  # chain order
-PAIR_APPS = ("app4_analysis", "app5_tactics")
-UPSTREAM = {
-    "app8_consolidation": ("app3_clue", "app6_note"),
-    "app7_customer": ("app8_consolidation", "app3_clue"),
-    "app5_tactics": ("app4_analysis",),
-}
+APP2_APPS = (APP2_SITE_APP, APP2_AREA_APP)
+
+
+def _upstream() -> dict[str, tuple[str, ...]]:
+    """Each chained app's upstream apps: every app before it in any chain."""
+    upstream: dict[str, list[str]] = {}
+    for chain in CHAINS:
+        for i, app in enumerate(chain.asset_names):
+            ups = upstream.setdefault(app, [])
+            ups.extend(up for up in chain.asset_names[:i] if up not in ups)
+    return {app: tuple(ups) for app, ups in upstream.items()}
+
+
+UPSTREAM = _upstream()
+
+
+def _chain_order(partitions: str) -> tuple[str, ...]:
+    """The apps of the chains over ``partitions``, each after its upstream apps."""
+    apps = list(dict.fromkeys(a for c in CHAINS if c.partitions == partitions for a in c.asset_names))
+
+    def depth(app: str) -> int:
+        return max((depth(up) + 1 for up in UPSTREAM[app]), default=0)
+
+    return tuple(sorted(apps, key=depth))  # stable: first-seen order among equals
+
+
+MEMBER_APPS = _chain_order(MEMBERS)  # app3, app6, app8, app7
+PAIR_APPS = _chain_order(ASSISTANT_MEMBERS)  # app4, app5
 BATCH_TRIGGER = "admin_batch"
 RECENT_CALLS = 200  # the ledger rows an app's token average is taken over
 RECENT_DAYS = 30
@@ -112,14 +139,9 @@ def _run(
     force: bool,
     extra_tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    tags = {
-        "zqyy/trigger": BATCH_TRIGGER,
-        "zqyy/batch_id": batch_id,
-        "zqyy/site_id": str(site_id),
-        **(extra_tags or {}),
-    }
+    tags = {TRIGGER_TAG: BATCH_TRIGGER, BATCH_ID_TAG: batch_id, SITE_TAG: str(site_id), **(extra_tags or {})}
     if dynamic is not None:
-        tags["dagster/partition"] = partition
+        tags[PARTITION_TAG] = partition
     run_config = {"ops": {app: {"config": {"force": True}} for app in assets}} if force else {}
     return {
         "job_name": ASSET_JOB,
@@ -169,7 +191,7 @@ def _app2(conn, est: Estimate, batch_id: str, site_id: int, apps: list[str], pro
             batch_id,
             site_id,
             f"{start}...{end}",
-            ["app2_finance"],
+            [APP2_SITE_APP],  # both app2 apps are the one asset
             dynamic=None,
             force=False,
             extra_tags={RANGE_START_TAG: start, RANGE_END_TAG: end},
@@ -188,8 +210,8 @@ def estimate(
         if site is None or not site["is_active"]:
             # The assets ask nothing for an unknown or inactive site.
             app2_targets = {
-                "app2_finance": len(TIME_DIMENSIONS),
-                "app2a_finance_area": len(TIME_DIMENSIONS) * (len(AREAS) - 1),
+                APP2_SITE_APP: len(TIME_DIMENSIONS),
+                APP2_AREA_APP: len(TIME_DIMENSIONS) * (len(AREAS) - 1),
             }
             for app in selected:
                 est.skipped[app] += app2_targets.get(app, len(set(member_ids)))
@@ -202,15 +224,14 @@ def estimate(
         for member_id in dict.fromkeys(member_ids):
             key = MemberKey(site_id, member_id)
             if member_apps and (needed := _chain(conn, est, member_apps, key, prompts.MEMBER_BUILDERS, provider, tz)):
-                est.plan.append(
-                    _run(batch_id, site_id, key.partition_key, needed, dynamic=MEMBERS, force=True)
-                )
+                est.plan.append(_run(batch_id, site_id, key.partition_key, needed, dynamic=MEMBERS, force=True))
             if not pair_apps:
                 continue
             assistants = [
                 r["assistant_id"]
                 for r in conn.execute(
-                    "SELECT assistant_id FROM dws.assistant_member WHERE site_id = %s AND member_id = %s ORDER BY assistant_id",
+                    """SELECT assistant_id FROM dws.assistant_member
+                       WHERE site_id = %s AND member_id = %s ORDER BY assistant_id""",
                     (site_id, member_id),
                 )
             ]

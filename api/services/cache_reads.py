@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-import psycopg
-from psycopg_pool import AsyncConnectionPool
+from api.services import AsyncConn, Pool, one_row
 
 _COLUMNS = """id, site_id, cache_type AS app_type, target_id, status, result_json AS result, score::float8 AS score,
-              prompt_version, provider, model, triggered_by, tokens_in, tokens_out, latency_ms, dagster_run_id, created_at"""
+              prompt_version, provider, model, triggered_by, tokens_in, tokens_out, latency_ms, dagster_run_id,
+              created_at"""
 
 
-async def latest_valid(conn: psycopg.AsyncConnection, site_id: int, app_type: str, target_id: str) -> dict | None:
+async def latest_valid(conn: AsyncConn, site_id: int, app_type: str, target_id: str) -> dict | None:
     """The newest valid answer (history is kept; invalidated rows are skipped)."""
     cur = await conn.execute(
         f"""SELECT {_COLUMNS} FROM biz.ai_cache
@@ -51,7 +51,7 @@ class LatestAnswers:
         ) a
     """
 
-    def __init__(self, pool: AsyncConnectionPool, *, max_in_flight: int = 2, max_batch: int = 256) -> None:
+    def __init__(self, pool: Pool, *, max_in_flight: int = 2, max_batch: int = 256) -> None:
         self._pool = pool
         self._max_in_flight = max_in_flight
         self._max_batch = max_batch
@@ -102,7 +102,7 @@ class LatestAnswers:
 
 
 async def history(
-    conn: psycopg.AsyncConnection, site_id: int, app_type: str, target_id: str, *, limit: int, offset: int
+    conn: AsyncConn, site_id: int, app_type: str, target_id: str, *, limit: int, offset: int
 ) -> tuple[list[dict], int]:
     """Every answer for the target, valid or not, newest first; and how many there are."""
     cur = await conn.execute(
@@ -119,10 +119,10 @@ async def history(
         "SELECT count(*) AS n FROM biz.ai_cache WHERE site_id = %s AND cache_type = %s AND target_id = %s",
         (site_id, app_type, target_id),
     )
-    return [], (await cur.fetchone())["n"]
+    return [], int((await one_row(cur))["n"])
 
 
-async def member_clues(conn: psycopg.AsyncConnection, site_id: int, member_id: int) -> list[dict]:
+async def member_clues(conn: AsyncConn, site_id: int, member_id: int) -> list[dict]:
     cur = await conn.execute(
         """SELECT id, category, summary, detail, source, recorded_by_name, recorded_by_assistant_id, created_at
            FROM biz.member_retention_clue WHERE site_id = %s AND member_id = %s

@@ -12,16 +12,14 @@ import json
 import re
 from typing import Any
 
-import psycopg
 from fastapi import HTTPException, status
 
 from api.schemas.common import (
     AREAS,
     TIME_DIMENSIONS,
-    finance_app_type,
-    finance_target_id,
 )
-from api.services import cache_reads
+from api.services import AsyncConn, cache_reads, one_row
+from zqyy_assets.core.partition_keys import app2_app_name, app2_target_id
 
 NOT_FOUND = "对话不存在"
 NOT_YOURS = "无权访问该对话"
@@ -32,9 +30,7 @@ _SESSION_COLUMNS = """id, site_id, owner, title, context_type, context_id, baili
 _MESSAGE_COLUMNS = "id, role, content, status, created_at, reference_card"
 
 
-async def owned_session(
-    conn: psycopg.AsyncConnection, chat_id: int, *, site_id_scope: tuple[int, ...], owner: str
-) -> dict:
+async def owned_session(conn: AsyncConn, chat_id: int, *, site_id_scope: tuple[int, ...], owner: str) -> dict:
     """The session if this subject owns it: 404 when it does not exist, 403 when it is not theirs."""
     cur = await conn.execute(f"SELECT {_SESSION_COLUMNS} FROM biz.chat_sessions WHERE id = %s", (chat_id,))
     row = await cur.fetchone()
@@ -45,16 +41,9 @@ async def owned_session(
     return row
 
 
-async def history(
-    conn: psycopg.AsyncConnection, site_id: int, owner: str, *, page: int, page_size: int
-) -> tuple[list[dict], int]:
-    total = (
-        await (
-            await conn.execute(
-                "SELECT count(*) AS n FROM biz.chat_sessions WHERE site_id = %s AND owner = %s", (site_id, owner)
-            )
-        ).fetchone()
-    )["n"]
+async def history(conn: AsyncConn, site_id: int, owner: str, *, page: int, page_size: int) -> tuple[list[dict], int]:
+    count = "SELECT count(*) AS n FROM biz.chat_sessions WHERE site_id = %s AND owner = %s"
+    total = (await one_row(await conn.execute(count, (site_id, owner))))["n"]
     cur = await conn.execute(
         f"""SELECT {_SESSION_COLUMNS} FROM biz.chat_sessions WHERE site_id = %s AND owner = %s
             ORDER BY last_message_at DESC NULLS LAST, id DESC LIMIT %s OFFSET %s""",
@@ -63,9 +52,7 @@ async def history(
     return await cur.fetchall(), total
 
 
-async def find_or_create(
-    conn: psycopg.AsyncConnection, site_id: int, owner: str, context_type: str, context_id: str
-) -> int:
+async def find_or_create(conn: AsyncConn, site_id: int, owner: str, context_type: str, context_id: str) -> int:
     """The subject's newest session for this page context, or a new one."""
     cur = await conn.execute(
         """SELECT id FROM biz.chat_sessions
@@ -81,15 +68,12 @@ async def find_or_create(
            VALUES (%s, %s, %s, %s) RETURNING id""",
         (site_id, owner, context_type, context_id),
     )
-    return (await cur.fetchone())["id"]
+    return int((await one_row(cur))["id"])
 
 
-async def messages(conn: psycopg.AsyncConnection, chat_id: int, *, page: int, page_size: int) -> tuple[list[dict], int]:
-    total = (
-        await (
-            await conn.execute("SELECT count(*) AS n FROM biz.chat_messages WHERE chat_id = %s", (chat_id,))
-        ).fetchone()
-    )["n"]
+async def messages(conn: AsyncConn, chat_id: int, *, page: int, page_size: int) -> tuple[list[dict], int]:
+    count = "SELECT count(*) AS n FROM biz.chat_messages WHERE chat_id = %s"
+    total = (await one_row(await conn.execute(count, (chat_id,))))["n"]
     cur = await conn.execute(
         f"SELECT {_MESSAGE_COLUMNS} FROM biz.chat_messages WHERE chat_id = %s ORDER BY id LIMIT %s OFFSET %s",
         (chat_id, page_size, (page - 1) * page_size),
@@ -98,7 +82,7 @@ async def messages(conn: psycopg.AsyncConnection, chat_id: int, *, page: int, pa
 
 
 async def save_message(
-    conn: psycopg.AsyncConnection,
+    conn: AsyncConn,
     chat_id: int,
     role: str,
     content: str,
@@ -114,7 +98,7 @@ async def save_message(
                VALUES (%s, %s, %s, %s, %s) RETURNING id, role, content, status, created_at""",
             (chat_id, role, content, message_status, tokens_used),
         )
-        row = await cur.fetchone()
+        row = await one_row(cur)
         await conn.execute(
             """UPDATE biz.chat_sessions
                SET last_message = left(%s, 200), last_message_at = %s, message_count = message_count + 1,
@@ -126,7 +110,7 @@ async def save_message(
     return row
 
 
-async def recent_turns(conn: psycopg.AsyncConnection, chat_id: int, limit: int) -> list[dict]:
+async def recent_turns(conn: AsyncConn, chat_id: int, limit: int) -> list[dict]:
     """The last ``limit`` messages, oldest first; error notices are not part of the dialogue."""
     cur = await conn.execute(
         """SELECT role, content FROM (
@@ -160,7 +144,7 @@ def _pick(context: dict[str, Any], *names: str) -> str | None:
 
 
 async def page_text(
-    conn: psycopg.AsyncConnection,
+    conn: AsyncConn,
     site_id: int,
     source_page: str | None,
     page_context: dict[str, Any] | None,
@@ -179,7 +163,7 @@ async def page_text(
     time_dimension = _pick(ctx, "timeDimension", "time_dimension")
     area = _pick(ctx, "area") or "all"
     if time_dimension in TIME_DIMENSIONS and area in AREAS:
-        wanted.append((finance_app_type(area), finance_target_id(time_dimension, area)))
+        wanted.append((app2_app_name(area), app2_target_id(time_dimension, area)))
     member = _pick(ctx, "memberId", "member_id", "contextId")
     if member is None and _DIGITS.match(session["context_id"] or ""):
         member = session["context_id"]

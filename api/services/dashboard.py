@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import psycopg
-
+from api.services import AsyncConn, one_row
 from api.services.admin import local_day_bounds, recent_alerts
 from zqyy_assets.core.apps import APP_NAMES
 
 TREND_MIN_DAYS = 7
 
 
-async def dashboard(
-    conn: psycopg.AsyncConnection, site_id: int, *, date_from: date, date_to: date, tz: str, budget: dict
-) -> dict:
+async def dashboard(conn: AsyncConn, site_id: int, *, date_from: date, date_to: date, tz: str, budget: dict) -> dict:
     start, end = local_day_bounds(date_from, date_to, tz)
-    totals = await (
+    totals = await one_row(
         await conn.execute(
             """SELECT count(*) AS calls,
                       count(*) FILTER (WHERE status = 'success') AS successes,
@@ -31,7 +28,7 @@ async def dashboard(
                WHERE site_id = %s AND called_at >= %s AND called_at < %s""",
             (site_id, start, end),
         )
-    ).fetchone()
+    )
 
     trend_from = min(date_from, date_to - timedelta(days=TREND_MIN_DAYS - 1))
     trend_start, _ = local_day_bounds(trend_from, date_to, tz)

@@ -16,9 +16,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import psycopg
-
-from api.services.dagster_runs import DagsterRuns, DagsterUnavailable
+from api.services import AsyncConn
+from api.services.pipeline_runs import DagsterRuns, DagsterUnavailable
 
 Kind = Literal["sensor", "schedule"]
 
@@ -152,7 +151,7 @@ def _dagster_items(data: dict, repository: dict[str, str], ui_base: str) -> list
     return items
 
 
-async def _ids(conn: psycopg.AsyncConnection, items: list[dict]) -> dict[tuple[str, str], dict]:
+async def _ids(conn: AsyncConn, items: list[dict]) -> dict[tuple[str, str], dict]:
     """Each (kind, name)'s row in biz.admin_triggers, adding the ones seen for the first time."""
     if items:
         await conn.execute(
@@ -174,7 +173,7 @@ def _public(item: dict, row: dict) -> dict:
     return item | {"id": row["id"], "description": row["description"] or item["dagster_description"]}
 
 
-async def list_triggers(conn: psycopg.AsyncConnection, runs: DagsterRuns, ui_base: str) -> list[dict]:
+async def list_triggers(conn: AsyncConn, runs: DagsterRuns, ui_base: str) -> list[dict]:
     """Every sensor and schedule of the code location, by id. Raises DagsterUnavailable."""
     items = await _live_items(runs, ui_base)
     rows = await _ids(conn, items)
@@ -187,7 +186,7 @@ async def _live_items(runs: DagsterRuns, ui_base: str) -> list[dict]:
     return _dagster_items(data, repository, ui_base)
 
 
-async def known_triggers(conn: psycopg.AsyncConnection, why: str) -> list[dict]:
+async def known_triggers(conn: AsyncConn, why: str) -> list[dict]:
     """What this service last saw, for when Dagster cannot be asked: ids and names, state unknown."""
     rows = await (
         await conn.execute("SELECT id, kind, name, description FROM biz.admin_triggers ORDER BY id")
@@ -213,12 +212,12 @@ async def known_triggers(conn: psycopg.AsyncConnection, why: str) -> list[dict]:
     ]
 
 
-async def trigger_row(conn: psycopg.AsyncConnection, trigger_id: int) -> dict | None:
+async def trigger_row(conn: AsyncConn, trigger_id: int) -> dict | None:
     cur = await conn.execute("SELECT id, kind, name, description FROM biz.admin_triggers WHERE id = %s", (trigger_id,))
     return await cur.fetchone()
 
 
-async def live_trigger(conn: psycopg.AsyncConnection, runs: DagsterRuns, ui_base: str, row: dict) -> dict | None:
+async def live_trigger(conn: AsyncConn, runs: DagsterRuns, ui_base: str, row: dict) -> dict | None:
     """The trigger's current item from Dagster, or None when the code location no longer defines it."""
     items = await _live_items(runs, ui_base)
     match = next((i for i in items if (i["kind"], i["job_name"]) == (row["kind"], row["name"])), None)
@@ -227,7 +226,7 @@ async def live_trigger(conn: psycopg.AsyncConnection, runs: DagsterRuns, ui_base
     return _public(match, row) | {"_state_id": match["_state_id"]}
 
 
-async def set_description(conn: psycopg.AsyncConnection, trigger_id: int, description: str | None) -> None:
+async def set_description(conn: AsyncConn, trigger_id: int, description: str | None) -> None:
     await conn.execute(
         "UPDATE biz.admin_triggers SET description = %s, updated_at = now() WHERE id = %s", (description, trigger_id)
     )

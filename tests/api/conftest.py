@@ -4,10 +4,11 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
-from api import auth
 from api.main import create_app
 from api.settings import Settings
 from zqyy_assets.core import db
+from zqyy_assets.core import tokens as token_store
+from zqyy_assets.core.settings import DatabaseSettings
 
 SITE, OTHER_SITE = 1, 2
 
@@ -17,7 +18,7 @@ def api_settings(db_url: str) -> Settings:
     # Dagster is not running in these tests: a closed loopback port fails fast.
     # No token cache: each request sees the tokens table as the test left it.
     return Settings(
-        database_url=db_url,
+        database=DatabaseSettings(database_url=db_url),
         db_pool_min_size=1,
         db_pool_max_size=4,
         dagster_graphql_url="http://127.0.0.1:9/graphql",
@@ -36,9 +37,9 @@ def client(api_settings: Settings) -> Iterator[TestClient]:
 def make_token(db_url: str) -> Callable[..., str]:
     """Issue a real token (hashed into biz.api_tokens) and return it in clear."""
 
-    def make(role: auth.Role = "staff", sites: tuple[int, ...] = (SITE,), subject: str | None = None) -> str:
+    def make(role: token_store.Role = "staff", sites: tuple[int, ...] = (SITE,), subject: str | None = None) -> str:
         with db.transaction(db_url) as conn:
-            return auth.issue(
+            return token_store.issue(
                 conn, subject=subject or f"{role}-{'-'.join(map(str, sites))}", role=role, site_ids=list(sites)
             ).token
 
@@ -78,7 +79,8 @@ def put_cache(
         return conn.execute(
             """INSERT INTO biz.ai_cache (site_id, cache_type, target_id, input_hash, prompt_version, result_json, score,
                                          status, triggered_by, provider, dagster_run_id, created_at)
-               VALUES (%s, %s, %s, md5(random()::text), 'v1', %s, %s, %s, 'test', 'offline', %s, COALESCE(%s::timestamptz, now()))
+               VALUES (%s, %s, %s, md5(random()::text), 'v1', %s, %s, %s, 'test', 'offline', %s,
+                       COALESCE(%s::timestamptz, now()))
                RETURNING id""",
             (site, app, target, Jsonb(result), score, status, run_id, created_at),
         ).fetchone()["id"]
@@ -126,7 +128,8 @@ def put_call(
         return conn.execute(
             """INSERT INTO biz.ai_call_ledger (site_id, app_name, provider, status, tokens_in, tokens_out, latency_ms,
                                                called_at, finished_at)
-               VALUES (%s, %s, 'dashscope', %s, %s, %s, %s, COALESCE(%s::timestamptz, now()), COALESCE(%s::timestamptz, now()))
+               VALUES (%s, %s, 'dashscope', %s, %s, %s, %s,
+                       COALESCE(%s::timestamptz, now()), COALESCE(%s::timestamptz, now()))
                RETURNING id""",
             (site, app, status, tokens_in, tokens_out, latency_ms, called_at, called_at),
         ).fetchone()["id"]

@@ -13,6 +13,7 @@ import pytest
 
 from api.main import create_app
 from api.settings import Settings
+from zqyy_assets.core.settings import DatabaseSettings
 
 TRIGGER_JOB_ITEM = [
     "id",
@@ -190,7 +191,7 @@ CLIENT_MODULE = Path(__file__).with_name("contracts") / "adminAi.ts"
 
 @pytest.fixture(scope="module")
 def spec() -> dict:
-    return create_app(Settings(database_url="postgresql://unused/unused")).openapi()
+    return create_app(Settings(database=DatabaseSettings(database_url="postgresql://unused/unused"))).openapi()
 
 
 def _shape(path: str) -> str:

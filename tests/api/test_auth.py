@@ -1,13 +1,11 @@
 """The auth matrix: every protected endpoint answers 401 / 403 / 2xx by token, role and site."""
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api import auth
 from api.main import create_app
 from tests.api.conftest import (
     OTHER_SITE,
@@ -19,6 +17,7 @@ from tests.api.conftest import (
     put_clue,
 )
 from zqyy_assets.core import db
+from zqyy_assets.core import tokens as token_store
 
 # (method, path, body, admin only, site scoped, expected status when allowed).
 # "{site}" is the site the request names; "{event}" / "{alert}" / "{call}" are rows of SITE.
@@ -112,7 +111,8 @@ def test_no_token_or_a_bad_one_is_401(client: TestClient, rows) -> None:
     names = {**rows, "site": SITE}
     for headers in ({}, bearer("zqyy_not-a-real-token"), {"Authorization": "Basic dXNlcjpwYXNz"}):
         responses = [
-            (name, endpoint, _call(client, endpoint, names, headers)) for name, endpoint in zip(IDS, ENDPOINTS)
+            (name, endpoint, _call(client, endpoint, names, headers))
+            for name, endpoint in zip(IDS, ENDPOINTS, strict=True)
         ]
         _expect((name, 401, r) for name, _, r in responses)
         for _, _, response in responses:
@@ -124,7 +124,7 @@ def test_no_token_or_a_bad_one_is_401(client: TestClient, rows) -> None:
 def test_own_site_by_role(client: TestClient, rows, make_token, role) -> None:
     headers = bearer(make_token(role))
     cases = []
-    for name, endpoint in zip(IDS, ENDPOINTS):
+    for name, endpoint in zip(IDS, ENDPOINTS, strict=True):
         _, _, _, admin_only, _, allowed = endpoint
         response = _call(client, endpoint, {**rows, "site": SITE}, headers)
         cases.append((name, 403 if role == "staff" and admin_only else allowed, response))
@@ -137,7 +137,7 @@ def test_own_site_by_role(client: TestClient, rows, make_token, role) -> None:
 def test_another_sites_data_is_403(client: TestClient, rows, make_token, role) -> None:
     headers = bearer(make_token(role, sites=(OTHER_SITE,)))
     cases = []
-    for name, endpoint in zip(IDS, ENDPOINTS):
+    for name, endpoint in zip(IDS, ENDPOINTS, strict=True):
         _, _, _, admin_only, site_scoped, allowed = endpoint
         response = _call(client, endpoint, {**rows, "site": SITE}, headers)
         if role == "staff" and admin_only:
@@ -154,8 +154,8 @@ def test_revoked_and_expired_tokens_are_401(client: TestClient, db_url: str, mak
     token = make_token("admin")
     assert client.get("/api/admin/ai/budget", headers=bearer(token)).status_code == 200
     with db.transaction(db_url) as conn:
-        assert auth.revoke(conn, token=token) == 1
-        expired = auth.issue(
+        assert token_store.revoke(conn, token=token) == 1
+        expired = token_store.issue(
             conn, subject="old", role="admin", site_ids=[SITE], expires_at=datetime.now(UTC) - timedelta(minutes=1)
         ).token
     assert client.get("/api/admin/ai/budget", headers=bearer(token)).status_code == 401
@@ -168,12 +168,15 @@ def test_a_verified_token_is_cached_for_the_ttl_only(api_settings, db_url: str, 
     put_cache(db_url, site=SITE, app="app3_clue", target="7", result={})
     token = make_token("admin")
     with TestClient(create_app(api_settings.model_copy(update={"auth_cache_ttl_s": 1.0}))) as client:
+        now = [1000.0]  # the cache's clock, stepped by hand
+        client.app.state.principals.clock = lambda: now[0]
         assert client.get(path, headers=bearer(token)).status_code == 200
         with db.transaction(db_url) as conn:
-            auth.revoke(conn, token=token)
+            token_store.revoke(conn, token=token)
         # Within the TTL this process still trusts its earlier check; after it, the revocation holds.
+        now[0] += 0.9
         assert client.get(path, headers=bearer(token)).status_code == 200
-        time.sleep(1.1)
+        now[0] += 0.2
         assert client.get(path, headers=bearer(token)).status_code == 401
 
 
@@ -183,7 +186,7 @@ def test_tokens_are_stored_hashed(db_url: str, make_token) -> None:
         row = conn.execute("SELECT token_hash, token_prefix FROM biz.api_tokens").fetchone()
         dump = conn.execute("SELECT string_agg(t::text, ' ') AS all FROM biz.api_tokens t").fetchone()["all"]
     assert token not in dump
-    assert row["token_hash"] == auth.hash_token(token) and len(row["token_hash"]) == 64
+    assert row["token_hash"] == token_store.hash_token(token) and len(row["token_hash"]) == 64
     assert token.startswith(row["token_prefix"]) and len(row["token_prefix"]) < len(token) // 3
 
 

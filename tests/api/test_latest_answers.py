@@ -84,7 +84,7 @@ def test_concurrent_reads_share_round_trips_and_each_gets_its_own_answer(db_url:
     answers, checkouts = _run(db_url, burst, max_in_flight=1, max_batch=max_batch)
     bodies = [json.loads(a) if a is not None else None for a in answers]
     assert [b and b["id"] for b in bodies] == _expected(db_url, keys)
-    for key, body in zip(keys, bodies):
+    for key, body in zip(keys, bodies, strict=True):
         if body is not None:
             assert (body["site_id"], body["app_type"], body["target_id"], body["status"]) == (*key, "valid")
     assert sum(b is not None for b in bodies) == 2 * 7

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import re
 import subprocess
@@ -62,7 +63,7 @@ def test_sse_is_framed_like_the_service(fake):
 def test_non_incremental_stream_sends_cumulative_text(fake):
     _, _, text = _post(fake, "fake-app6_note", {"input": {"prompt": "{}"}, "parameters": {}}, sse=True)
     texts = [json.loads(line[5:])["output"]["text"] for line in text.split("\n") if line.startswith("data:")]
-    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:]))
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
     validate_answer("app6_note", json.loads(texts[-1]))
 
 

@@ -1,41 +1,59 @@
 """Asking an app for one target: memoization, the call, validation, the cache row.
 
-Used by every AI asset (``iter_answers``). One ``Ask`` is one (site, app, target, prompt). The steps:
+Used by every AI asset (``iter_answers``) and, for the memo lookup, by the API's batch
+planning. One ``Ask`` is one (site, app, target, prompt). The steps:
 
 1. the input hash of (app, app version, prompt); when the newest valid cache row carries the
    same hash and the run is not forced, that row is the answer (a hit, no call);
-2. otherwise the app is called through ``LLMResource``; the answer is validated against the
-   app's pydantic model and an invalid one is asked again (it counts as a transient failure),
-   up to ``VALIDATION_ATTEMPTS`` calls;
-3. the validated answer is inserted at once (autocommit), so an answer survives whatever
-   happens to the other targets of the same run, and nothing is written for a failed call.
+2. otherwise the app is called through the LLM layer; the answer is validated against the
+   app's pydantic model and an invalid one is asked again through the LLM layer's retry loop
+   (``llm/retry.py``), up to ``VALIDATION_ATTEMPTS`` calls and never past
+   ``MAX_REQUESTS_PER_ANSWER`` requests (the ledger counts the rejected answers too, so a step
+   retry of the same run does not start over);
+3. the validated answer is inserted at once (autocommit, the worker's own connection), so an
+   answer survives whatever happens to the other targets of the same run, and nothing is
+   written for a failed call.
+
+No Dagster here: ``summarise`` returns plain numbers and text; ``defs/ai`` makes metadata of them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import queue
 import statistics
-import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-import dagster as dg
-import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
 
 from zqyy_assets.core import cache, db
 from zqyy_assets.core.answer_schemas import validate_answer
 from zqyy_assets.core.apps import prompt_version as system_prompt_version
-from zqyy_assets.core.llm.errors import TransientLLMError
+from zqyy_assets.core.db import DictConnection
+from zqyy_assets.core.llm.errors import AttemptError, TransientLLMError
+from zqyy_assets.core.llm.retry import RetriesExhausted, Retrying
+from zqyy_assets.core.llm.service import AppAnswer
+from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER
 
 # Calls per answer when the model keeps answering outside the schema; each one is a full call
 # (with the LLM layer's own retries for transport errors and invalid JSON).
 VALIDATION_ATTEMPTS = 3
 
 Status = Literal["hit", "answered", "skipped", "failed"]
+Connect = Callable[[], AbstractContextManager[DictConnection]]
+
+
+class AnswerSource(Protocol):
+    """What answering needs of the LLM layer (``LLMService`` or the Dagster ``LLMResource``)."""
+
+    def call_app(self, app_name: str, prompt: str, **kwargs: Any) -> AppAnswer: ...
+
+    def reject_answer(self, answer: AppAnswer, reason: str) -> None: ...
 
 
 class InvalidAnswerError(TransientLLMError):
@@ -111,7 +129,7 @@ def _score(app_name: str, payload: dict[str, Any]) -> float | None:
 
 
 def _store(
-    conn: psycopg.Connection, prepared: Prepared, answer: Any, payload: dict, run: RunInfo
+    conn: DictConnection, prepared: Prepared, answer: AppAnswer, payload: dict[str, Any], run: RunInfo
 ) -> cache.CachedAnswer:
     ask = prepared.ask
     return cache.insert_answer(
@@ -133,7 +151,7 @@ def _store(
     )
 
 
-def _validated_payload(app_name: str, payload: dict) -> dict:
+def _validated_payload(app_name: str, payload: dict[str, Any]) -> dict[str, Any]:
     # The model's own JSON, normalised by the schema (level words mapped, providers split...).
     return validate_answer(app_name, payload).model_dump(mode="json")
 
@@ -147,103 +165,58 @@ def _call_kwargs(ask: Ask, run: RunInfo) -> dict[str, Any]:
     }
 
 
-def _account(outcome: Outcome, answer: Any) -> None:
-    outcome.tokens_in += answer.tokens_in
-    outcome.tokens_out += answer.tokens_out
-    outcome.latency_ms.append(answer.latency_ms)
-
-
-def _invalid_reason(error: ValidationError | None) -> str:
+def _invalid_reason(error: ValidationError) -> str:
     """Where the answer broke its schema first, e.g. ``clues.0.category: Field required``."""
-    first = error.errors()[0] if error else {}
+    first = error.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ())) or "answer"
     return f"{where}: {first.get('msg', 'invalid')}"
 
 
-def _invalid(ask: Ask, outcome: Outcome, error: ValidationError | None) -> InvalidAnswerError:
-    return InvalidAnswerError(
-        f"{outcome.invalid_answers} answer(s) did not validate for {ask.target_id} (last: {_invalid_reason(error)})",
-        app_name=ask.app_name,
-        code="InvalidAnswer",
-        attempts=outcome.calls,
-    )
-
-
-async def _answer_async(
-    llm: Any,
-    conn: psycopg.Connection,
-    prepared: Prepared,
-    run: RunInfo,
-    semaphore: asyncio.Semaphore,
-    on_done: Callable[[Outcome], None],
-) -> Outcome:
+def answer_one(llm: AnswerSource, connect: Connect, prepared: Prepared, run: RunInfo) -> Outcome:
+    """Ask, validate, cache; a failure is the outcome's ``error``, never raised (the other asks go on)."""
     ask = prepared.ask
     outcome = Outcome(ask.site_id, ask.app_name, ask.target_id, "answered")
-    last_error: ValidationError | None = None
+    requests = 0  # HTTP requests this answer cost, rejected answers included
+    retrying = Retrying(
+        max_attempts=VALIDATION_ATTEMPTS,
+        retryable=lambda _err: requests < MAX_REQUESTS_PER_ANSWER,
+        label=f"{ask.app_name} {ask.target_id}",
+    )
     try:
-        for _ in range(VALIDATION_ATTEMPTS):
-            async with semaphore:
+        for attempt in retrying:
+            with attempt:
                 outcome.calls += 1  # a failed call is a call too
-                answer = await llm.acall_app(ask.app_name, prepared.prompt_text, **_call_kwargs(ask, run))
-            _account(outcome, answer)
-            try:
-                payload = _validated_payload(ask.app_name, answer.payload)
-            except ValidationError as exc:
-                outcome.invalid_answers += 1
-                last_error = exc
-                llm.reject_answer(answer, _invalid_reason(exc))  # a few ms on the loop's thread
-                continue
-            # A few ms on the loop's thread; cached now, whatever happens to the other asks.
-            outcome.answer = _store(conn, prepared, answer, payload, run)
-            break
-        else:
-            raise _invalid(ask, outcome, last_error)
+                answer = llm.call_app(ask.app_name, prepared.prompt_text, **_call_kwargs(ask, run))
+                outcome.tokens_in += answer.tokens_in
+                outcome.tokens_out += answer.tokens_out
+                outcome.latency_ms.append(answer.latency_ms)
+                requests += answer.attempts
+                try:
+                    payload = _validated_payload(ask.app_name, answer.payload)
+                except ValidationError as exc:
+                    outcome.invalid_answers += 1
+                    llm.reject_answer(answer, _invalid_reason(exc))
+                    raise AttemptError(
+                        _invalid_reason(exc), kind="transient", app_name=ask.app_name, code="InvalidAnswer"
+                    ) from exc
+                with connect() as conn:  # cached now, whatever happens to the other asks
+                    outcome.answer = _store(conn, prepared, answer, payload, run)
+    except RetriesExhausted as exhausted:
+        error = InvalidAnswerError(
+            f"{outcome.invalid_answers} answer(s) did not validate for {ask.target_id} "
+            f"(last: {exhausted.error.message})",
+            app_name=ask.app_name,
+            code="InvalidAnswer",
+            attempts=outcome.calls,
+        )
+        outcome.status, outcome.error, outcome.reason = "failed", error, f"{type(error).__name__}: {error}"
     except Exception as exc:  # one target's failure must not cancel the others
         outcome.status, outcome.error, outcome.reason = "failed", exc, f"{type(exc).__name__}: {exc}"
-    on_done(outcome)
     return outcome
 
 
-class _Crashed:
-    """An ask's coroutine died of something other than a failed call (e.g. cancellation)."""
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class _LoopThread:
-    """An asyncio loop on its own thread, taking coroutines from the caller's thread.
-
-    ``acall_app`` runs ``call_app`` in the loop's default executor, sized to the concurrency
-    (the stock executor has min(32, cpus + 4) threads: 6 on this 2-core machine).
-    """
-
-    def __init__(self, concurrency: int) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.loop.set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="zqyy-llm")
-        )
-        self.semaphore = asyncio.Semaphore(concurrency)  # binds to the loop on first use
-        self.futures: list[concurrent.futures.Future] = []
-        self.thread = threading.Thread(target=self.loop.run_forever, name="zqyy-ai-answers", daemon=True)
-        self.thread.start()
-
-    def submit(self, coro: Any) -> None:
-        self.futures.append(asyncio.run_coroutine_threadsafe(coro, self.loop))
-
-    def close(self, *, cancel: bool) -> None:
-        if cancel:
-            for future in self.futures:
-                future.cancel()
-        concurrent.futures.wait(self.futures)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.run_until_complete(self.loop.shutdown_default_executor())
-        self.loop.close()
-
-
 def iter_answers(
-    llm: Any,
+    llm: AnswerSource,
     database_url: str,
     asks: Iterable[Ask],
     run: RunInfo,
@@ -253,30 +226,26 @@ def iter_answers(
     """Many asks, at most ``concurrency`` calls in flight; each outcome is yielded as it lands.
 
     ``asks`` may be lazy: each is checked against the cache (a hit is yielded at once) and a
-    miss is handed to an asyncio loop on a background thread right away, so calls start while
-    later prompts are still being built, and the caller records each finished target (a
-    Dagster materialization, a log line) while the rest are in flight. Calls go out in the
-    order of ``asks`` (the semaphore is FIFO). Closing the iterator early cancels what is left.
+    miss is handed to a bounded thread pool right away, so calls start while later prompts are
+    still being built, and the caller records each finished target (a Dagster
+    materialization, a log line) while the rest are in flight. Calls go out in the order of
+    ``asks`` (the pool's queue is FIFO); each worker writes through its own pooled connection.
+    Closing the iterator early cancels the asks not yet started and waits for those in flight.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    finished: queue.Queue = queue.Queue()
-
-    async def guarded(prepared: Prepared, writes: psycopg.Connection, semaphore: asyncio.Semaphore) -> None:
-        try:
-            await _answer_async(llm, writes, prepared, run, semaphore, finished.put)
-        except BaseException as exc:
-            finished.put(_Crashed(exc))
-            raise
-
-    def take(item: Outcome | _Crashed) -> Outcome:
-        if isinstance(item, _Crashed):
-            raise item.error
-        return item
-
-    # Two connections: reads on the caller's thread, cache writes on the loop's thread.
-    with db.connect(database_url, autocommit=True) as reads, db.connect(database_url, autocommit=True) as writes:
-        workers = _LoopThread(concurrency)
+    finished: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
+    writes: ConnectionPool[DictConnection] = ConnectionPool(
+        database_url,
+        connection_class=DictConnection,
+        min_size=1,
+        max_size=concurrency,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        open=False,
+        name="zqyy-ai-answers",
+    )
+    with db.connect(database_url, autocommit=True) as reads, writes:
+        workers = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="zqyy-llm")
         submitted = received = 0
         try:
             for ask in asks:
@@ -287,23 +256,23 @@ def iter_answers(
                 if hit:
                     yield hit
                     continue
-                workers.submit(guarded(prepared, writes, workers.semaphore))
+                workers.submit(answer_one, llm, writes.connection, prepared, run).add_done_callback(finished.put)
                 submitted += 1
                 while not finished.empty():
                     received += 1
-                    yield take(finished.get_nowait())
+                    yield finished.get_nowait().result()
             while received < submitted:
                 received += 1
-                yield take(finished.get())
+                yield finished.get().result()
         finally:
-            workers.close(cancel=received < submitted)
+            workers.shutdown(wait=True, cancel_futures=received < submitted)
 
 
-# ----------------------------------------------------------------------------------- metadata
+# ----------------------------------------------------------------------------------- summary
 
 
-def summarise(outcomes: Iterable[Outcome]) -> dict[str, dg.MetadataValue]:
-    """The figures every AI materialization records (Dagster plots the numeric ones)."""
+def summarise(outcomes: Iterable[Outcome]) -> dict[str, int | str]:
+    """The figures every AI materialization records, as plain numbers and text, in display order."""
     outcomes = list(outcomes)
     latencies = [ms for o in outcomes for ms in o.latency_ms]
     answers = [o.answer for o in outcomes if o.answer is not None]
@@ -313,18 +282,18 @@ def summarise(outcomes: Iterable[Outcome]) -> dict[str, dg.MetadataValue]:
     failed_sites = {s for s, st in sites.items() if "failed" in st}
     skipped_sites = {s for s, st in sites.items() if st == {"skipped"}}
     return {
-        "calls": dg.MetadataValue.int(sum(o.calls for o in outcomes)),
-        "cache_hits": dg.MetadataValue.int(sum(1 for o in outcomes if o.status == "hit")),
-        "answers_written": dg.MetadataValue.int(sum(1 for o in outcomes if o.status == "answered")),
-        "invalid_answers": dg.MetadataValue.int(sum(o.invalid_answers for o in outcomes)),
-        "tokens_in": dg.MetadataValue.int(sum(o.tokens_in for o in outcomes)),
-        "tokens_out": dg.MetadataValue.int(sum(o.tokens_out for o in outcomes)),
-        "latency_p50_ms": dg.MetadataValue.int(int(statistics.median(latencies)) if latencies else 0),
-        "latency_max_ms": dg.MetadataValue.int(max(latencies) if latencies else 0),
-        "provider": dg.MetadataValue.text(",".join(sorted({a.provider for a in answers})) or "none"),
-        "model": dg.MetadataValue.text(",".join(sorted({a.model for a in answers if a.model})) or "none"),
-        "prompt_version": dg.MetadataValue.text(",".join(sorted({a.prompt_version for a in answers})) or "none"),
-        "sites_ok": dg.MetadataValue.int(len(sites) - len(failed_sites) - len(skipped_sites)),
-        "sites_skipped": dg.MetadataValue.int(len(skipped_sites)),
-        "sites_failed": dg.MetadataValue.int(len(failed_sites)),
+        "calls": sum(o.calls for o in outcomes),
+        "cache_hits": sum(1 for o in outcomes if o.status == "hit"),
+        "answers_written": sum(1 for o in outcomes if o.status == "answered"),
+        "invalid_answers": sum(o.invalid_answers for o in outcomes),
+        "tokens_in": sum(o.tokens_in for o in outcomes),
+        "tokens_out": sum(o.tokens_out for o in outcomes),
+        "latency_p50_ms": int(statistics.median(latencies)) if latencies else 0,
+        "latency_max_ms": max(latencies) if latencies else 0,
+        "provider": ",".join(sorted({a.provider for a in answers})) or "none",
+        "model": ",".join(sorted({a.model for a in answers if a.model})) or "none",
+        "prompt_version": ",".join(sorted({a.prompt_version for a in answers})) or "none",
+        "sites_ok": len(sites) - len(failed_sites) - len(skipped_sites),
+        "sites_skipped": len(skipped_sites),
+        "sites_failed": len(failed_sites),
     }

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
+
+from zqyy_assets.core.db import DictConnection
 
 # The columns readers need; the table is defined in migration 0004.
 _COLUMNS = (
@@ -73,7 +74,7 @@ def input_hash(app_name: str, version: str, prompt: Any) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def latest_valid(conn: psycopg.Connection, site_id: int, cache_type: str, target_id: str) -> CachedAnswer | None:
+def latest_valid(conn: DictConnection, site_id: int, cache_type: str, target_id: str) -> CachedAnswer | None:
     row = conn.execute(
         f"""SELECT {_COLUMNS} FROM biz.ai_cache
             WHERE site_id = %s AND cache_type = %s AND target_id = %s AND status = 'valid'
@@ -84,7 +85,7 @@ def latest_valid(conn: psycopg.Connection, site_id: int, cache_type: str, target
 
 
 def latest_valid_for_site(
-    conn: psycopg.Connection, site_id: int, cache_types: Iterable[str]
+    conn: DictConnection, site_id: int, cache_types: Iterable[str]
 ) -> dict[tuple[str, str], CachedAnswer]:
     """The newest valid row of every target of the given apps at one site (one query for a prewarm)."""
     rows = conn.execute(
@@ -97,7 +98,7 @@ def latest_valid_for_site(
 
 
 def insert_answer(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     *,
     site_id: int,
     cache_type: str,
@@ -137,15 +138,5 @@ def insert_answer(
             dagster_run_id,
         ),
     ).fetchone()
+    assert row is not None  # INSERT ... RETURNING always returns the row
     return CachedAnswer.from_row(row)
-
-
-def newest_valid_rows(conn: psycopg.Connection, cache_types: Iterable[str]) -> list[CachedAnswer]:
-    """The newest valid row of every (site, app, target): what readers see, and what the checks check."""
-    rows = conn.execute(
-        f"""SELECT DISTINCT ON (site_id, cache_type, target_id) {_COLUMNS} FROM biz.ai_cache
-            WHERE cache_type = ANY(%s) AND status = 'valid'
-            ORDER BY site_id, cache_type, target_id, created_at DESC, id DESC""",
-        (list(cache_types),),
-    ).fetchall()
-    return [CachedAnswer.from_row(r) for r in rows]

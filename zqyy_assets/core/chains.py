@@ -42,4 +42,3 @@ TASK_CHAIN = Chain("task", "task_chain_job", ("app4_analysis", "app5_tactics"), 
 APP2_PREWARM = Chain("app2_prewarm", "app2_prewarm_job", ("app2_finance",), None, "app2")
 
 CHAINS: tuple[Chain, ...] = (CONSUMPTION_CHAIN, CONSUMPTION_ASSISTANT_CHAIN, NOTE_CHAIN, TASK_CHAIN, APP2_PREWARM)
-CHAIN_JOB_NAMES: tuple[str, ...] = tuple(c.job_name for c in CHAINS)

@@ -12,10 +12,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 APP_DATABASE = "zqyy"
 DAGSTER_DATABASE = "dagster"
+
+# What :func:`connect` returns: rows are dicts keyed by column name.
+DictConnection = psycopg.Connection[DictRow]
 
 
 def with_database(url: str, database: str) -> str:
@@ -41,12 +44,12 @@ def dagster_storage_url(app_url: str, database: str = DAGSTER_DATABASE) -> str:
     return f"{scheme}://{rest}"
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+def connect(url: str, *, autocommit: bool = False) -> DictConnection:
     return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)
 
 
 @contextmanager
-def transaction(url: str) -> Iterator[psycopg.Connection]:
+def transaction(url: str) -> Iterator[DictConnection]:
     """A connection whose work commits on success and rolls back on any error."""
     with connect(url) as conn, conn.transaction():
         yield conn
@@ -59,5 +62,8 @@ def ensure_database(server_url: str, database: str) -> bool:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if exists:
             return False
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        except psycopg.errors.DuplicateDatabase:
+            return False  # another process created it between the check and here
         return True

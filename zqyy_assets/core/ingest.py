@@ -3,7 +3,8 @@ one transaction, so the venue's POS feed drives the pipeline with no extra call 
 never stored without its event, nor an event without its row).
 
 Bulk and historical loads (the demo generator, CSV back-fills) do not come through here and
-write no events; a year of history must not flood the pipeline.
+write no events; a year of history must not flood the pipeline. An event's business date is
+cut in the venue's calendar (``timezone``, ``cutoff_hours``: the caller's ``VenueSettings``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
-
-import psycopg
+from typing import Any
 
 from zqyy_assets.core import inbox
+from zqyy_assets.core.business_date import DEFAULT_CUTOFF_HOURS, DEFAULT_TIMEZONE
+from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.vocabulary import CONSUMPTION, NOTE_CREATED, TASK_ASSIGNED
 
 
@@ -69,14 +71,19 @@ class Task:
     due_at: datetime | None = None
 
 
-def _insert(conn: psycopg.Connection, table: str, row: dict) -> None:
+def _insert(conn: DictConnection, table: str, row: dict[str, Any]) -> None:
     columns = ", ".join(row)
     placeholders = ", ".join(["%s"] * len(row))
     conn.execute(f"INSERT INTO ods.{table} ({columns}) VALUES ({placeholders})", list(row.values()))
 
 
 def ingest_live_settlement(
-    conn: psycopg.Connection, settlement: Settlement, services: Sequence[AssistantService] = ()
+    conn: DictConnection,
+    settlement: Settlement,
+    services: Sequence[AssistantService] = (),
+    *,
+    timezone: str = DEFAULT_TIMEZONE,
+    cutoff_hours: int = DEFAULT_CUTOFF_HOURS,
 ) -> int | None:
     """Store a settlement (and its assistant services) and, for a member, its consumption event.
 
@@ -116,11 +123,15 @@ def ingest_live_settlement(
             },
             occurred_at=settlement.settled_at,
             source="ods_ingest",
+            timezone=timezone,
+            cutoff_hours=cutoff_hours,
             idempotency_key=f"ods:settlement:{settlement.site_id}:{settlement.settlement_id}",
         )
 
 
-def ingest_live_note(conn: psycopg.Connection, note: Note) -> int | None:
+def ingest_live_note(
+    conn: DictConnection, note: Note, *, timezone: str = DEFAULT_TIMEZONE, cutoff_hours: int = DEFAULT_CUTOFF_HOURS
+) -> int | None:
     """Store a note about a member and its note_created event (payload as App6 reads it)."""
     with conn.transaction():
         _insert(conn, "notes", asdict(note))
@@ -145,11 +156,15 @@ def ingest_live_note(conn: psycopg.Connection, note: Note) -> int | None:
             },
             occurred_at=note.created_at,
             source="ods_ingest",
+            timezone=timezone,
+            cutoff_hours=cutoff_hours,
             idempotency_key=f"ods:note:{note.site_id}:{note.note_id}",
         )
 
 
-def ingest_live_task(conn: psycopg.Connection, task: Task) -> int | None:
+def ingest_live_task(
+    conn: DictConnection, task: Task, *, timezone: str = DEFAULT_TIMEZONE, cutoff_hours: int = DEFAULT_CUTOFF_HOURS
+) -> int | None:
     """Store a follow-up task assigned to an assistant and its task_assigned event."""
     with conn.transaction():
         _insert(conn, "tasks", {**asdict(task), "status": "assigned"})
@@ -166,5 +181,7 @@ def ingest_live_task(conn: psycopg.Connection, task: Task) -> int | None:
             },
             occurred_at=task.assigned_at,
             source="ods_ingest",
+            timezone=timezone,
+            cutoff_hours=cutoff_hours,
             idempotency_key=f"ods:task:{task.site_id}:{task.task_id}",
         )

@@ -44,8 +44,8 @@ def apply_migrations(url: str) -> list[str]:
     return applied_now
 
 
-def prepare_databases(app_url: str) -> list[str]:
+def prepare_databases(app_url: str, dagster_database: str = db.DAGSTER_DATABASE) -> list[str]:
     """Create the app and Dagster databases if missing, then migrate the app database."""
     db.ensure_database(app_url, db.database_name(app_url))
-    db.ensure_database(app_url, db.DAGSTER_DATABASE)
+    db.ensure_database(app_url, dagster_database)
     return apply_migrations(app_url)

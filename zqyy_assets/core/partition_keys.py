@@ -17,10 +17,9 @@ import re
 from dataclasses import dataclass
 
 from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
+from zqyy_assets.core.tags import RANGE_END_TAG, RANGE_START_TAG
 from zqyy_assets.core.vocabulary import AREAS, TIME_DIMENSIONS, WHOLE_SITE
 
-# The app2 dimensions, in the order Dagster sorts them when it writes a key.
-APP2_DIMENSIONS: tuple[str, str] = ("area", "time_dimension")
 _MULTI_KEY_SEPARATOR = "|"
 
 # ------------------------------------------------------------------------------------- app2
@@ -86,6 +85,13 @@ def app2_key_range() -> tuple[str, str]:
     # Dagster orders a multi-partition's keys dimension by dimension (names sorted), each in its
     # declared order: the first key is the first area with the first time dimension.
     return app2_partition_key(TIME_DIMENSIONS[0], AREAS[0]), app2_partition_key(TIME_DIMENSIONS[-1], AREAS[-1])
+
+
+def app2_full_range_tags() -> dict[str, str]:
+    """Run tags that make one run of all 72 app2 partitions (first key .. last key): a
+    multi-partition range is the rectangle between the two keys on each dimension."""
+    first, last = app2_key_range()
+    return {RANGE_START_TAG: first, RANGE_END_TAG: last}
 
 
 # ----------------------------------------------------------------------------- member keys

@@ -21,8 +21,10 @@ from zqyy_assets.core.chains import (
     TASK_CHAIN,
     Chain,
 )
-from zqyy_assets.core.inbox import Event, PlannedRun
+from zqyy_assets.core.event_runs import PlannedRun
+from zqyy_assets.core.inbox import Event
 from zqyy_assets.core.partition_keys import (
+    app2_full_range_tags,
     assistant_member_partition_key,
     member_partition_key,
 )
@@ -47,7 +49,6 @@ from zqyy_assets.core.vocabulary import (
     PENDING,
     TASK_ASSIGNED,
 )
-from zqyy_assets.defs.ai.partitions import app2_full_range_tags
 
 INBOX_SENSOR_NAME = "ai_events_sensor"
 
@@ -95,6 +96,12 @@ def _assistant_member_run(event: Event, chain: Chain, assistant_id: int) -> Plan
     )
 
 
+def _member_key(run: PlannedRun) -> str:
+    """The partition key of a member chain's own run (every such run has one)."""
+    assert run.partition_key is not None, run.run_key
+    return run.partition_key
+
+
 def _event_span(events: Sequence[Event]) -> str:
     """``ev42`` for one event, ``ev40-45`` for the events of a batch (first and last id)."""
     first, last = events[0].id, events[-1].id
@@ -132,7 +139,7 @@ def _prewarm_run(events: Sequence[Event]) -> PlannedRun:
 def _range_run(chain: Chain, items: Sequence[tuple[Event, PlannedRun]]) -> PlannedRun:
     """One run of ``chain`` over keys added together (contiguous in the partitions' order)."""
     events = list({event.id: event for event, _ in items}.values())  # an event may bring several keys
-    keys = [run.partition_key for _, run in items]
+    keys = [_member_key(run) for _, run in items]
     tags = {
         RANGE_START_TAG: keys[0],
         RANGE_END_TAG: keys[-1],
@@ -195,7 +202,8 @@ def plan_window(
         else:  # the table's CHECK constraint makes this unreachable; fail loudly if it changes
             raise ValueError(f"event {event.id}: unknown event type {event.event_type!r}")
         for chain, run in runs:
-            key = (chain.partitions, run.partition_key)
+            assert chain.partitions is not None  # member chains run on dynamic partitions
+            key = (chain.partitions, _member_key(run))
             if (
                 chain.name in range_chains
                 and is_new_key is not None

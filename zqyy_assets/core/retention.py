@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
+from zqyy_assets.core.db import DictConnection
 
 AI_SOURCES = ("ai_consumption", "ai_note")
 DEFAULT_CATEGORY = "客户基础"
@@ -49,7 +49,7 @@ def clue_rows(clues: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
 
 
 def replace_ai_clues(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     *,
     site_id: int,
     member_id: int,

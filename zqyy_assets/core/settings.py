@@ -8,6 +8,7 @@ The LLM layer's own model is :class:`zqyy_assets.core.llm.settings.LLMSettings`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +23,18 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 def _blank_is_unset(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
+
+
+def _iana_zone(variable: str) -> Callable[[str | None], str | None]:
+    def check(value: str | None) -> str | None:
+        try:
+            if value is not None:
+                ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{variable} {value!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+    return check
 
 
 class DatabaseSettings(BaseSettings):
@@ -44,14 +57,7 @@ class VenueSettings(BaseSettings):
     venue_timezone: str = DEFAULT_TIMEZONE
     business_day_cutoff_hours: int = Field(DEFAULT_CUTOFF_HOURS, ge=0, le=23)
 
-    @field_validator("venue_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"VENUE_TIMEZONE {value!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
-        return value
+    _known_zone = field_validator("venue_timezone")(_iana_zone("VENUE_TIMEZONE"))
 
 
 class PrewarmScheduleSettings(BaseSettings):
@@ -63,6 +69,7 @@ class PrewarmScheduleSettings(BaseSettings):
     app2_prewarm_timezone: str | None = None
 
     _blank = field_validator("app2_prewarm_timezone", mode="before")(_blank_is_unset)
+    _known_zone = field_validator("app2_prewarm_timezone")(_iana_zone("APP2_PREWARM_TIMEZONE"))
 
     def timezone(self, venue: VenueSettings) -> str:
         return self.app2_prewarm_timezone or venue.venue_timezone

@@ -58,11 +58,19 @@ TASK_ASSIGNED: EventType = "task_assigned"
 DWS_COMPLETED: EventType = "dws_completed"
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
 
+# The ids an event of each type must carry to run its chain.
+REQUIRED_IDS: dict[str, tuple[str, ...]] = {
+    CONSUMPTION: ("member_id",),
+    NOTE_CREATED: ("member_id",),
+    TASK_ASSIGNED: ("member_id", "assistant_id"),
+    DWS_COMPLETED: (),
+}
+ID_LABELS: dict[str, str] = {"member_id": "会员", "assistant_id": "助教"}
+
 # An inbox event: pending -> launched (runs requested) -> completed | failed, or pending ->
 # skipped_duplicate.
 EventStatus = Literal["pending", "launched", "completed", "failed", "skipped_duplicate"]
 PENDING, LAUNCHED, COMPLETED, FAILED, SKIPPED_DUPLICATE = EventStatus.__args__  # type: ignore[attr-defined]
-EVENT_STATUSES: tuple[str, ...] = EventStatus.__args__  # type: ignore[attr-defined]
 
 # A Dagster run state that will not change any more (DagsterRunStatus values).
 TERMINAL_RUN_STATUSES: tuple[str, ...] = ("SUCCESS", "FAILURE", "CANCELED")

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
-import psycopg
 
 from zqyy_assets.core import db
 from zqyy_assets.core.business_date import DEFAULT_CUTOFF_HOURS, DEFAULT_TIMEZONE
@@ -17,11 +16,11 @@ class PostgresResource(dg.ConfigurableResource):
 
     database_url: str
 
-    def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
+    def connect(self, *, autocommit: bool = False) -> db.DictConnection:
         return db.connect(self.database_url, autocommit=autocommit)
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection]:
+    def transaction(self) -> Iterator[db.DictConnection]:
         with db.transaction(self.database_url) as conn:
             yield conn
 

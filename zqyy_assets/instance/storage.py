@@ -9,21 +9,28 @@ daemon's sensor and queue loops and every run worker open the same storage, so e
 The pool is small (``pool_size`` kept open, ``max_overflow`` more under load, then closed):
 a process holds at most ``pool_size`` idle connections per storage (run, event log, schedule).
 ``pool_pre_ping`` replaces a connection the server closed (a restart) instead of failing.
+
+dagster-postgres has no pool setting: each storage builds its engine (``_engine``, NullPool)
+in its constructor and opens every connection from it. Replacing that private attribute is
+the only way in, so it happens here and nowhere else; ``tests/test_dagster_instance.py``
+fails if a release renames it or stops drawing connections from it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import Field, IntSource
-from dagster._core.storage.config import pg_config
-from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import (
     create_pg_engine,
     get_token_provider_from_config,
+    pg_config,
     pg_url_from_config,
 )
+
+if TYPE_CHECKING:
+    from dagster._serdes import ConfigurableClassData  # the type Dagster passes; no public name
 
 
 class PooledPostgresStorage(DagsterPostgresStorage):
@@ -39,7 +46,7 @@ class PooledPostgresStorage(DagsterPostgresStorage):
         max_overflow: int = 8,
     ) -> None:
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
-        for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
+        for storage in (self.run_storage, self.event_log_storage, self.schedule_storage):
             storage._engine.dispose()
             storage._engine = create_pg_engine(
                 postgres_url,

@@ -7,6 +7,8 @@ its daemon and the API as child processes. Ctrl-C stops every process this comma
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from zqyy_assets.core import db, embedded_pg
 from zqyy_assets.core.migrations import prepare_databases
+from zqyy_assets.core.settings import VenueSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Beta notices (single-run backfills) are for authors, not for someone watching the demo start.
@@ -29,18 +32,18 @@ def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def _prepare_environment() -> tuple[str, bool]:
-    """Export DATABASE_URL / DAGSTER_PG_URL / DAGSTER_HOME for this process and its children."""
+def _prepare_environment(venue: VenueSettings) -> tuple[str, bool]:
+    """Export DATABASE_URL / DAGSTER_PG_URL / DAGSTER_HOME and the venue's calendar for this
+    process and the services it starts, so they all see the same database and calendar."""
     app_url, started_embedded = embedded_pg.app_database_url()
     applied = prepare_databases(app_url)
-    _say(
-        f"database ready ({'embedded' if started_embedded else 'DATABASE_URL'}); migrations applied now: {applied or 'none'}"
-    )
+    where = "embedded" if started_embedded else "DATABASE_URL"
+    _say(f"database ready ({where}); migrations applied now: {applied or 'none'}")
 
     os.environ["DATABASE_URL"] = app_url
     os.environ.setdefault("DAGSTER_PG_URL", db.dagster_storage_url(app_url))
-    os.environ.setdefault("VENUE_TIMEZONE", "Asia/Shanghai")
-    os.environ.setdefault("BUSINESS_DAY_CUTOFF_HOURS", "6")
+    os.environ["VENUE_TIMEZONE"] = venue.venue_timezone
+    os.environ["BUSINESS_DAY_CUTOFF_HOURS"] = str(venue.business_day_cutoff_hours)
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
@@ -49,7 +52,7 @@ def _prepare_environment() -> tuple[str, bool]:
     return app_url, started_embedded
 
 
-def _ensure_demo_venue(app_url: str, sites: int, days: int, seed: int) -> None:
+def _ensure_demo_venue(app_url: str, venue: VenueSettings, sites: int, days: int, seed: int) -> None:
     with db.connect(app_url) as conn:
         existing = conn.execute("SELECT count(*) AS n FROM ods.sites").fetchone()["n"]
     if existing:
@@ -59,22 +62,22 @@ def _ensure_demo_venue(app_url: str, sites: int, days: int, seed: int) -> None:
     from zqyy_assets.tools.demo_venue import generate_demo_venue
 
     # Whole days up to the last closed business day; live traffic fills the current one.
-    end_date = business_date(
-        datetime.now(UTC), os.environ["VENUE_TIMEZONE"], int(os.environ["BUSINESS_DAY_CUTOFF_HOURS"])
-    ) - timedelta(days=1)
+    end_date = business_date(datetime.now(UTC), venue.venue_timezone, venue.business_day_cutoff_hours) - timedelta(
+        days=1
+    )
     _say(f"generating the demo venue: {sites} site(s) x {days} days to {end_date} (seed {seed})")
     counts = generate_demo_venue(app_url, sites=sites, days=days, seed=seed, end_date=end_date)
     _say("loaded " + ", ".join(f"{table} {n}" for table, n in counts.items()))
 
 
-def _ensure_dws(app_url: str) -> None:
+def _ensure_dws(app_url: str, venue: VenueSettings) -> None:
     import dagster as dg
 
     from zqyy_assets.defs.resources import VenueCalendarResource
     from zqyy_assets.tools.dws_refresh import materialize_dws, ods_date_range
 
     calendar = VenueCalendarResource(
-        timezone=os.environ["VENUE_TIMEZONE"], business_day_cutoff_hours=int(os.environ["BUSINESS_DAY_CUTOFF_HOURS"])
+        timezone=venue.venue_timezone, business_day_cutoff_hours=venue.business_day_cutoff_hours
     )
     span = ods_date_range(app_url, calendar)
     if span.first is None:
@@ -111,9 +114,7 @@ def _ensure_finance_insights(app_url: str) -> None:
 
 def _issue_demo_token(app_url: str) -> str:
     """An admin token for the demo's sites, valid one day, so the API can be tried at once."""
-    from datetime import datetime, timedelta
-
-    from api.auth import issue
+    from zqyy_assets.core.tokens import issue
 
     with db.transaction(app_url) as conn:
         sites = [r["site_id"] for r in conn.execute("SELECT site_id FROM ods.sites ORDER BY site_id")]
@@ -156,11 +157,12 @@ def run_demo(*, sites: int, days: int, seed: int, host: str, dagster_port: int, 
     # Ctrl-C and `kill` both stop the stack cleanly, also when started as a background job.
     signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    app_url, started_embedded = _prepare_environment()
+    venue = VenueSettings()
+    app_url, started_embedded = _prepare_environment(venue)
     children: list[subprocess.Popen] = []
     try:
-        _ensure_demo_venue(app_url, sites, days, seed)
-        _ensure_dws(app_url)
+        _ensure_demo_venue(app_url, venue, sites, days, seed)
+        _ensure_dws(app_url, venue)
         _ensure_finance_insights(app_url)
         if not serve:
             return 0
@@ -193,10 +195,34 @@ def run_demo(*, sites: int, days: int, seed: int, host: str, dagster_port: int, 
             except subprocess.TimeoutExpired:
                 child.kill()
             # Code servers dagster dev spawned share its process group: leave none behind.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if started_embedded:
             embedded_pg.stop("demo")
             _say("embedded Postgres stopped")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    sys.exit(
+        run_demo(
+            sites=args.sites,
+            days=args.days,
+            seed=args.seed,
+            host=args.host,
+            dagster_port=args.dagster_port,
+            api_port=args.api_port,
+            serve=not args.no_serve,
+        )
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("demo", help="bring up Postgres, the demo venue, DWS, the Dagster UI and the API")
+    p.add_argument("--sites", type=int, default=2)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--dagster-port", type=int, default=3000)
+    p.add_argument("--api-port", type=int, default=8000)
+    p.add_argument("--no-serve", action="store_true", help="prepare data and DWS, then exit")
+    p.set_defaults(func=cmd_demo)

@@ -18,7 +18,7 @@ from zqyy_assets.defs.dws.assets import (
     dws_member_profile,
 )
 from zqyy_assets.defs.dws.checks import dws_checks
-from zqyy_assets.defs.dws.partitions import business_date_partitions
+from zqyy_assets.defs.dws.partitions import build_business_date_partitions
 from zqyy_assets.defs.ods.assets import ods_assets
 from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
@@ -55,7 +55,7 @@ def materialize_dws(
 ) -> dg.ExecuteInProcessResult:
     """One run: finance days first..last, member profile, assistant-member, and their checks."""
     calendar = calendar or VenueCalendarResource()
-    keys = business_date_partitions.get_partition_keys()
+    keys = build_business_date_partitions(calendar.timezone).get_partition_keys()
     start_key = max(first.isoformat(), keys[0])
     end_key = min(last.isoformat(), keys[-1])
     return dg.materialize(

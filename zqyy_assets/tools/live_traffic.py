@@ -23,7 +23,8 @@ from decimal import Decimal
 
 import psycopg
 
-from zqyy_assets.core import db, ingest
+from zqyy_assets.core import db, embedded_pg, ingest
+from zqyy_assets.core.settings import VenueSettings
 
 _NOTES = (
     "今天来打了两个小时，说最近工作压力大，想多练练球放松",
@@ -174,24 +175,32 @@ def make_task(rnd: random.Random, site: SiteCatalog, now: datetime) -> ingest.Ta
     )
 
 
-def add_one(conn: psycopg.Connection, rnd: random.Random, sites: list[SiteCatalog], now: datetime) -> tuple[str, str]:
-    """Write one live row and its event; (kind, description)."""
+def add_one(
+    conn: psycopg.Connection,
+    rnd: random.Random,
+    sites: list[SiteCatalog],
+    now: datetime,
+    venue: VenueSettings | None = None,
+) -> tuple[str, str]:
+    """Write one live row and its event (dated in the venue's calendar); (kind, description)."""
+    venue = venue or VenueSettings()
+    calendar = {"timezone": venue.venue_timezone, "cutoff_hours": venue.business_day_cutoff_hours}
     site = rnd.choice(sites)
     kind = rnd.choices(("settlement", "note", "task"), weights=(70, 20, 10))[0]
     if kind == "task" and not site.assistants:
         kind = "note"
     if kind == "settlement":
         settlement, services = make_settlement(rnd, site, now)
-        event_id = ingest.ingest_live_settlement(conn, settlement, services)
+        event_id = ingest.ingest_live_settlement(conn, settlement, services, **calendar)
         who = f"member {settlement.member_id}" if settlement.member_id else "walk-in (no event)"
         served = f", assistant {services[0].assistant_id}" if services else ""
         return kind, f"settlement {site.site_id}/{settlement.settlement_id} {who}{served} -> event {event_id}"
     if kind == "note":
         note = make_note(rnd, site, now)
-        event_id = ingest.ingest_live_note(conn, note)
+        event_id = ingest.ingest_live_note(conn, note, **calendar)
         return kind, f"note {site.site_id}/{note.note_id} member {note.member_id} -> event {event_id}"
     task = make_task(rnd, site, now)
-    event_id = ingest.ingest_live_task(conn, task)
+    event_id = ingest.ingest_live_task(conn, task, **calendar)
     return (
         kind,
         f"task {site.site_id}/{task.task_id} member {task.member_id} assistant {task.assistant_id} -> event {event_id}",
@@ -211,6 +220,7 @@ def run_live_traffic(
     if rate_per_minute <= 0 or minutes <= 0:
         raise ValueError("--rate and --minutes must be positive")
     rnd = random.Random(seed)
+    venue = VenueSettings()
     counts: Counter = Counter()
     with db.connect(database_url, autocommit=True) as conn:
         sites = load_catalog(conn)
@@ -218,9 +228,8 @@ def run_live_traffic(
             raise SystemExit("live-traffic: no active site with members and tables; run `make demo` first")
         interval = 60.0 / rate_per_minute
         total = max(1, round(rate_per_minute * minutes))
-        say(
-            f"[live] {total} events over {minutes:g} min ({rate_per_minute:g}/min) at {len(sites)} site(s); Ctrl-C stops"
-        )
+        pace = f"{minutes:g} min ({rate_per_minute:g}/min)"
+        say(f"[live] {total} events over {pace} at {len(sites)} site(s); Ctrl-C stops")
         started = time.monotonic()
         try:
             for n in range(total):
@@ -228,12 +237,12 @@ def run_live_traffic(
                 if delay > 0:
                     sleep(delay)
                 try:
-                    kind, text = add_one(conn, rnd, sites, datetime.now(UTC))
+                    kind, text = add_one(conn, rnd, sites, datetime.now(UTC), venue)
                 except psycopg.errors.UniqueViolation:
                     # Another writer took the ids this run counted on: re-read them and go on.
                     for site in sites:
                         site.next_ids = _next_ids(conn, site.site_id)
-                    kind, text = add_one(conn, rnd, sites, datetime.now(UTC))
+                    kind, text = add_one(conn, rnd, sites, datetime.now(UTC), venue)
                 counts[kind] += 1
                 say(f"[live] {datetime.now():%H:%M:%S} {text}")
         except KeyboardInterrupt:
@@ -242,14 +251,25 @@ def run_live_traffic(
     return counts
 
 
-def add_command(sub: argparse._SubParsersAction, server_url: Callable[[], str]) -> None:
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    return value
+
+
+def cmd_live_traffic(args: argparse.Namespace) -> None:
+    database_url, _ = embedded_pg.app_database_url()
+    run_live_traffic(database_url, rate_per_minute=args.rate, minutes=args.minutes, seed=args.seed)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
     """The ``live-traffic`` subcommand, for ``zqyy_assets.tools.cli``."""
     p = sub.add_parser("live-traffic", help="add live settlements, notes and tasks to a running demo at a steady pace")
-    p.add_argument("--rate", type=float, default=6.0, help="events per minute (default 6)")
-    p.add_argument("--minutes", type=float, default=10.0, help="how long to run (default 10)")
+    p.add_argument("--rate", type=_positive_number, default=6.0, help="events per minute (default 6)")
+    p.add_argument("--minutes", type=_positive_number, default=10.0, help="how long to run (default 10)")
     p.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable stream")
-    p.set_defaults(
-        func=lambda args: run_live_traffic(
-            server_url(), rate_per_minute=args.rate, minutes=args.minutes, seed=args.seed
-        )
-    )
+    p.set_defaults(func=cmd_live_traffic)

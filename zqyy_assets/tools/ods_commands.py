@@ -12,18 +12,15 @@ from datetime import date, datetime
 from typing import NoReturn
 from zoneinfo import ZoneInfo
 
-from zqyy_assets.core.business_date import DEFAULT_TIMEZONE
+import psycopg
+
+from zqyy_assets.core import db, embedded_pg
+from zqyy_assets.core.settings import VenueSettings
 
 
 def _database_url() -> str:
-    import psycopg
-
-    from zqyy_assets.core import db
-    from zqyy_assets.tools.cli import (
-        _server_url,  # imported late: cli imports this module
-    )
-
-    url = _server_url()
+    """The app database, checked to be reachable and migrated, so a command fails with advice."""
+    url, _ = embedded_pg.app_database_url()
     try:
         with db.connect(url) as conn:
             ready = conn.execute("SELECT to_regclass('ods.sites') IS NOT NULL AS ok").fetchone()["ok"]
@@ -53,7 +50,10 @@ def _date(text: str) -> date:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
@@ -68,7 +68,7 @@ def cmd_demo_generate(args: argparse.Namespace) -> None:
             sites=args.sites,
             days=args.days,
             seed=args.seed,
-            end_date=args.end_date,
+            end_date=args.end_date or datetime.now(ZoneInfo(VenueSettings().venue_timezone)).date(),
             show_progress=not args.no_progress,
             replace=args.replace,
             first_site_id=args.first_site_id,
@@ -82,7 +82,7 @@ def cmd_import_csv(args: argparse.Namespace) -> None:
     from zqyy_assets.tools.csv_io import CsvImportError, import_csv
 
     try:
-        counts = import_csv(_database_url(), args.directory)
+        counts = import_csv(_database_url(), args.directory, timezone=VenueSettings().venue_timezone)
     except CsvImportError as exc:
         print(f"import rejected, nothing was loaded ({len(exc.problems)} problem(s)):", file=sys.stderr)
         for problem in exc.problems:
@@ -94,12 +94,11 @@ def cmd_import_csv(args: argparse.Namespace) -> None:
 def cmd_export_csv(args: argparse.Namespace) -> None:
     from zqyy_assets.tools.csv_io import export_csv
 
-    _print_counts(export_csv(_database_url(), args.directory, site_ids=args.site))
+    venue_timezone = VenueSettings().venue_timezone
+    _print_counts(export_csv(_database_url(), args.directory, site_ids=args.site, timezone=venue_timezone))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    today = datetime.now(ZoneInfo(DEFAULT_TIMEZONE)).date()
-
     p = subparsers.add_parser(
         "demo-generate",
         help="write demo venues (realistic ODS data) for whole business days ending at --end-date",
@@ -107,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sites", type=_positive, default=2, help="number of sites (default 2)")
     p.add_argument("--days", type=_positive, default=180, help="number of business days (default 180)")
     p.add_argument("--seed", type=int, default=42, help="random seed; same seed and arguments => same rows")
-    p.add_argument("--end-date", type=_date, default=today, help="last business date (default: today in Asia/Shanghai)")
+    p.add_argument("--end-date", type=_date, help="last business date (default: today in VENUE_TIMEZONE)")
     p.add_argument("--first-site-id", type=_positive, default=1, help="site ids are FIRST .. FIRST+SITES-1 (default 1)")
     p.add_argument("--replace", action="store_true", help="delete those sites' ODS rows first instead of refusing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

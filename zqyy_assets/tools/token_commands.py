@@ -13,18 +13,19 @@ database is DATABASE_URL, else the embedded demo server (as `zqyy db-up`).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 
-from api import auth
+from zqyy_assets.core import tokens
+from zqyy_assets.core.settings import DatabaseSettings
 
 
 def _database_url(args: argparse.Namespace) -> str:
     if args.database_url:
         return args.database_url
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
+    settings = DatabaseSettings()
+    if settings.database_url:
+        return settings.database_url
     from zqyy_assets.core import db, embedded_pg
 
     return db.with_database(embedded_pg.start("demo"), db.APP_DATABASE)
@@ -36,7 +37,7 @@ def cmd_issue(args: argparse.Namespace) -> int:
     expires = datetime.now(UTC) + timedelta(days=args.expires_days) if args.expires_days else None
     try:
         with db.transaction(_database_url(args)) as conn:
-            issued = auth.issue(
+            issued = tokens.issue(
                 conn, subject=args.subject, role=args.role, site_ids=args.site, note=args.note, expires_at=expires
             )
     except ValueError as exc:
@@ -57,7 +58,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from zqyy_assets.core import db
 
     with db.connect(_database_url(args)) as conn:
-        rows = auth.list_tokens(conn)
+        rows = tokens.list_tokens(conn)
     now = datetime.now(UTC)
     for r in rows:
         state = "revoked" if r["revoked_at"] else "expired" if r["expires_at"] and r["expires_at"] <= now else "active"
@@ -76,7 +77,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         print("zqyy token revoke: give a token id or --token, not both", file=sys.stderr)
         return 2
     with db.transaction(_database_url(args)) as conn:
-        count = auth.revoke(conn, token_id=args.id, token=args.token)
+        count = tokens.revoke(conn, token_id=args.id, token=args.token)
     print("revoked" if count else "no active token matched", file=sys.stderr)
     return 0 if count else 1
 
@@ -94,7 +95,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser("issue", help="issue a token and print it (once)")
     p.add_argument("--subject", required=True, help="who holds it (a person or a system); owns its chats")
-    p.add_argument("--role", required=True, choices=auth.ROLES)
+    p.add_argument("--role", required=True, choices=tokens.ROLES)
     p.add_argument("--site", type=int, action="append", required=True, help="a site it may use (repeat for more)")
     p.add_argument("--note", default="", help="free text shown by `list`")
     p.add_argument("--expires-days", type=int, default=None, help="default: never expires")

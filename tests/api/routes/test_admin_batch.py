@@ -5,10 +5,10 @@ tests/api/services/test_admin_dagster.py."""
 import pytest
 from fastapi.testclient import TestClient
 
-from api import auth
 from tests.api.conftest import OTHER_SITE, SITE, bearer, put_call
 from tests.defs.ai.venue import load_ai_venue
 from zqyy_assets.core import answering, cache, db, prompts
+from zqyy_assets.core import tokens as token_store
 from zqyy_assets.core.partition_keys import MemberKey
 
 
@@ -21,7 +21,7 @@ def venue(db_url: str) -> str:
 
 def bearer_admin_of(client: TestClient, site: int) -> dict[str, str]:
     with db.transaction(client.app.state.settings.database_url) as conn:
-        return bearer(auth.issue(conn, subject=f"admin-{site}", role="admin", site_ids=[site]).token)
+        return bearer(token_store.issue(conn, subject=f"admin-{site}", role="admin", site_ids=[site]).token)
 
 
 def _memoize(db_url: str, app: str, member_id: int, provider: str = "offline") -> None:

@@ -6,20 +6,20 @@ import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
-from api import auth
 from api.deps import get_principal
 from api.main import create_app
 from api.settings import Settings
 from tests.api.conftest import OTHER_SITE, SITE, bearer, put_cache
 from zqyy_assets.core import db
+from zqyy_assets.core import tokens as token_store
 
 
 @pytest.fixture
 def tokens(db_url: str, make_token) -> dict[str, dict[str, str]]:
     with db.transaction(db_url) as conn:
-        revoked = auth.issue(conn, subject="gone", role="staff", site_ids=[SITE]).token
-        auth.revoke(conn, token=revoked)
-        expired = auth.issue(
+        revoked = token_store.issue(conn, subject="gone", role="staff", site_ids=[SITE]).token
+        token_store.revoke(conn, token=revoked)
+        expired = token_store.issue(
             conn, subject="old", role="staff", site_ids=[SITE], expires_at=datetime.now(UTC) - timedelta(minutes=1)
         ).token
     staff = make_token("staff")
@@ -34,7 +34,7 @@ def tokens(db_url: str, make_token) -> dict[str, dict[str, str]]:
         "revoked": bearer(revoked),
         "expired": bearer(expired),
         "unknown": bearer("zqyy_not-a-real-token"),
-        "too long": bearer("zqyy_" + "a" * auth.MAX_TOKEN_LENGTH),
+        "too long": bearer("zqyy_" + "a" * token_store.MAX_TOKEN_LENGTH),
         "basic": {"Authorization": "Basic dXNlcjpwYXNz"},
         "scheme only": {"Authorization": "Bearer"},
         "staff token, another scheme": {"Authorization": f"Token {staff}"},

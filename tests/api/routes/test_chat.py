@@ -10,6 +10,8 @@ from api.main import create_app
 from api.settings import Settings
 from tests.api.conftest import OTHER_SITE, SITE, bearer, put_cache
 from zqyy_assets.core import db
+from zqyy_assets.core.llm.settings import LLMSettings
+from zqyy_assets.core.settings import DatabaseSettings
 from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeDashScope
 
 
@@ -25,12 +27,10 @@ def client(db_url: str, fake: FakeDashScope, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("ZQYY_LLM_RETRY_BASE_DELAY_SECONDS", "0.01")
     monkeypatch.setenv("ZQYY_LLM_RETRY_MAX_DELAY_SECONDS", "0.02")
     settings = Settings(
-        database_url=db_url,
+        database=DatabaseSettings(database_url=db_url),
         db_pool_min_size=1,
         db_pool_max_size=4,
-        dashscope_api_key=FAKE_API_KEY,
-        dashscope_base_url=fake.base_url,
-        dashscope_app_id_app1_chat="fake-app1_chat",
+        llm=LLMSettings(api_key=FAKE_API_KEY, base_url=fake.base_url, app_ids={"app1_chat": "fake-app1_chat"}),
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
@@ -107,7 +107,8 @@ def test_bailian_session_is_reused_and_last_20_messages_are_the_context(client, 
                 (chat_id, "user" if n % 2 == 0 else "assistant", f"旧消息{n:02d}"),
             )
         conn.execute(
-            "INSERT INTO biz.chat_messages (chat_id, role, content, status) VALUES (%s, 'assistant', '出错提示', 'error')",
+            """INSERT INTO biz.chat_messages (chat_id, role, content, status)
+               VALUES (%s, 'assistant', '出错提示', 'error')""",
             (chat_id,),
         )
     client.post("/api/xcx/chat/stream", json={"chatId": chat_id, "content": "最新的问题"}, headers=me)

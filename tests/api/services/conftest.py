@@ -1,6 +1,7 @@
 """A real dagster-webserver for the run/{app_type} tests: a subprocess on a free loopback port,
 with its own DAGSTER_HOME and Postgres storage database on the test server."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,10 +24,8 @@ def _free_port() -> int:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _drop(pg_server_url: str, name: str) -> None:

@@ -9,13 +9,14 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 
-from api import auth
 from api.main import create_app
 from api.settings import Settings
 from tests.api.conftest import bearer
 from tests.api.services.conftest import dagster_webserver, module_database
 from tests.defs.ai.venue import load_ai_venue
 from zqyy_assets.core import db
+from zqyy_assets.core import tokens as token_store
+from zqyy_assets.core.settings import DatabaseSettings
 
 SENSORS = {"ai_events_sensor", "dws_completion_sensor", "ai_event_status_sensor", "ai_run_failure_alert_sensor"}
 SCHEDULE = "app2_daily_prewarm_schedule"
@@ -52,7 +53,7 @@ def client(venue_database: str, dagster_url: str) -> Iterator[TestClient]:
         env.setenv("ZQYY_LLM_PROVIDER", "offline")
         env.delenv("DASHSCOPE_API_KEY", raising=False)
         settings = Settings(
-            database_url=venue_database,
+            database=DatabaseSettings(database_url=venue_database),
             db_pool_min_size=1,
             db_pool_max_size=4,
             dagster_graphql_url=dagster_url,
@@ -66,7 +67,7 @@ def client(venue_database: str, dagster_url: str) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def admin(venue_database: str) -> dict[str, str]:
     with db.transaction(venue_database) as conn:
-        return bearer(auth.issue(conn, subject="店长", role="admin", site_ids=[1]).token)
+        return bearer(token_store.issue(conn, subject="店长", role="admin", site_ids=[1]).token)
 
 
 def _dagster_status(dagster_url: str, kind: str, name: str) -> str:

@@ -12,11 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.services.dagster_runs import app_target
+from api.services.pipeline_runs import app_target
 from api.settings import Settings
 from tests.api.conftest import SITE, bearer
 from tests.api.services.conftest import dagster_webserver, module_database
 from zqyy_assets.core import db
+from zqyy_assets.core.settings import DatabaseSettings
 
 LOCATION = Path(__file__).with_name("dagster_location.py")
 
@@ -41,7 +42,7 @@ def dagster_url(pg_server_url: str, app_database: str, tmp_path_factory: pytest.
 @pytest.fixture(scope="module")
 def client(app_database: str, dagster_url: str) -> Iterator[TestClient]:
     settings = Settings(
-        database_url=app_database,
+        database=DatabaseSettings(database_url=app_database),
         db_pool_min_size=1,
         db_pool_max_size=4,
         dagster_graphql_url=dagster_url,
@@ -54,10 +55,10 @@ def client(app_database: str, dagster_url: str) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def admin(app_database: str) -> dict[str, str]:
-    from api import auth
+    from zqyy_assets.core import tokens as token_store
 
     with db.transaction(app_database) as conn:
-        return bearer(auth.issue(conn, subject="店长", role="admin", site_ids=[SITE]).token)
+        return bearer(token_store.issue(conn, subject="店长", role="admin", site_ids=[SITE]).token)
 
 
 def test_member_app_adds_its_dynamic_partition_and_answers_from_the_cache(client, admin) -> None:

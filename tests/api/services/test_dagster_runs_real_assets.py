@@ -6,13 +6,14 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api import auth
 from api.main import create_app
 from api.settings import Settings
 from tests.api.conftest import bearer
 from tests.api.services.conftest import dagster_webserver, module_database
 from tests.defs.ai.venue import load_ai_venue
 from zqyy_assets.core import db
+from zqyy_assets.core import tokens as token_store
+from zqyy_assets.core.settings import DatabaseSettings
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def client(pg_server_url: str, venue_database: str, tmp_path_factory: pytest.Tem
         pg_server_url, tmp_path_factory.mktemp("dagster_home"), ["-m", "zqyy_assets.definitions"], env
     ) as url:
         settings = Settings(
-            database_url=venue_database,
+            database=DatabaseSettings(database_url=venue_database),
             db_pool_min_size=1,
             db_pool_max_size=4,
             dagster_graphql_url=url,
@@ -50,7 +51,7 @@ def client(pg_server_url: str, venue_database: str, tmp_path_factory: pytest.Tem
 
 def test_real_member_and_finance_apps_run_and_answer(client: TestClient, venue_database: str) -> None:
     with db.transaction(venue_database) as conn:
-        admin = bearer(auth.issue(conn, subject="店长", role="admin", site_ids=[1]).token)
+        admin = bearer(token_store.issue(conn, subject="店长", role="admin", site_ids=[1]).token)
     clue = client.post("/api/admin/ai/run/app3_clue", json={"site_id": 1, "member_id": 100}, headers=admin).json()
     assert clue["success"] is True, clue
     assert clue["run_status"] == "SUCCESS" and clue["target_id"] == "100"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +13,8 @@ import pytest
 
 from tests.core.llm.conftest import FAST, ledger
 from zqyy_assets.core import db
-from zqyy_assets.core.llm import guards
+from zqyy_assets.core.llm import breaker, budget
+from zqyy_assets.core.llm import ledger as ledger_rows
 from zqyy_assets.core.llm.errors import (
     BudgetExceeded,
     CircuitOpen,
@@ -23,6 +24,32 @@ from zqyy_assets.core.llm.errors import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _cool_down(db_url: str, app: str) -> None:
+    """Move the breaker's opening an hour back: its cool-down is over without waiting for it."""
+    with db.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE biz.ai_circuit_breaker SET opened_at = opened_at - interval '1 hour' WHERE app_name = %s", (app,)
+        )
+
+
+def _breaker_row(db_url: str, app: str) -> dict:
+    with db.connect(db_url) as conn:
+        return conn.execute("SELECT * FROM biz.ai_circuit_breaker WHERE app_name = %s", (app,)).fetchone()
+
+
+def _bucket_clock(db_url: str, waits: list[float]) -> Callable[[float], None]:
+    """The service's sleep, as a clock: a wait ages the rate buckets by that much, at once."""
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        with db.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE biz.ai_rate_bucket SET refilled_at = refilled_at - make_interval(secs => %s)", (seconds,)
+            )
+
+    return sleep
 
 
 def _race(settings: dict, *, processes: int, calls: int, app: str = "app3_clue") -> list[dict]:
@@ -105,18 +132,20 @@ def test_racing_processes_overrun_the_budget_by_at_most_one_call_each(llm_settin
 
 
 def test_a_running_call_reserves_budget(db_url):
-    limits = guards.BudgetLimits(daily_limit=1_000, reserve_tokens=600)
-    record = guards.CallRecord(site_id=1, app_name="app3_clue", app_id="x", provider="dashscope", request_prompt="{}")
+    limits = budget.BudgetLimits(daily_limit=1_000, reserve_tokens=600)
+    record = ledger_rows.CallRecord(
+        site_id=1, app_name="app3_clue", app_id="x", provider="dashscope", request_prompt="{}"
+    )
     with db.connect(db_url, autocommit=True) as conn:
-        first, status = guards.admit_call(conn, record, limits)
+        first, status = budget.admit_call(conn, record, limits)
         assert status.allowed
-        second, status = guards.admit_call(conn, record, limits)  # 600 reserved < 1000
+        second, status = budget.admit_call(conn, record, limits)  # 600 reserved < 1000
         assert status.allowed
-        _, status = guards.admit_call(conn, record, limits)  # 1200 reserved
+        _, status = budget.admit_call(conn, record, limits)  # 1200 reserved
         assert not status.allowed and status.daily_used == 1_200
-        guards.finish_call(conn, first, status="success", tokens_in=10, tokens_out=10)
-        guards.finish_call(conn, second, status="failed")
-        _, status = guards.admit_call(conn, record, limits)  # reservations released: 20 used
+        ledger_rows.finish_call(conn, first, status="success", tokens_in=10, tokens_out=10)
+        ledger_rows.finish_call(conn, second, status="failed")
+        _, status = budget.admit_call(conn, record, limits)  # reservations released: 20 used
         assert status.allowed and status.daily_used == 20
 
 
@@ -125,7 +154,7 @@ def test_a_running_call_reserves_budget(db_url):
 
 def test_breaker_opens_after_consecutive_failures_and_recovers(make_service, fake, db_url):
     fake.script("app7_customer", ["500", "500"])
-    service = make_service(max_attempts=1, breaker_failure_threshold=2, breaker_cooldown_seconds=0.4)
+    service = make_service(max_attempts=1, breaker_failure_threshold=2, breaker_cooldown_seconds=60)
 
     for _ in range(2):
         with pytest.raises(TransientLLMError):
@@ -136,7 +165,7 @@ def test_breaker_opens_after_consecutive_failures_and_recovers(make_service, fak
     assert fake.count() == 2  # the refused call sent nothing
     service.call_app("app3_clue", {}, site_id=1)  # other apps have their own breaker
 
-    time.sleep(0.45)
+    _cool_down(db_url, "app7_customer")
     assert service.call_app("app7_customer", {}, site_id=1).attempts == 1  # the half-open probe
     service.call_app("app7_customer", {}, site_id=1)  # closed again
     assert [(r["app_name"], r["status"]) for r in ledger(db_url)] == [
@@ -147,17 +176,16 @@ def test_breaker_opens_after_consecutive_failures_and_recovers(make_service, fak
         ("app7_customer", "success"),
         ("app7_customer", "success"),
     ]
-    with db.connect(db_url) as conn:
-        states = {s.app_name: s for s in guards.breaker_states(conn)}
-    assert states["app7_customer"].state == "closed" and states["app7_customer"].consecutive_failures == 0
+    row = _breaker_row(db_url, "app7_customer")
+    assert row["state"] == "closed" and row["consecutive_failures"] == 0
 
 
-def test_failed_probe_reopens_the_breaker(make_service, fake):
+def test_failed_probe_reopens_the_breaker(make_service, fake, db_url):
     fake.script("app7_customer", ["500", "500"])
-    service = make_service(max_attempts=1, breaker_failure_threshold=1, breaker_cooldown_seconds=0.3)
+    service = make_service(max_attempts=1, breaker_failure_threshold=1, breaker_cooldown_seconds=60)
     with pytest.raises(TransientLLMError):
         service.call_app("app7_customer", {}, site_id=1)
-    time.sleep(0.35)
+    _cool_down(db_url, "app7_customer")
     with pytest.raises(TransientLLMError):
         service.call_app("app7_customer", {}, site_id=1)  # the probe fails
     with pytest.raises(CircuitOpen):
@@ -166,15 +194,15 @@ def test_failed_probe_reopens_the_breaker(make_service, fake):
 
 
 def test_half_open_admits_a_single_probe(db_url):
-    settings = guards.BreakerSettings(failure_threshold=1, cooldown_s=0.0)
+    settings = breaker.BreakerSettings(failure_threshold=1, cooldown_s=0.0)
     with db.connect(db_url, autocommit=True) as conn:
-        assert guards.breaker_check(conn, "app3_clue", settings).allowed
-        guards.breaker_failure(conn, "app3_clue", settings, "InternalError")
-        first = guards.breaker_check(conn, "app3_clue", settings)
-        second = guards.breaker_check(conn, "app3_clue", settings)
+        assert breaker.breaker_check(conn, "app3_clue", settings).allowed
+        breaker.breaker_failure(conn, "app3_clue", settings, "InternalError")
+        first = breaker.breaker_check(conn, "app3_clue", settings)
+        second = breaker.breaker_check(conn, "app3_clue", settings)
         assert first.allowed and first.probe and not second.allowed and second.state == "half_open"
-        guards.breaker_release_probe(conn, "app3_clue")  # a probe a later guard refused
-        assert guards.breaker_check(conn, "app3_clue", settings).probe
+        breaker.breaker_release_probe(conn, "app3_clue")  # a probe a later guard refused
+        assert breaker.breaker_check(conn, "app3_clue", settings).probe
 
 
 # ---------------------------------------------------------------------------------- rate limit
@@ -194,12 +222,15 @@ def test_rate_limit_holds_across_two_processes(llm_settings, fake, db_url):
     assert statuses.count("success") == 3 and statuses.count("rate_limited") == 5
 
 
-def test_rate_limit_waits_for_a_token_when_allowed(make_service, fake):
-    service = make_service(rate_burst=1, rate_per_minute=600, rate_max_wait_seconds=2)  # one every 0.1 s
-    started = time.monotonic()
+def test_rate_limit_waits_for_a_token_when_allowed(make_service, fake, db_url):
+    waits: list[float] = []
+    # One token every 6 s: without the waits the second call would be refused.
+    service = make_service(
+        sleep=_bucket_clock(db_url, waits), rate_burst=1, rate_per_minute=10, rate_max_wait_seconds=8
+    )
     for _ in range(3):
         service.call_app("app3_clue", {}, site_id=1)
-    assert time.monotonic() - started >= 0.18
+    assert len(waits) == 2 and all(5.9 <= w <= 6.0 for w in waits)  # one wait per token, never past the allowed
     assert fake.count() == 3
 
 
@@ -224,7 +255,7 @@ def test_guards_run_in_order_breaker_rate_budget(make_service, fake, db_url):
     service = make_service(
         max_attempts=1,
         breaker_failure_threshold=1,
-        breaker_cooldown_seconds=0.2,
+        breaker_cooldown_seconds=60,
         daily_token_limit=1,
         rate_burst=1,
         rate_per_minute=0.6,
@@ -234,7 +265,7 @@ def test_guards_run_in_order_breaker_rate_budget(make_service, fake, db_url):
         service.call_app("app3_clue", {}, site_id=1)  # opens the breaker, spends the token and the budget
     with pytest.raises(CircuitOpen):
         service.call_app("app3_clue", {}, site_id=1)
-    time.sleep(0.25)
+    _cool_down(db_url, "app3_clue")
     with pytest.raises(RateLimited):
         service.call_app("app3_clue", {}, site_id=1)  # the probe is allowed, the bucket is empty
     service_b = make_service(daily_token_limit=1)  # a fresh bucket is not enough: the budget is spent

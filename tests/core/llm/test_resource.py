@@ -1,7 +1,7 @@
 """LLMResource inside real Dagster runs: metadata, Failure without retry, RetryPolicy under the request cap."""
 
 # No `from __future__ import annotations`: Dagster reads the asset functions' annotations at definition time.
-import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pytest
@@ -9,8 +9,8 @@ import pytest
 from tests.core.llm.conftest import FAST, ledger
 from zqyy_assets.core.apps import APP_NAMES
 from zqyy_assets.core.llm.errors import GuardRefused
-from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER
-from zqyy_assets.defs.ai.resources import LLMResource
+from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER, LLMSettings
+from zqyy_assets.defs.ai.resources import LLMResource, llm_resource_from_env
 
 
 @pytest.fixture
@@ -46,18 +46,11 @@ def resource(make_resource):
 
 @dg.asset
 def three_clues(context: dg.AssetExecutionContext, llm: LLMResource) -> None:
-    async def ask_all() -> list:
-        gate = asyncio.Semaphore(2)
+    def ask(member: int):
+        return llm.call_app("app3_clue", {"recency_days": member}, site_id=1, target_id=str(member), context=context)
 
-        async def ask(member: int):
-            async with gate:
-                return await llm.acall_app(
-                    "app3_clue", {"recency_days": member}, site_id=1, target_id=str(member), context=context
-                )
-
-        return await asyncio.gather(*(ask(m) for m in (1, 2, 3)))
-
-    asyncio.run(ask_all())
+    with ThreadPoolExecutor(2) as pool:  # calls finishing on worker threads, as in the AI assets
+        list(pool.map(ask, (1, 2, 3)))
 
 
 @dg.asset(retry_policy=dg.RetryPolicy(max_retries=3))
@@ -163,3 +156,60 @@ def test_no_key_means_the_offline_analyst(db_url, fake, monkeypatch):
     assert fake.count() == 0
     [row] = ledger(db_url)
     assert (row["provider"], row["status"], row["model"]) == ("offline", "success", "offline-analyst-1")
+
+
+def test_app_ids_are_read_once_into_the_settings(db_url, monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_APP_ID_APP3_CLUE", "from-env")
+    res = LLMResource(database_url=db_url, app_ids={"app6_note": "given"})
+    settings = res.llm_settings()
+    monkeypatch.delenv("DASHSCOPE_APP_ID_APP3_CLUE")
+    assert settings.app_id("app3_clue") == "from-env" and settings.app_id("app6_note") == "given"
+
+
+def test_every_setting_is_a_resource_field():
+    assert set(LLMSettings.model_fields) <= set(LLMResource.model_fields)
+
+
+def test_resource_from_env_binds_env_vars_and_skips_unset_ones(db_url, fake):
+    env = {
+        "DATABASE_URL": db_url,
+        "DASHSCOPE_API_KEY": FAST["api_key"],
+        "DASHSCOPE_BASE_URL": fake.base_url,
+        "DASHSCOPE_APP_ID_APP3_CLUE": "fake-app3_clue",
+        "ZQYY_LLM_DAILY_TOKEN_LIMIT": "12345",
+        "ZQYY_LLM_RETRY_BASE_DELAY_SECONDS": "0.5",
+        "ZQYY_LLM_WORKSPACE": "",  # blank is unset
+    }
+    res = llm_resource_from_env(env)
+    # the UI shows where a value comes from, never the secret itself
+    assert isinstance(res.api_key, dg.EnvVar) and res.api_key.env_var_name == "DASHSCOPE_API_KEY"
+    assert res.database_url.env_var_name == "DATABASE_URL"
+    assert res.app_ids["app3_clue"].env_var_name == "DASHSCOPE_APP_ID_APP3_CLUE" and "app6_note" not in res.app_ids
+    assert res.daily_token_limit.name == "ZQYY_LLM_DAILY_TOKEN_LIMIT"
+    assert res.retry_base_delay_seconds == 0.5  # no float source in Dagster: the value, read once
+    assert res.workspace is None and res.monthly_token_limit is None and res.provider is None
+
+
+def test_resource_from_env_resolves_in_a_run(db_url, fake, monkeypatch):
+    for name, value in {
+        "DATABASE_URL": db_url,
+        "DASHSCOPE_API_KEY": FAST["api_key"],
+        "DASHSCOPE_BASE_URL": fake.base_url,
+        "DASHSCOPE_APP_ID_APP3_CLUE": "fake-app3_clue",
+        "ZQYY_LLM_MAX_ATTEMPTS": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ZQYY_LLM_PROVIDER", raising=False)
+    monkeypatch.delenv("DASHSCOPE_WORKSPACE", raising=False)  # optional and unset: must not fail the run
+
+    @dg.asset
+    def one_clue(context: dg.AssetExecutionContext, llm: LLMResource) -> None:
+        assert llm.llm_settings().max_attempts == 2
+        llm.call_app("app3_clue", {"recency_days": 1}, site_id=1, context=context)
+
+    res = llm_resource_from_env()
+    try:
+        assert dg.materialize([one_clue], resources={"llm": res}).success
+    finally:
+        res.close()
+    assert fake.requests()[0]["app_id"] == "fake-app3_clue"

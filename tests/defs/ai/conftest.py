@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,7 +13,7 @@ import dagster as dg
 import pytest
 import requests
 
-from tests.defs.ai.venue import load_ai_venue
+from tests.defs.ai.venue import load_ai_venue, shared_ai_venue
 from zqyy_assets.core import db
 from zqyy_assets.core.apps import APP_NAMES
 from zqyy_assets.defs.ai.assets import ai_assets
@@ -50,17 +49,8 @@ def venue(db_url: str) -> str:
 @pytest.fixture(scope="module")
 def shared_venue(pg_server_url: str, template_db: str) -> Iterator[str]:
     """One AI venue for a module's read-only tests (tests that write roll back their transaction)."""
-    name = f"zqyy_ai_{uuid.uuid4().hex[:10]}"
-    with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(
-            db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name), db.sql.Identifier(template_db))
-        )
-    url = db.with_database(pg_server_url, name)
-    with db.transaction(url) as conn:
-        load_ai_venue(conn)
-    yield url
-    with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(name)))
+    with shared_ai_venue(pg_server_url, template_db) as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
+from tests.defs.ai.venue import cached_answer
 from zqyy_assets.core import cache, db
 
 
@@ -17,18 +18,13 @@ def test_input_hash_is_canonical_and_versioned() -> None:
 
 
 def _row(conn, target: str, answer: dict, *, site_id: int = 1, app: str = "app3_clue") -> cache.CachedAnswer:
-    return cache.insert_answer(
+    return cached_answer(
         conn,
+        app,
+        target,
+        answer,
         site_id=site_id,
-        cache_type=app,
-        target_id=target,
         input_hash=f"h-{answer}",
-        prompt_version="v",
-        result_json=answer,
-        score=None,
-        triggered_by="test",
-        provider="offline",
-        model=None,
         tokens_in=1,
         tokens_out=2,
         latency_ms=3,
@@ -53,6 +49,5 @@ def test_reads_take_the_newest_valid_row(db_url: str) -> None:
             ("app3_clue", "100"): {"n": 2},
             ("app3_clue", "101"): {"n": 4},
         }
-        assert len(cache.newest_valid_rows(conn, ["app3_clue"])) == 3  # (1,100), (1,101), (2,100)
         history = conn.execute("SELECT count(*) AS n FROM biz.ai_cache WHERE target_id = '100'").fetchone()["n"]
         assert history == 4  # history is kept

@@ -1,5 +1,6 @@
 import dagster as dg
 
+from tests.defs.ai.venue import cached_answer
 from zqyy_assets.core import cache, db
 from zqyy_assets.core.partition_keys import all_app2_keys
 from zqyy_assets.defs.ai import checks
@@ -8,25 +9,7 @@ from zqyy_assets.defs.ai.resources import LLMResource
 from zqyy_assets.defs.ods.assets import ods_assets
 from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
-
-def _insert(conn, app: str, target: str, answer: dict, site_id: int = 1) -> cache.CachedAnswer:
-    return cache.insert_answer(
-        conn,
-        site_id=site_id,
-        cache_type=app,
-        target_id=target,
-        input_hash="h",
-        prompt_version="v",
-        result_json=answer,
-        score=None,
-        triggered_by="test",
-        provider="offline",
-        model=None,
-        tokens_in=0,
-        tokens_out=0,
-        latency_ms=None,
-        dagster_run_id=None,
-    )
+_insert = cached_answer
 
 
 def _run_check(db_url: str, name: str) -> dg.AssetCheckEvaluation:
@@ -73,8 +56,8 @@ def test_coverage_counts_72_per_active_site_with_figures(db_url: str) -> None:
     with db.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO ods.sites (site_id, name) VALUES (1, 'a'), (2, 'b'), (3, 'new')")
         conn.execute("INSERT INTO ods.sites (site_id, name, is_active) VALUES (4, 'closed', false)")
-        conn.execute("""INSERT INTO dws.finance_area_daily (site_id, biz_date, area_code, revenue, table_fee, assistant_fee,
-                            goods_amount, discount, orders, table_minutes, member_revenue, member_orders)
+        conn.execute("""INSERT INTO dws.finance_area_daily (site_id, biz_date, area_code, revenue, table_fee,
+                            assistant_fee, goods_amount, discount, orders, table_minutes, member_revenue, member_orders)
                         SELECT s, '2026-03-01', 'all', 1, 1, 0, 0, 0, 1, 1, 0, 0 FROM unnest(ARRAY[1, 2, 4]) s""")
         for key in all_app2_keys():
             _insert(conn, key.app_name, key.target_id, {"insights": [{"title": "t", "content": "c"}]}, site_id=1)

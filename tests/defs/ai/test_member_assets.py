@@ -138,7 +138,8 @@ def test_permanent_error_fails_at_once_and_writes_nothing(venue, resources, fake
 
 def test_app8_replaces_its_source_and_keeps_manual_clues(venue, resources, fake) -> None:
     with db.transaction(venue) as conn:
-        conn.execute("""INSERT INTO biz.member_retention_clue (site_id, member_id, category, summary, source, recorded_by_name)
+        conn.execute("""INSERT INTO biz.member_retention_clue
+                            (site_id, member_id, category, summary, source, recorded_by_name)
                         VALUES (1, 100, '客户基础', '🎂 3月生日', 'manual', '小美')""")
 
     def clues() -> list[dict]:
@@ -320,7 +321,7 @@ def test_a_step_retry_is_allowed_unless_every_failure_is_permanent() -> None:
     from zqyy_assets.core.answering import Outcome
     from zqyy_assets.core.llm.errors import TransientLLMError
     from zqyy_assets.core.partition_keys import MemberKey
-    from zqyy_assets.defs.ai.assets import _failure
+    from zqyy_assets.defs.ai.targets import target_failure
 
     refused = dg.Failure("refused", metadata={"error_code": "DataInspectionFailed"}, allow_retries=False)
     flaky = TransientLLMError("upstream 503", code="ServiceUnavailable")
@@ -332,8 +333,8 @@ def test_a_step_retry_is_allowed_unless_every_failure_is_permanent() -> None:
 
     only_permanent = [failed(100, refused)]
     mixed = [failed(100, refused), failed(101, flaky)]
-    assert _failure("app3_clue", only_permanent, only_permanent).allow_retries is False
-    failure = _failure("app3_clue", mixed, mixed)
+    assert target_failure("app3_clue", only_permanent, only_permanent).allow_retries is False
+    failure = target_failure("app3_clue", mixed, mixed)
     assert failure.allow_retries is True
     assert failure.metadata["error_code"].value == "DataInspectionFailed,ServiceUnavailable"
     assert failure.metadata["failed_partitions"].value == "1-100,1-101"

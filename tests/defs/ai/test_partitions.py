@@ -5,6 +5,7 @@ from zqyy_assets.core.partition_keys import (
     AssistantMemberKey,
     MemberKey,
     all_app2_keys,
+    app2_full_range_tags,
     app2_partition_key,
     assistant_member_partition_key,
     member_partition_key,
@@ -13,7 +14,7 @@ from zqyy_assets.core.partition_keys import (
     parse_member_key,
 )
 from zqyy_assets.core.vocabulary import AREAS, TIME_DIMENSIONS
-from zqyy_assets.defs.ai.partitions import app2_full_range_tags, app2_partitions
+from zqyy_assets.defs.ai.partitions import app2_partitions
 
 
 def test_member_keys_round_trip() -> None:

@@ -186,7 +186,8 @@ def test_checks_pass_on_consistent_data_with_evidence(small_venue: str) -> None:
     ("statement", "failing_check"),
     [
         (
-            "UPDATE dws.finance_area_daily SET revenue = revenue + 0.01 WHERE area_code = 'all' AND biz_date = '2026-03-02'",
+            "UPDATE dws.finance_area_daily SET revenue = revenue + 0.01"
+            " WHERE area_code = 'all' AND biz_date = '2026-03-02'",
             "finance_reconciles_with_ods",
         ),
         (

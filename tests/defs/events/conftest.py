@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import cache
 
 import dagster as dg
 import pytest
@@ -17,6 +18,12 @@ from zqyy_assets.defs.resources import PostgresResource
 
 # A moment of business date 2026-03-03 in Asia/Shanghai (the business day turns at 06:00).
 MORNING = datetime.fromisoformat("2026-03-03T10:00:00+08:00")
+
+
+@cache
+def code_location() -> dg.Definitions:
+    """The definitions as Dagster loads them (settings from this process's environment)."""
+    return defs()
 
 
 @pytest.fixture
@@ -59,7 +66,7 @@ def tick(instance: dg.DagsterInstance, postgres: PostgresResource, cursor: str |
         instance=instance,
         instance_ref=instance.get_ref(),
         cursor=cursor,
-        definitions=defs,
+        definitions=code_location(),
         resources={"postgres": postgres},
     ) as context:
         return ai_events_sensor.evaluate_tick(context)

@@ -15,10 +15,10 @@ from datetime import date
 import dagster as dg
 import pytest
 from dagster._core.scheduler.instigation import InstigatorType
-from dagster._core.storage.tags import RUN_KEY_TAG
 
 from zqyy_assets.core import db, inbox
 from zqyy_assets.core import dws_sql as compute
+from zqyy_assets.core.tags import RUN_KEY_TAG
 from zqyy_assets.testing.daemon_harness import daemon_harness
 from zqyy_assets.tools.demo_venue import generate_demo_venue
 
@@ -39,32 +39,36 @@ def _venue_members(url: str, n: int) -> list[int]:
         compute.refresh_member_profile(conn, tz="Asia/Shanghai", cutoff_hours=6)
         compute.refresh_assistant_member(conn)
         rows = conn.execute(
-            "SELECT DISTINCT member_id FROM ods.settlements WHERE site_id = 1 AND member_id IS NOT NULL ORDER BY 1 LIMIT %s",
+            "SELECT DISTINCT member_id FROM ods.settlements WHERE site_id = 1 AND member_id IS NOT NULL"
+            " ORDER BY 1 LIMIT %s",
             (n,),
         ).fetchall()
     return [r["member_id"] for r in rows]
 
 
-def _insert_from_threads(url: str, members: list[int], ids: list[int], spacing: float) -> None:
-    """Four producers on their own connections, staggered so that one event lands every
-    ``spacing`` seconds (the commit-order lock is part of what is tested)."""
+def _insert_at_once(url: str, members: list[int], ids: list[int]) -> threading.Thread:
+    """One producer per member, each on its own connection, all released together (the
+    commit-order lock is part of what is tested); the returned thread ends when all have."""
     lock = threading.Lock()
-    producers = 4
+    start = threading.Barrier(len(members))
 
-    def produce(index: int) -> None:
-        time.sleep(index * spacing)
-        for member_id in members[index::producers]:
-            with db.transaction(url) as conn:
-                event_id = inbox.insert_event(conn, event_type="consumption", site_id=1, member_id=member_id)
-            with lock:
-                ids.append(event_id)
-            time.sleep(producers * spacing)
+    def produce(member_id: int) -> None:
+        start.wait()
+        with db.transaction(url) as conn:
+            event_id = inbox.insert_event(conn, event_type="consumption", site_id=1, member_id=member_id)
+        with lock:
+            ids.append(event_id)
 
-    threads = [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    def produce_all() -> None:
+        threads = [threading.Thread(target=produce, args=(m,)) for m in members]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    producer = threading.Thread(target=produce_all)
+    producer.start()
+    return producer
 
 
 def _inbox_sensor_ticked(instance: dg.DagsterInstance) -> bool:
@@ -120,21 +124,23 @@ def test_burst_survives_a_daemon_killed_mid_burst(db_url, tmp_path, monkeypatch)
                 first_daemon = harness.start()
                 _wait(lambda: _inbox_sensor_ticked(instance), 60, "the inbox sensor's first tick", harness)
                 ids: list[int] = []
-                producer = threading.Thread(target=_insert_from_threads, args=(db_url, members, ids, 1.0))
-                producer.start()
+                first_half = _insert_at_once(db_url, members[: BURST // 2], ids)
 
                 # Kill the daemon as soon as it has created the burst's first run: the tick that
-                # created it is then still submitting the others, and events are still arriving.
+                # created it may still be submitting the others. The second half of the burst
+                # arrives only then, while the daemon is down and starting again.
                 _wait(lambda: len(instance.get_run_ids()) >= 1, 90, "the first run", harness)
                 harness.kill(first_daemon)
+                first_half.join()
                 with db.connect(db_url) as conn:
                     at_kill = conn.execute("SELECT count(*) AS n FROM biz.ai_events").fetchone()["n"]
                 runs_at_kill = len(instance.get_run_ids())
-                producer.join()
-                assert at_kill < BURST, "the burst was over before the kill"
+                assert at_kill == BURST // 2
 
                 t_kill = time.monotonic() - t0
+                second_half = _insert_at_once(db_url, members[BURST // 2 :], ids)
                 harness.start()
+                second_half.join()
                 _wait(
                     lambda: len(ids) == BURST and set(_runs_by_event(instance, db_url)) == set(ids),
                     90,
@@ -172,7 +178,8 @@ def test_burst_survives_a_daemon_killed_mid_burst(db_url, tmp_path, monkeypatch)
                 assert answered == BURST
                 print(
                     f"killed at {t_kill:.0f} s with {at_kill}/{BURST} events inserted and {runs_at_kill} run(s) "
-                    f"created; all {len(distinct)} runs created at {t_runs:.0f} s, all events completed at {t_done:.0f} s"
+                    f"created; all {len(distinct)} runs created at {t_runs:.0f} s, "
+                    f"all events completed at {t_done:.0f} s"
                 )
     finally:
         with db.connect(db.with_database(db_url, "postgres"), autocommit=True) as conn:

@@ -3,18 +3,19 @@ prewarms app2 for every active site in one run."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from tests.defs.events.conftest import tick
+from tests.defs.events.conftest import code_location, tick
 from zqyy_assets.core import db
+from zqyy_assets.core.business_date import business_date
+from zqyy_assets.core.partition_keys import app2_full_range_tags
 from zqyy_assets.definitions import defs
-from zqyy_assets.defs.ai.partitions import app2_full_range_tags
-from zqyy_assets.defs.events import schedules
 from zqyy_assets.defs.events.dws_sensor import dws_completion_sensor
-from zqyy_assets.defs.events.schedules import app2_daily_prewarm_schedule
+from zqyy_assets.defs.events.schedules import PREWARM_SCHEDULE_NAME, build_prewarm_schedule
+from zqyy_assets.defs.resources import VenueCalendarResource
 from zqyy_assets.tools.dws_refresh import materialize_dws
 
 # Site 2 is active but sold nothing in March; site 3 sold but is closed.
@@ -25,12 +26,14 @@ INSERT INTO ods.areas VALUES (3, 'vip', 'VIP');
 INSERT INTO ods.tables VALUES (3, 51, 'vip', 'V9', 2.00);
 INSERT INTO ods.settlements (site_id, settlement_id, member_id, area_code, table_id, started_at, ended_at,
     settled_at, table_minutes, table_fee, assistant_fee, goods_amount, discount, total, pay_method) VALUES
- (3, 1, NULL, 'vip', 51, '2026-03-02 20:00+08', '2026-03-02 21:00+08', '2026-03-02 21:00+08', 60, 120.00, 0, 0, 0, 120.00, '现金');
+ (3, 1, NULL, 'vip', 51, '2026-03-02 20:00+08', '2026-03-02 21:00+08', '2026-03-02 21:00+08',
+  60, 120.00, 0, 0, 0, 120.00, '现金');
 """
 
 
-def dws_tick(instance, postgres, cursor=None):
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"postgres": postgres}) as context:
+def dws_tick(instance, postgres, cursor=None, calendar=None):
+    resources = {"postgres": postgres, "venue_calendar": calendar or VenueCalendarResource()}
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
         return dws_completion_sensor.evaluate_tick(context)
 
 
@@ -70,7 +73,7 @@ def schedule_at(instance, postgres, moment: datetime):
     with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=moment, resources={"postgres": postgres}
     ) as context:
-        return app2_daily_prewarm_schedule.evaluate_tick(context)
+        return build_prewarm_schedule("0 10 * * *", "Asia/Shanghai").evaluate_tick(context)
 
 
 def test_daily_schedule_prewarms_every_active_site_in_one_run(instance, postgres, venue, db_url, monkeypatch) -> None:
@@ -93,7 +96,7 @@ def test_daily_schedule_prewarms_every_active_site_in_one_run(instance, postgres
         "BUSINESS_DAY_CUTOFF_HOURS": "6",
     }.items():
         monkeypatch.setenv(name, value)
-    assert dg.validate_run_config(defs.resolve_job_def(request.job_name), request.run_config)
+    assert dg.validate_run_config(code_location().resolve_job_def(request.job_name), request.run_config)
 
 
 def test_schedule_skips_when_no_site_is_active(instance, postgres, db_url) -> None:
@@ -104,14 +107,40 @@ def test_schedule_skips_when_no_site_is_active(instance, postgres, db_url) -> No
     assert result.run_requests == [] and "no active site" in result.skip_message
 
 
+def loaded_schedule(monkeypatch, **env: str) -> dg.ScheduleDefinition:
+    """The prewarm schedule as the code location builds it when loaded with this environment."""
+    for name in ("APP2_PREWARM_CRON", "APP2_PREWARM_TIMEZONE", "VENUE_TIMEZONE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return defs().resolve_schedule_def(PREWARM_SCHEDULE_NAME)
+
+
 def test_schedule_time_and_zone_are_settings(monkeypatch) -> None:
-    assert app2_daily_prewarm_schedule.cron_schedule == schedules.prewarm_cron()
-    assert app2_daily_prewarm_schedule.execution_timezone == schedules.prewarm_timezone()
-    monkeypatch.delenv("APP2_PREWARM_CRON", raising=False)
-    monkeypatch.delenv("APP2_PREWARM_TIMEZONE", raising=False)
-    monkeypatch.delenv("VENUE_TIMEZONE", raising=False)
-    assert (schedules.prewarm_cron(), schedules.prewarm_timezone()) == ("0 10 * * *", "Asia/Shanghai")
-    monkeypatch.setenv("VENUE_TIMEZONE", "Asia/Kuala_Lumpur")
-    assert schedules.prewarm_timezone() == "Asia/Kuala_Lumpur"
-    monkeypatch.setenv("APP2_PREWARM_TIMEZONE", "Asia/Hong_Kong")
-    assert schedules.prewarm_timezone() == "Asia/Hong_Kong"
+    default = loaded_schedule(monkeypatch)
+    assert (default.cron_schedule, default.execution_timezone) == ("0 10 * * *", "Asia/Shanghai")
+    venue = loaded_schedule(monkeypatch, VENUE_TIMEZONE="Asia/Kuala_Lumpur")
+    assert venue.execution_timezone == "Asia/Kuala_Lumpur"
+    own = loaded_schedule(
+        monkeypatch,
+        VENUE_TIMEZONE="Asia/Kuala_Lumpur",
+        APP2_PREWARM_TIMEZONE="Asia/Hong_Kong",
+        APP2_PREWARM_CRON="30 9 * * *",
+    )
+    assert (own.cron_schedule, own.execution_timezone) == ("30 9 * * *", "Asia/Hong_Kong")
+
+
+def test_dws_event_business_date_is_the_venues(instance, postgres, venue, db_url) -> None:
+    # Pago Pago (UTC-11) with the day turning at 23:00 is 34 h behind UTC, 36 h behind the default
+    # venue (Shanghai, 06:00): its business date is always one or two days earlier.
+    materialize_dws(instance, db_url, date(2026, 3, 2), date(2026, 3, 3))
+    far_west = VenueCalendarResource(timezone="Pacific/Pago_Pago", business_day_cutoff_hours=23)
+    before = datetime.now(UTC)
+    dws_tick(instance, postgres, calendar=far_west)
+    after = datetime.now(UTC)
+    [event] = dws_events(db_url)
+    assert event["biz_date"] in {
+        business_date(before, "Pacific/Pago_Pago", 23),
+        business_date(after, "Pacific/Pago_Pago", 23),
+    }
+    assert event["biz_date"] < business_date(before, "Asia/Shanghai", 6)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
 import dagster as dg
 import pytest
 
-from tests.defs.events.conftest import MORNING, event_row, tick
+from tests.defs.events.conftest import MORNING, code_location, event_row, tick
 from zqyy_assets.core import db, inbox
+from zqyy_assets.core.partition_keys import app2_full_range_tags
 from zqyy_assets.core.tags import RANGE_END_TAG, RANGE_START_TAG
-from zqyy_assets.definitions import defs
-from zqyy_assets.defs.ai.partitions import app2_full_range_tags
 from zqyy_assets.defs.events import sensors
 
 
@@ -26,7 +26,7 @@ def added_partitions(result) -> dict[str, list[str]]:
 
 
 def job_assets(job_name: str) -> set[str]:
-    job = defs.resolve_job_def(job_name)
+    job = code_location().resolve_job_def(job_name)
     return {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
 
 
@@ -164,7 +164,12 @@ def test_same_member_same_business_day_runs_once(instance, postgres, db_url, add
     assert (skipped["status"], skipped["duplicate_of"]) == ("skipped_duplicate", first)
     assert skipped["finished_at"] is not None
     with db.connect(db_url) as conn:
-        assert inbox.skipped_duplicates_on(conn, 1, MORNING.date()) == 1
+        skipped_that_day = conn.execute(
+            "SELECT count(*) AS n FROM biz.ai_events"
+            " WHERE site_id = 1 AND biz_date = %s AND status = 'skipped_duplicate'",
+            (MORNING.date(),),
+        ).fetchone()
+        assert skipped_that_day["n"] == 1
 
 
 def test_duplicate_arriving_in_a_later_tick_is_skipped(instance, postgres, db_url, add_event) -> None:
@@ -237,7 +242,7 @@ def test_events_commit_in_id_order_so_the_cursor_skips_none(instance, postgres, 
         slow_id = inbox.insert_event(slow, event_type="consumption", site_id=1, member_id=100, occurred_at=MORNING)
         with ThreadPoolExecutor(1) as pool:
             fast = pool.submit(_insert_committed, db_url, 101)
-            time.sleep(0.5)
+            _wait_for_a_blocked_insert(db_url, fast)
             assert not fast.done()  # waits for the first producer's commit
 
             held = tick(instance, postgres)
@@ -249,6 +254,24 @@ def test_events_commit_in_id_order_so_the_cursor_skips_none(instance, postgres, 
     assert slow_id < fast_id
     result = tick(instance, postgres, held.cursor)
     assert [r.run_key for r in result.run_requests] == [f"ev{slow_id}-{fast_id}:consumption"]
+
+
+def _wait_for_a_blocked_insert(db_url: str, insert: Future[int], timeout: float = 10.0) -> None:
+    """Until another session waits for the event-id lock (or fail after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    with db.connect(db_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()
+            if waiting["n"]:
+                return
+            # Poll again shortly, meanwhile watching the insert: it must not finish first.
+            with contextlib.suppress(TimeoutError):
+                insert.result(timeout=0.02)
+                raise AssertionError("the second insert did not wait for the first one's commit")
+    raise AssertionError(f"no insert waited for the event-id lock within {timeout} s")
 
 
 def _insert_committed(db_url: str, member_id: int) -> int:

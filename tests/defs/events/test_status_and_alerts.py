@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 from dagster._core.storage.runs.schema import RunTagsTable
-from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
-from tests.defs.events.conftest import event_row, tick
+from tests.defs.events.conftest import code_location, event_row, tick
 from zqyy_assets.core import db
-from zqyy_assets.definitions import defs
+from zqyy_assets.core.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from zqyy_assets.defs.ai.partitions import members_partitions
 from zqyy_assets.defs.events.status_sensors import (
     ai_event_status_sensor,
@@ -163,7 +162,10 @@ def tick_as_daemon(instance, postgres) -> list[dg.RunRequest]:
 
 def follow_runs_with_definitions(instance, postgres):
     with dg.build_sensor_context(
-        instance=instance, instance_ref=instance.get_ref(), definitions=defs, resources={"postgres": postgres}
+        instance=instance,
+        instance_ref=instance.get_ref(),
+        definitions=code_location(),
+        resources={"postgres": postgres},
     ) as context:
         return ai_event_status_sensor.evaluate_tick(context)
 

@@ -1,7 +1,8 @@
 """One attempt at a DashScope Application call through the ``dashscope`` SDK, nothing more.
 
-Retries, guards and the ledger live in ``service.py``; this module sends one request and turns
-the SDK's response (or exception) into a result or a classified ``AttemptError``.
+Retries (``retry.py``), guards (``guards.py``) and the ledger (``ledger.py``) live elsewhere;
+this module sends one request and turns the SDK's response (or exception) into a result or a
+classified ``AttemptError``.
 
 Two SDK details shape this code (dashscope 2.0.2, read from its source):
 
@@ -46,7 +47,7 @@ class ConnectionDropped(ConnectionError):
 
 
 class _OneSendSession(requests.Session):
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
         try:
             return super().request(*args, **kwargs)
         except requests.exceptions.ConnectionError as exc:
@@ -170,14 +171,7 @@ class DashScopeClient:
             response = _application().call(**self._kwargs(app_id, prompt, session_id, biz_params))
         except Exception as exc:  # network, time-out, unparsable body: classified, never swallowed
             raise error_from_exception(exc, app_name=app_name) from exc
-        if response.status_code != 200:
-            raise error_from_response(
-                status_code=response.status_code,
-                code=response.code,
-                message=response.message,
-                request_id=response.request_id,
-                app_name=app_name,
-            )
+        _raise_for_status(response, app_name)
         output = response.output
         return CallResult(
             text=_field(output, "text") or "",
@@ -196,14 +190,7 @@ class DashScopeClient:
         try:
             responses = _application().call(**kwargs)
             for response in responses:
-                if response.status_code != 200:
-                    raise error_from_response(
-                        status_code=response.status_code,
-                        code=response.code,
-                        message=response.message,
-                        request_id=response.request_id,
-                        app_name=app_name,
-                    )
+                _raise_for_status(response, app_name)
                 output = response.output
                 yield StreamChunk(
                     text=_field(output, "text") or "",
@@ -218,6 +205,18 @@ class DashScopeClient:
             raise error_from_exception(exc, app_name=app_name) from exc
 
 
+def _raise_for_status(response: Any, app_name: str) -> None:
+    """A non-200 response (a call's, or one event of a stream) as a classified ``AttemptError``."""
+    if response.status_code != 200:
+        raise error_from_response(
+            status_code=response.status_code,
+            code=response.code,
+            message=response.message,
+            request_id=response.request_id,
+            app_name=app_name,
+        )
+
+
 def parse_answer(text: str, *, app_name: str, usage: Usage, request_id: str | None) -> dict:
     """The JSON answer as a dict; a bare list is wrapped as ``{"insights": [...]}``.
 
@@ -229,24 +228,10 @@ def parse_answer(text: str, *, app_name: str, usage: Usage, request_id: str | No
         body = body.split("\n", 1)[1] if "\n" in body else ""
         if body.rstrip().endswith("```"):
             body = body.rstrip()[:-3]
-    try:
-        parsed = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise AttemptError(
-            f"answer is not valid JSON ({exc.msg} at {exc.pos}): {text[:200]!r}",
-            kind="transient",
-            app_name=app_name,
-            code="InvalidJSON",
-            request_id=request_id,
-            tokens_in=usage.tokens_in,
-            tokens_out=usage.tokens_out,
-            response_text=text,
-        ) from exc
-    if isinstance(parsed, list):
-        parsed = {"insights": parsed}
-    if not isinstance(parsed, dict):
-        raise AttemptError(
-            f"answer is JSON {type(parsed).__name__}, expected an object",
+
+    def invalid(message: str) -> AttemptError:
+        return AttemptError(
+            message,
             kind="transient",
             app_name=app_name,
             code="InvalidJSON",
@@ -255,4 +240,13 @@ def parse_answer(text: str, *, app_name: str, usage: Usage, request_id: str | No
             tokens_out=usage.tokens_out,
             response_text=text,
         )
+
+    try:
+        parsed = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise invalid(f"answer is not valid JSON ({exc.msg} at {exc.pos}): {text[:200]!r}") from exc
+    if isinstance(parsed, list):
+        parsed = {"insights": parsed}
+    if not isinstance(parsed, dict):
+        raise invalid(f"answer is JSON {type(parsed).__name__}, expected an object")
     return parsed

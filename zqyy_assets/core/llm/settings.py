@@ -1,25 +1,46 @@
-"""The LLM layer's settings, read from the environment (names in ``.env.example``).
+"""The LLM layer's settings, read from the environment once (names in ``.env.example``).
 
 Values passed explicitly (by ``LLMResource`` fields or by a caller) win over the environment;
 anything left unset falls back to the environment, then to the defaults below. The API key is
-a ``SecretStr``: it never appears in a repr, a log line or the Dagster UI.
+a ``SecretStr``: it never appears in a repr, a log line or the Dagster UI. Each app's Bailian
+app id is its own variable, ``DASHSCOPE_APP_ID_<NAME>``, read into ``app_ids`` when the
+settings are built, so nothing reads the environment at call time.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zqyy_assets.core.apps import APPS
 
 # One answer may cost at most this many HTTP requests, whatever the retry settings and the
-# asset's RetryPolicy (see service.py for how the two combine).
+# asset's RetryPolicy. How the two combine:
+#
+# Each answer gets at most ``MAX_REQUESTS_PER_ANSWER`` (4) requests in one Dagster run. With the
+# defaults (``max_attempts=3``), a transient failure surviving three attempts raises
+# ``TransientLLMError``; a ``RetryPolicy`` re-runs the step, and the re-run's call for the same
+# answer is allowed ``4 - 3 = 1`` more request; after that the call fails with a permanent
+# ``RequestCapReached`` and no request. The recommended pairing is ``max_attempts=2`` with
+# ``RetryPolicy(max_retries=1, delay=30, backoff=EXPONENTIAL, jitter=PLUS_MINUS)``: two quick
+# tries, then one later step retry with two more, four in all. Permanent errors never reach the
+# RetryPolicy (``Failure(allow_retries=False)``). Outside a run (the API), ``max_attempts``
+# (at most 4) is the cap. Guard refusals send nothing and are not counted. An answer outside its
+# schema is asked again (``core/answering.py``) and the ledger books it failed, so its requests
+# count against the same cap.
 MAX_REQUESTS_PER_ANSWER = 4
 
 Provider = Literal["auto", "dashscope", "offline"]
+
+
+def app_ids_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every app id set in the environment (``DASHSCOPE_APP_ID_<NAME>``), by app name."""
+    env = os.environ if environ is None else environ
+    return {name: value for name, spec in APPS.items() if (value := env.get(spec.app_id_env, "").strip())}
 
 
 class LLMSettings(BaseSettings):
@@ -31,7 +52,7 @@ class LLMSettings(BaseSettings):
     base_url: str | None = Field(None, validation_alias="DASHSCOPE_BASE_URL")
     workspace: str | None = Field(None, validation_alias="DASHSCOPE_WORKSPACE")
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
-    # app name -> Bailian app id; unset names are read from DASHSCOPE_APP_ID_<NAME>.
+    # app name -> Bailian app id; names not given are filled from DASHSCOPE_APP_ID_<NAME>.
     app_ids: dict[str, str] = Field(default_factory=dict)
 
     daily_token_limit: int = Field(100_000, ge=0)
@@ -59,6 +80,12 @@ class LLMSettings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @model_validator(mode="after")
+    def _app_ids_from_env(self) -> LLMSettings:
+        given = {name: app_id for name, app_id in self.app_ids.items() if app_id}
+        self.app_ids = {**app_ids_from_env(), **given}
+        return self
+
     def resolved_provider(self) -> Literal["dashscope", "offline"]:
         if self.provider == "auto":
             return "dashscope" if self.api_key_value() else "offline"
@@ -68,10 +95,7 @@ class LLMSettings(BaseSettings):
         return self.api_key.get_secret_value() if self.api_key else None
 
     def app_id(self, app_name: str) -> str | None:
-        configured = self.app_ids.get(app_name)
-        if configured:
-            return configured
-        return os.environ.get(APPS[app_name].app_id_env) or None
+        return self.app_ids.get(app_name)
 
 
 def load_settings(**overrides: Any) -> LLMSettings:

@@ -1,4 +1,4 @@
-"""Jobs over the AI assets, and the run requests sensors and schedules send them.
+"""Jobs over the AI assets, and the app2 prewarm's run request (the 10:00 schedule sends it).
 
 One run per event for a whole chain (not one per app), and the 72 app2 partitions as one run:
 a run launch costs seconds of CPU on this machine. Jobs run in process (one process per run,
@@ -27,10 +27,7 @@ from typing import Any
 
 import dagster as dg
 
-from zqyy_assets.core.partition_keys import (
-    assistant_member_partition_key,
-    member_partition_key,
-)
+from zqyy_assets.core.partition_keys import app2_full_range_tags
 from zqyy_assets.core.tags import FORCE_TAG, TRIGGER_TAG
 from zqyy_assets.defs.ai.assets import (
     DEFAULT_CONCURRENCY,
@@ -43,7 +40,6 @@ from zqyy_assets.defs.ai.assets import (
     app8_consolidation,
 )
 from zqyy_assets.defs.ai.checks import APP2_COVERAGE_CHECK
-from zqyy_assets.defs.ai.partitions import app2_full_range_tags
 from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 
@@ -109,41 +105,6 @@ def app2_prewarm_run_request(
         job_name=app2_prewarm_job.name,
         run_config=run_config,
         tags={**app2_full_range_tags(), **run_tags(trigger, force=force)},
-    )
-
-
-def member_chain_run_request(
-    job_name: str, *, site_id: int, member_id: int, trigger: str, run_key: str | None = None, force: bool = False
-) -> dg.RunRequest:
-    """One run of a member chain (``consumption_chain_job`` / ``note_chain_job``) for one member."""
-    if job_name not in (consumption_chain_job.name, note_chain_job.name):
-        raise ValueError(f"{job_name!r} is not a member chain job")
-    return dg.RunRequest(
-        run_key=run_key,
-        job_name=job_name,
-        partition_key=member_partition_key(site_id, member_id),
-        tags=run_tags(trigger, force=force),
-    )
-
-
-def assistant_member_chain_run_request(
-    job_name: str,
-    *,
-    site_id: int,
-    assistant_id: int,
-    member_id: int,
-    trigger: str,
-    run_key: str | None = None,
-    force: bool = False,
-) -> dg.RunRequest:
-    """One run of an assistant x member chain (``task_chain_job`` / ``consumption_assistant_chain_job``)."""
-    if job_name not in (task_chain_job.name, consumption_assistant_chain_job.name):
-        raise ValueError(f"{job_name!r} is not an assistant x member chain job")
-    return dg.RunRequest(
-        run_key=run_key,
-        job_name=job_name,
-        partition_key=assistant_member_partition_key(site_id, assistant_id, member_id),
-        tags=run_tags(trigger, force=force),
     )
 
 

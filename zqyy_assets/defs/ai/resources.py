@@ -1,83 +1,43 @@
 """``LLMResource``: the Dagster resource the AI assets call the Bailian apps through.
 
-Bind it with only the database from the environment; everything else is read from the
-environment at run time (``settings.py``), so an unset optional variable never breaks loading::
+Every setting of the LLM layer (``core/llm/settings.py``) is a field, so the Dagster UI shows
+the configuration. The code location binds them with ``llm_resource_from_env()``: each from
+``dg.EnvVar`` (the API key too, so the UI shows the variable's name, never the secret)::
 
-    resources={"llm": LLMResource(database_url=dg.EnvVar("DATABASE_URL"))}
+    resources={"llm": llm_resource_from_env()}
 
-In an asset::
+A field left unset falls back to the environment when the resource is first used, then to the
+setting's default: ``LLMResource(database_url=dg.EnvVar("DATABASE_URL"))`` works too.
 
-    answer = llm.call_app("app3_clue", prompt, site_id=site, target_id=str(member_id), context=context)
-    # or, many at once: await llm.acall_app(...) under an asyncio.Semaphore
-
-Passing ``context`` stamps the run id on the ledger rows and adds cumulative usage to the
-materialization's metadata after every call, as dagster-openai does for OpenAI:
-``llm.calls``, ``llm.failed_calls``, ``llm.refused_calls``, ``llm.tokens_in``,
-``llm.tokens_out``, ``llm.total_tokens``, ``llm.latency_ms_avg``, ``llm.latency_ms_max``,
-``llm.provider``, ``llm.model``, ``llm.prompt_versions``.
+Passing ``context`` to ``call_app`` stamps the run id on the ledger rows and adds cumulative
+usage to the materialization's metadata after every call (``core/llm/usage.py``).
 
 Errors: a permanent one raises ``dg.Failure(allow_retries=False)`` naming the code and message
 (the RetryPolicy does not re-run the step); a guard refusal raises ``CircuitOpen``,
 ``RateLimited`` or ``BudgetExceeded`` (all ``GuardRefused``, with ``.reason``); transient
-failures that outlived their attempts raise ``TransientLLMError``. See ``service.py`` for how
-the retries combine with a RetryPolicy (never more than 4 requests for one answer).
+failures that outlived their attempts raise ``TransientLLMError``. See ``core/llm/service.py``
+for how the retries combine with a RetryPolicy (never more than 4 requests for one answer).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Mapping
 from typing import Any
 from weakref import WeakKeyDictionary
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from zqyy_assets.core.apps import APPS
 from zqyy_assets.core.llm.errors import GuardRefused, LLMError, PermanentLLMError
-from zqyy_assets.core.llm.service import AppAnswer, ChatDelta, LLMService
+from zqyy_assets.core.llm.service import AppAnswer, LLMService
 from zqyy_assets.core.llm.settings import LLMSettings, load_settings
+from zqyy_assets.core.llm.usage import UsageMeter
 
 logger = logging.getLogger(__name__)
-
-
-class _UsageMeter:
-    def __init__(self) -> None:
-        self.calls = self.failed = self.refused = 0
-        self.tokens_in = self.tokens_out = 0
-        self.latency_total = self.latency_max = 0
-        self.providers: list[str] = []
-        self.models: list[str] = []
-        self.prompt_versions: dict[str, str] = {}
-
-    def add_answer(self, app_name: str, answer: AppAnswer) -> None:
-        self.calls += 1
-        self.tokens_in += answer.tokens_in
-        self.tokens_out += answer.tokens_out
-        self.latency_total += answer.latency_ms
-        self.latency_max = max(self.latency_max, answer.latency_ms)
-        if answer.provider not in self.providers:
-            self.providers.append(answer.provider)
-        for model in filter(None, answer.model.split(",")):
-            if model not in self.models:
-                self.models.append(model)
-        self.prompt_versions[app_name] = answer.prompt_version
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "llm.calls": self.calls,
-            "llm.failed_calls": self.failed,
-            "llm.refused_calls": self.refused,
-            "llm.tokens_in": self.tokens_in,
-            "llm.tokens_out": self.tokens_out,
-            "llm.total_tokens": self.tokens_in + self.tokens_out,
-            "llm.latency_ms_avg": round(self.latency_total / self.calls, 1) if self.calls else 0.0,
-            "llm.latency_ms_max": self.latency_max,
-            "llm.provider": ",".join(self.providers),
-            "llm.model": ",".join(self.models),
-            "llm.prompt_versions": ", ".join(f"{k}={v}" for k, v in sorted(self.prompt_versions.items())),
-        }
 
 
 class LLMResource(dg.ConfigurableResource):
@@ -89,24 +49,25 @@ class LLMResource(dg.ConfigurableResource):
 
     database_url: str = Field(description="Postgres URL of the app database (guards and ledger).")
     provider: str | None = Field(None, description="'dashscope', 'offline' or 'auto' (dashscope when a key is set).")
-    api_key: str | None = Field(None, description="DashScope API key; prefer DASHSCOPE_API_KEY in the environment.")
+    api_key: str | None = Field(None, description="DashScope API key; bind it as dg.EnvVar('DASHSCOPE_API_KEY').")
     base_url: str | None = Field(None, description="DashScope HTTP base URL, e.g. http://127.0.0.1:8765/api/v1.")
     workspace: str | None = Field(None, description="Bailian workspace id (X-DashScope-WorkSpace).")
     app_ids: dict[str, str] = Field(default_factory=dict, description="App name -> Bailian app id.")
-    daily_token_limit: int | None = None
-    monthly_token_limit: int | None = None
-    budget_reserve_tokens: int | None = None
-    budget_timezone: str | None = None
-    breaker_failure_threshold: int | None = None
-    breaker_cooldown_seconds: float | None = None
-    rate_per_minute: float | None = None
-    rate_burst: int | None = None
-    rate_max_wait_seconds: float | None = None
-    max_attempts: int | None = None
-    retry_base_delay_seconds: float | None = None
-    retry_max_delay_seconds: float | None = None
-    throttle_delay_factor: float | None = None
-    request_timeout_seconds: float | None = None
+    daily_token_limit: int | None = Field(None, description="Tokens a day, all sites together.")
+    monthly_token_limit: int | None = Field(None, description="Tokens a month, all sites together.")
+    budget_reserve_tokens: int | None = Field(None, description="Tokens an in-flight call reserves.")
+    budget_timezone: str | None = Field(None, description="The zone whose day and month the budget counts in.")
+    breaker_failure_threshold: int | None = Field(None, description="Consecutive failed calls that open a breaker.")
+    breaker_cooldown_seconds: float | None = Field(None, description="How long an open breaker refuses calls.")
+    rate_per_minute: float | None = Field(None, description="Sustained requests a minute, per app.")
+    rate_burst: int | None = Field(None, description="Rate bucket capacity, per app.")
+    rate_max_wait_seconds: float | None = Field(None, description="Wait this long for a rate token before refusing.")
+    max_attempts: int | None = Field(None, description="Requests per call (at most 4 per answer in a run).")
+    retry_base_delay_seconds: float | None = Field(None, description="First backoff; doubles per attempt.")
+    retry_max_delay_seconds: float | None = Field(None, description="Longest backoff.")
+    throttle_delay_factor: float | None = Field(None, description="Backoff multiplier after a Throttling error.")
+    request_timeout_seconds: float | None = Field(None, description="Time-out of one request.")
+    db_pool_size: int | None = Field(None, description="Connections the guards and the ledger may hold.")
 
     _service: LLMService | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -115,7 +76,7 @@ class LLMResource(dg.ConfigurableResource):
     # ----------------------------------------------------------------------------- lifecycle
 
     def llm_settings(self) -> LLMSettings:
-        fields = {name: getattr(self, name) for name in LLMSettings.model_fields if hasattr(self, name)}
+        fields = {name: getattr(self, name) for name in LLMSettings.model_fields}
         if not fields.get("app_ids"):
             fields.pop("app_ids", None)
         return load_settings(**fields)
@@ -138,15 +99,15 @@ class LLMResource(dg.ConfigurableResource):
 
     # ------------------------------------------------------------------------------- metering
 
-    def _meter(self, context: Any) -> _UsageMeter:
+    def _meter(self, context: Any) -> UsageMeter:
         try:
             meter = self._meters.get(context)
             if meter is None:
-                meter = self._meters[context] = _UsageMeter()
+                meter = self._meters[context] = UsageMeter()
         except TypeError:  # a context that cannot be weakly referenced: meter by identity
             if isinstance(self._meters, WeakKeyDictionary):
                 self._meters = {}
-            meter = self._meters.setdefault(id(context), _UsageMeter())
+            meter = self._meters.setdefault(id(context), UsageMeter())
         return meter
 
     def _record_usage(
@@ -171,13 +132,8 @@ class LLMResource(dg.ConfigurableResource):
                 context.add_output_metadata(meter.metadata(), output_name=output_name)
             except dg.DagsterError as exc:
                 # A directly invoked asset (unit test) has no output to carry metadata; the call
-                # itself must not fail for that. The meter still answers usage_metadata().
+                # itself must not fail for that.
                 logger.debug("usage metadata not recorded: %s", exc)
-
-    def usage_metadata(self, context: Any) -> dict[str, Any]:
-        """The cumulative usage recorded for this context so far (what is on its metadata)."""
-        with self._lock:
-            return self._meter(context).metadata()
 
     # ---------------------------------------------------------------------------------- calls
 
@@ -219,29 +175,6 @@ class LLMResource(dg.ConfigurableResource):
         """The answer did not fit the app's schema: its ledger row becomes a failed call."""
         self.service.reject_answer(answer, reason)
 
-    async def acall_app(self, app_name: str, prompt: str | dict, **kwargs: Any) -> AppAnswer:
-        """``call_app`` in a worker thread, for bounded concurrency (a semaphore) inside an asset."""
-        return await asyncio.to_thread(self.call_app, app_name, prompt, **kwargs)
-
-    def stream_chat(
-        self, prompt: str, *, site_id: int, session_id: str | None = None, **kwargs: Any
-    ) -> Iterator[ChatDelta]:
-        """The chat's answer as ``ChatDelta(text, session_id)`` deltas; see ``LLMService.stream_chat``."""
-        try:
-            yield from self.service.stream_chat(prompt, site_id=site_id, session_id=session_id, **kwargs)
-        except PermanentLLMError as err:
-            raise _failure(err) from err
-
-    async def astream_chat(
-        self, prompt: str, *, site_id: int, session_id: str | None = None, **kwargs: Any
-    ) -> AsyncIterator[ChatDelta]:
-        """``stream_chat`` for FastAPI: the SDK's blocking generator advanced in worker threads."""
-        try:
-            async for delta in self.service.astream_chat(prompt, site_id=site_id, session_id=session_id, **kwargs):
-                yield delta
-        except PermanentLLMError as err:
-            raise _failure(err) from err
-
 
 def _run_id(context: Any) -> str | None:
     run = getattr(context, "run", None) if context is not None else None
@@ -260,3 +193,42 @@ def _failure(err: PermanentLLMError) -> dg.Failure:
         },
         allow_retries=False,
     )
+
+
+# ------------------------------------------------------------------------- binding from the env
+
+
+def setting_env_var(name: str) -> str:
+    """The environment variable of an ``LLMSettings`` field (its alias, else ``ZQYY_LLM_<NAME>``)."""
+    alias = LLMSettings.model_fields[name].validation_alias
+    return alias if isinstance(alias, str) else f"{LLMSettings.model_config.get('env_prefix', '')}{name}".upper()
+
+
+def llm_resource_from_env(environ: Mapping[str, str] | None = None) -> LLMResource:
+    """``LLMResource`` with every setting bound from its environment variable, for the code location.
+
+    Strings and integers are bound as ``dg.EnvVar`` / ``dg.EnvVar.int``: the UI shows the
+    variable's name and the value is read when a run starts. Dagster fails a run whose
+    ``EnvVar`` is unset (``dagster/_config/source.py``, ``_ensure_env_variable``) and has no
+    optional form, so an optional setting is bound only when its variable is set; unset, the
+    setting keeps its default. Dagster has no float source either (no ``EnvVar.float``), so
+    the seconds and rates are bound as the values read here, once, when the location loads
+    (a malformed one fails the load, which is when it should).
+    """
+    env = os.environ if environ is None else environ
+    bound: dict[str, Any] = {"database_url": dg.EnvVar("DATABASE_URL")}  # required: no default
+    for name, field in LLMSettings.model_fields.items():
+        var = setting_env_var(name)
+        if name == "database_url":
+            continue
+        if name == "app_ids":
+            bound[name] = {app: dg.EnvVar(spec.app_id_env) for app, spec in APPS.items() if env.get(spec.app_id_env)}
+        elif not (env.get(var) or "").strip():
+            continue  # unset: the default
+        elif field.annotation is int:
+            bound[name] = dg.EnvVar.int(var)
+        elif field.annotation is float:
+            bound[name] = float(env[var])
+        else:
+            bound[name] = dg.EnvVar(var)
+    return LLMResource(**bound)

@@ -75,3 +75,6 @@ def dws_assistant_member(context: dg.AssetExecutionContext, postgres: PostgresRe
     with postgres.transaction() as conn:
         rows = compute.refresh_assistant_member(conn)
     return dg.MaterializeResult(metadata=_row_metadata(rows, started))
+
+
+dws_assets = [dws_finance_area_daily, dws_member_profile, dws_assistant_member]

@@ -17,6 +17,8 @@ from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 _FINANCE_MEASURES = ("revenue", "table_fee", "assistant_fee", "goods_amount", "discount", "orders", "table_minutes")
 
+_FINANCE_SIDES = "COALESCE(o.{m}, 0) AS ods_{m}, COALESCE(d.{m}, 0) AS dws_{m}, COALESCE(a.{m}, 0) AS areas_{m}"
+
 _FINANCE_RECONCILE = f"""
 WITH bounds AS (SELECT min(biz_date) AS lo, max(biz_date) AS hi FROM dws.finance_area_daily),
 ods_day AS (
@@ -48,7 +50,7 @@ dws_areas AS (
     FROM dws.finance_area_daily WHERE area_code <> 'all' GROUP BY 1, 2
 )
 SELECT site_id, biz_date,
-       {", ".join(f"COALESCE(o.{m}, 0) AS ods_{m}, COALESCE(d.{m}, 0) AS dws_{m}, COALESCE(a.{m}, 0) AS areas_{m}" for m in _FINANCE_MEASURES)},
+       {", ".join(_FINANCE_SIDES.format(m=m) for m in _FINANCE_MEASURES)},
        COALESCE(o.recharge_amount, 0) AS ods_recharge_amount, COALESCE(d.recharge_amount, 0) AS dws_recharge_amount
 FROM ods_side o
 FULL JOIN dws_all d USING (site_id, biz_date)
@@ -111,7 +113,8 @@ def member_profile_reconciles_with_ods(
     params = {"tz": venue_calendar.timezone, "cutoff": venue_calendar.business_day_cutoff_hours}
     with postgres.connect() as conn:
         counts = conn.execute(
-            "SELECT (SELECT count(*) FROM ods.members) AS ods_members, (SELECT count(*) FROM dws.member_profile) AS profiles"
+            "SELECT (SELECT count(*) FROM ods.members) AS ods_members,"
+            " (SELECT count(*) FROM dws.member_profile) AS profiles"
         ).fetchone()
         spend = conn.execute(
             """WITH p AS (SELECT site_id, max(as_of_date) AS as_of_date, sum(spend_180d) AS dws_spend
@@ -119,7 +122,8 @@ def member_profile_reconciles_with_ods(
                SELECT p.site_id, p.dws_spend,
                       COALESCE((SELECT sum(total) FROM ods.settlements s
                                 WHERE s.site_id = p.site_id AND s.member_id IS NOT NULL
-                                  AND p.as_of_date - dws.business_date(s.settled_at, %(tz)s, %(cutoff)s) BETWEEN 0 AND 179), 0)
+                                  AND p.as_of_date - dws.business_date(s.settled_at, %(tz)s, %(cutoff)s)
+                                      BETWEEN 0 AND 179), 0)
                         AS ods_spend
                FROM p ORDER BY p.site_id""",
             params,
@@ -146,8 +150,10 @@ def assistant_member_reconciles_with_ods(postgres: PostgresResource) -> dg.Asset
     with postgres.connect() as conn:
         row = conn.execute(
             """SELECT (SELECT count(*) FROM ods.assistant_services WHERE member_id IS NOT NULL) AS ods_services,
-                      (SELECT COALESCE(sum(fee), 0) FROM ods.assistant_services WHERE member_id IS NOT NULL) AS ods_fees,
-                      (SELECT COALESCE(sum(minutes), 0) FROM ods.assistant_services WHERE member_id IS NOT NULL) AS ods_minutes,
+                      (SELECT COALESCE(sum(fee), 0) FROM ods.assistant_services
+                        WHERE member_id IS NOT NULL) AS ods_fees,
+                      (SELECT COALESCE(sum(minutes), 0) FROM ods.assistant_services
+                        WHERE member_id IS NOT NULL) AS ods_minutes,
                       (SELECT COALESCE(sum(services), 0) FROM dws.assistant_member) AS dws_services,
                       (SELECT COALESCE(sum(fees), 0) FROM dws.assistant_member) AS dws_fees,
                       (SELECT COALESCE(sum(minutes), 0) FROM dws.assistant_member) AS dws_minutes"""

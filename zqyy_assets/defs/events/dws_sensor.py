@@ -15,8 +15,9 @@ from datetime import date
 import dagster as dg
 
 from zqyy_assets.core import inbox
+from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.vocabulary import DWS_COMPLETED
-from zqyy_assets.defs.resources import PostgresResource
+from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 DWS_FINANCE_ASSET = dg.AssetKey("dws_finance_area_daily")
 _BATCH = 1000
@@ -29,7 +30,7 @@ def _as_date(partition: str | None) -> date | None:
         return None
 
 
-def affected_sites(conn, first: date | None, last: date | None) -> list[int]:
+def affected_sites(conn: DictConnection, first: date | None, last: date | None) -> list[int]:
     """Active sites with finance rows in [first, last]; every active site when the span is unknown."""
     if first is None or last is None:
         rows = conn.execute("SELECT site_id FROM ods.sites WHERE is_active ORDER BY site_id").fetchall()
@@ -49,7 +50,9 @@ def affected_sites(conn, first: date | None, last: date | None) -> list[int]:
     description="Writes a dws_completed event per affected active site for each new DWS finance "
     "materialization run; the inbox sensor turns them into the app2 prewarm.",
 )
-def dws_completion_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SensorResult:
+def dws_completion_sensor(
+    context: dg.SensorEvaluationContext, postgres: PostgresResource, venue_calendar: VenueCalendarResource
+) -> dg.SensorResult:
     after = int(context.cursor) if context.cursor else None
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=DWS_FINANCE_ASSET, after_storage_id=after), limit=_BATCH, ascending=True
@@ -80,6 +83,8 @@ def dws_completion_sensor(context: dg.SensorEvaluationContext, postgres: Postgre
                     # Re-reading the same materializations (a tick that failed after this
                     # commit) inserts nothing twice.
                     idempotency_key=f"dws:{run_id}:{site_id}",
+                    timezone=venue_calendar.timezone,
+                    cutoff_hours=venue_calendar.business_day_cutoff_hours,
                 )
                 inserted += event_id is not None
     context.log.info(f"{len(records)} DWS materializations in {len(spans)} run(s): {inserted} dws_completed events")

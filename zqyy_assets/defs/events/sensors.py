@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from zqyy_assets.core import inbox
+from zqyy_assets.core import event_runs, inbox
 from zqyy_assets.core.chains import CHAINS, Chain
 from zqyy_assets.core.planning import (
     INBOX_SENSOR_NAME,
@@ -66,14 +66,14 @@ def answers_ranges(chain: Chain) -> bool:
 RANGE_CHAINS = frozenset(c.name for c in CHAINS if c.partitions is not None and answers_ranges(c))
 
 
-def _partitions_of(run: inbox.PlannedRun) -> str | None:
+def _partitions_of(run: event_runs.PlannedRun) -> str | None:
     return next((c.partitions for c in CHAINS if c.job_name == run.job_name), None)
 
 
 MEMBER_CHAIN_JOBS = [consumption_chain_job, consumption_assistant_chain_job, note_chain_job, task_chain_job]
 
 
-def run_request(run: inbox.PlannedRun) -> dg.RunRequest:
+def run_request(run: event_runs.PlannedRun) -> dg.RunRequest:
     # No asset_selection: each chain job selects exactly its chain, and a subset selection
     # would make the code server build a subset job for every request.
     return dg.RunRequest(run_key=run.run_key, job_name=run.job_name, partition_key=run.partition_key, tags=run.tags)
@@ -96,7 +96,7 @@ def ai_events_sensor(context: dg.SensorEvaluationContext, postgres: PostgresReso
         events = inbox.read_window(conn, cursor, WINDOW)
         if not events:
             return dg.SensorResult(skip_reason="no new events", cursor=context.cursor)
-        replayed = inbox.load_runs(conn, {key for e in events for key in e.run_keys}, splits=False)
+        replayed = event_runs.load_runs(conn, {key for e in events for key in e.run_keys}, splits=False)
         existing: dict[str, set[str]] = {}
 
         def is_new_key(partitions: str, key: str) -> bool:

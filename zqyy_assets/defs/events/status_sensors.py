@@ -20,7 +20,8 @@ from typing import Any
 
 import dagster as dg
 
-from zqyy_assets.core import inbox
+from zqyy_assets.core import event_runs, inbox
+from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.partition_keys import parse_assistant_member_key, parse_member_key
 from zqyy_assets.core.planning import (
     INBOX_SENSOR_NAME,
@@ -112,14 +113,14 @@ def find_runs(instance: dg.DagsterInstance, requested: dict[str, datetime]) -> d
     return found
 
 
-def collect_run_states(instance: dg.DagsterInstance, requested: dict[str, datetime]) -> list[inbox.RunState]:
+def collect_run_states(instance: dg.DagsterInstance, requested: dict[str, datetime]) -> list[event_runs.RunState]:
     states = []
     for key, record in find_runs(instance, requested).items():
         run = record.dagster_run
         over = run.status.value in TERMINAL_RUN_STATUSES and run.tags.get(WILL_RETRY_TAG) != "true"
         error = run_error_summary(instance, run.run_id) if over and run.status != dg.DagsterRunStatus.SUCCESS else None
         states.append(
-            inbox.RunState(
+            event_runs.RunState(
                 run_key=key,
                 run_id=run.run_id,
                 status=run.status.value,
@@ -146,12 +147,14 @@ def failed_partitions(instance: dg.DagsterInstance, run_id: str) -> set[str] | N
     return keys
 
 
-def split_partly_failed_ranges(conn, instance: dg.DagsterInstance, states: list[inbox.RunState], log: Any) -> list[int]:
+def split_partly_failed_ranges(
+    conn: DictConnection, instance: dg.DagsterInstance, states: list[event_runs.RunState], log: Any
+) -> list[int]:
     """Split each range run that failed for some of its keys only; returns the events affected.
     A range that failed for every key, or for no key it can name, stays failed as one run."""
     failed = {s.run_key: s for s in states if s.status == "FAILURE" and s.finished_at is not None}
     affected: list[int] = []
-    for run in inbox.load_runs(conn, failed):
+    for run in event_runs.load_runs(conn, failed):
         if not is_range_run(run):
             continue
         keys = run_partition_keys(run)
@@ -159,7 +162,7 @@ def split_partly_failed_ranges(conn, instance: dg.DagsterInstance, states: list[
         if not bad or not bad < set(keys):
             continue
         solo = split_range_run(run, inbox.read_events(conn, run.event_ids))
-        inbox.record_split(conn, run.run_key, solo)
+        event_runs.record_split(conn, run.run_key, solo)
         affected.extend(run.event_ids)
         log.info(f"range run {run.run_key} failed for {sorted(bad)} of {len(keys)} keys: split into {len(solo)} runs")
     return affected
@@ -176,14 +179,14 @@ def split_partly_failed_ranges(conn, instance: dg.DagsterInstance, states: list[
 )
 def ai_event_status_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SensorResult:
     with postgres.connect() as conn:
-        requested = inbox.open_runs(conn)
+        requested = event_runs.open_runs(conn)
         if not requested:
             return dg.SensorResult(skip_reason="no event runs in flight")
         states = collect_run_states(context.instance, requested)
-        event_ids = inbox.record_run_states(conn, states)
+        event_ids = event_runs.record_run_states(conn, states)
         event_ids += split_partly_failed_ranges(conn, context.instance, states, context.log)
-        changed = inbox.refresh_event_status(conn, sorted(set(event_ids)))
-        to_request = inbox.split_runs_to_request(conn, [s.run_key for s in states])
+        changed = event_runs.refresh_event_status(conn, sorted(set(event_ids)))
+        to_request = event_runs.split_runs_to_request(conn, [s.run_key for s in states])
         conn.commit()
     summary = f"{len(requested)} runs in flight, {len(states)} found; {changed} event status rows updated"
     if not to_request:
@@ -213,7 +216,7 @@ def _app_of(step_key: str | None, job_name: str) -> str:
 
 
 def record_alert(
-    conn, *, run: dg.DagsterRun, app_type: str, error_message: str, alert_type: str = "failed"
+    conn: DictConnection, *, run: dg.DagsterRun, app_type: str, error_message: str, alert_type: str = "failed"
 ) -> int | None:
     event_id = run.tags.get(EVENT_ID_TAG)
     row = conn.execute(

@@ -3,18 +3,7 @@ import (not by Dagster), declared so the DWS assets show their lineage in the UI
 
 import dagster as dg
 
-ODS_TABLES = {
-    "sites": "门店",
-    "areas": "区域",
-    "tables": "球台",
-    "members": "会员",
-    "assistants": "助教",
-    "settlements": "结算单",
-    "assistant_services": "助教服务",
-    "recharges": "储值",
-    "notes": "备注",
-    "tasks": "任务",
-}
+from zqyy_assets.core.ods_tables import ODS_TABLE_LABELS
 
 ods_assets = [
     dg.AssetSpec(
@@ -24,5 +13,5 @@ ods_assets = [
         kinds={"postgres"},
         metadata={"table": f"ods.{table}"},
     )
-    for table, label in ODS_TABLES.items()
+    for table, label in ODS_TABLE_LABELS.items()
 ]

@@ -1,0 +1,57 @@
+"""Shared helpers for the ODS tests: row counts and content digests of the ODS tables."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from psycopg import sql
+
+from zqyy_assets.core import db
+from zqyy_assets.core.ods_tables import SPECS
+
+
+def ods_counts(url: str) -> dict[str, int]:
+    with db.connect(url) as conn:
+        return {
+            t: conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier("ods", t))).fetchone()["n"]
+            for t in SPECS
+        }
+
+
+def ods_digests(url: str, site_ids: list[int] | None = None) -> dict[str, str]:
+    """md5 of every table's rows (as text, in key order), optionally for some sites only."""
+    out = {}
+    with db.connect(url) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        for name, spec in SPECS.items():
+            where = sql.SQL("WHERE site_id = ANY(%s)") if site_ids is not None else sql.SQL("")
+            query = sql.SQL(
+                "SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY {key}), '')) AS d FROM {table} t {where}"
+            )
+            row = conn.execute(
+                query.format(
+                    key=sql.SQL(", ").join(map(sql.Identifier, spec.key)),
+                    table=sql.Identifier("ods", name),
+                    where=where,
+                ),
+                (site_ids,) if site_ids is not None else None,
+            ).fetchone()
+            out[name] = row["d"]
+    return out
+
+
+@contextmanager
+def scratch_db(server_url: str, template: str) -> Iterator[str]:
+    """A fresh migrated database (cloned from the session template) for a module's tests."""
+    name = f"zqyy_t_ods_{uuid.uuid4().hex[:8]}"
+    admin = db.with_database(server_url, "postgres")
+    ident = sql.Identifier(name)
+    with db.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(ident, sql.Identifier(template)))
+    try:
+        yield db.with_database(server_url, name)
+    finally:
+        with db.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))

@@ -1,0 +1,189 @@
+"""The chat app's answer streamed as text deltas, through the service's guards, retries and ledger.
+
+Errors before the first text are retried like a call (``retry.py``); once text has been yielded
+a failure raises ``StreamInterrupted`` (with ``partial_text``) after what came: the reader has
+seen it, a silent retry would repeat it. The service's ``code`` decides the class of an
+in-stream error, not its status. After the last text comes one empty delta with ``done=True``
+and the call's tokens; the ledger row is final before it is yielded. A reader that stops early
+(``close()``) leaves the row failed as ``Cancelled`` with what was said, blaming no one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from zqyy_assets.core.apps import CHAT_APP
+from zqyy_assets.core.llm import ledger, offline
+from zqyy_assets.core.llm.client import StreamChunk, Usage
+from zqyy_assets.core.llm.errors import AttemptError, StreamInterrupted
+from zqyy_assets.core.llm.ledger import CallRecord, ms_since
+from zqyy_assets.core.llm.retry import RetriesExhausted
+
+if TYPE_CHECKING:
+    from zqyy_assets.core.llm.service import LLMService
+
+
+@dataclass(frozen=True)
+class ChatDelta:
+    """One piece of a streamed chat answer. The last one has ``done=True`` and the call's tokens."""
+
+    text: str
+    session_id: str | None
+    done: bool = False
+    tokens_in: int = 0
+    tokens_out: int = 0
+    ledger_id: int | None = None
+
+
+def stream_chat(
+    service: LLMService,
+    prompt: str,
+    *,
+    site_id: int,
+    session_id: str | None = None,
+    biz_params: dict[str, Any] | None = None,
+    target_id: str | None = None,
+    trigger_type: str = "chat",
+    dagster_run_id: str | None = None,
+) -> Generator[ChatDelta, None, None]:
+    """The chat's answer as ``ChatDelta(text, session_id)`` deltas, keeping the session id."""
+    started = time.monotonic()
+    record = service.call_record(
+        CHAT_APP,
+        prompt,
+        site_id=site_id,
+        target_id=target_id,
+        session_id=session_id,
+        dagster_run_id=dagster_run_id,
+        trigger_type=trigger_type,
+        streamed=True,
+    )
+    if service.provider == "offline":
+        yield from _offline_stream(service, prompt, record, started)
+        return
+    app_id, client = service.check_config(record)
+    ledger_id = service.guards.admit(record)
+
+    said = _Said(session_id)
+    retrying = service.retrying(
+        service.settings.max_attempts, retryable=lambda err: not said.parts and err.kind != "permanent"
+    )
+    finished = False  # the ledger row is final
+    try:
+        try:
+            for attempt in retrying:
+                with attempt:
+                    yield from _attempt(
+                        client.stream(CHAT_APP, app_id, prompt, session_id=session_id, biz_params=biz_params), said
+                    )
+        except RetriesExhausted as failure:
+            service.book_failure(ledger_id, CHAT_APP, failure, started, partial=said.text)
+            finished = True
+            raise _final_error(failure, said.text) from failure.error
+        tokens_in, tokens_out = retrying.tokens_in + said.usage.tokens_in, retrying.tokens_out + said.usage.tokens_out
+        service.book_success(
+            ledger_id,
+            CHAT_APP,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            latency_ms=ms_since(started),
+            attempts=retrying.attempts,
+            response_text=said.text,
+            session_id=said.session_id,
+            request_id=said.request_id,
+            model=said.usage.model,
+        )
+        finished = True
+        yield ChatDelta("", said.session_id, done=True, tokens_in=tokens_in, tokens_out=tokens_out, ledger_id=ledger_id)
+    finally:
+        if not finished:
+            service.book_interrupted(
+                ledger_id,
+                started,
+                "Cancelled",
+                "stream closed by the consumer before the end",
+                tokens_in=retrying.tokens_in + said.usage.tokens_in,
+                tokens_out=retrying.tokens_out + said.usage.tokens_out,
+                response_text=said.text,
+                session_id=said.session_id,
+                request_id=said.request_id,
+            )
+
+
+@dataclass
+class _Said:
+    """What the stream has given the reader so far, across attempts, and the current attempt's usage."""
+
+    session_id: str | None
+    request_id: str | None = None
+    parts: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _attempt(chunks: Iterator[StreamChunk], said: _Said) -> Iterator[ChatDelta]:
+    """One attempt's deltas; a cut or an in-stream error raises ``AttemptError`` with its tokens."""
+    said.usage, got_stop = Usage(), False
+    try:
+        for chunk in chunks:
+            said.session_id = chunk.session_id or said.session_id
+            said.request_id = chunk.request_id or said.request_id
+            if chunk.usage.tokens_in or chunk.usage.tokens_out:
+                said.usage = chunk.usage  # cumulative: the latest is the total
+            got_stop = got_stop or chunk.finish_reason == "stop"
+            if chunk.text or chunk.session_id:
+                said.parts.append(chunk.text)
+                yield ChatDelta(chunk.text, said.session_id)
+        if not got_stop:
+            raise AttemptError(
+                "stream ended before finish_reason 'stop'",
+                kind="transient",
+                app_name=CHAT_APP,
+                code="StreamCut",
+                request_id=said.request_id,
+            )
+    except AttemptError as err:
+        # The attempt's tokens came on its chunks, not on the error; the retry loop sums them.
+        err.tokens_in, err.tokens_out = said.usage.tokens_in, said.usage.tokens_out
+        said.usage = Usage()
+        raise
+
+
+def _final_error(failure: RetriesExhausted, said: str) -> Exception:
+    err = failure.error
+    if not said:
+        return failure.as_llm_error()
+    return StreamInterrupted(
+        f"stream broke after {len(said)} characters: {err.code}: {err.message}",
+        app_name=CHAT_APP,
+        code=err.code,
+        status_code=err.status_code,
+        request_id=err.request_id,
+        attempts=failure.attempts,
+        partial_text=said,
+    )
+
+
+def _offline_stream(service: LLMService, prompt: str, record: CallRecord, started: float) -> Iterator[ChatDelta]:
+    reply = offline.chat_reply(prompt)
+    with service.connection() as conn:
+        ledger_id = ledger.record_running(conn, record)
+        ledger.finish_call(
+            conn,
+            ledger_id,
+            status="success",
+            latency_ms=ms_since(started),
+            attempts=1,
+            response_text=reply,
+            session_id=record.session_id,
+            model=offline.OFFLINE_MODEL,
+        )
+    for i in range(0, len(reply), 8):
+        yield ChatDelta(reply[i : i + 8], record.session_id)
+    yield ChatDelta("", record.session_id, done=True, ledger_id=ledger_id)

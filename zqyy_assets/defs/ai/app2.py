@@ -1,0 +1,157 @@
+"""``app2_finance`` [time_dimension x area, 72]: every partition answers for every active site.
+
+A range of partitions (all 72 in a prewarm) runs as one run: the prompts are built for all
+sites, then the calls go out concurrently (``concurrency``, default 8). Each answer is cached
+the moment it validates. A partition is materialized only when every site's answer for it is in
+the cache; when some failed, the step fails after materializing the others, naming what failed,
+so the UI shows exactly those partitions as failed and each can be re-run alone.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the config and resource annotations at
+# definition time and cannot resolve them from strings.
+import time
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import dagster as dg
+
+from zqyy_assets.core import answering, prompts
+from zqyy_assets.core.answer_runs import PartitionProgress, active_sites, failure_table
+from zqyy_assets.core.answering import Ask, Outcome, summarise
+from zqyy_assets.core.partition_keys import App2Key, parse_app2_key
+from zqyy_assets.core.tags import FAILED_PARTITIONS_METADATA
+from zqyy_assets.defs.ai import checks
+from zqyy_assets.defs.ai.config import App2Config, requested_sites, run_info
+from zqyy_assets.defs.ai.metadata import as_metadata, summary_metadata
+from zqyy_assets.defs.ai.partitions import app2_partitions
+from zqyy_assets.defs.ai.resources import LLMResource
+from zqyy_assets.defs.dws.assets import dws_finance_area_daily
+from zqyy_assets.defs.resources import PostgresResource
+
+
+@dg.asset(
+    group_name="ai",
+    partitions_def=app2_partitions,
+    # A range of partitions (all 72 in a prewarm) is one run with bounded concurrency inside.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    # Materializations are yielded per partition, only for partitions whose answers all landed.
+    output_required=False,
+    # Each window reads every business date it spans: any app2 partition depends on all of the DWS days.
+    deps=[dg.AssetDep(dws_finance_area_daily, partition_mapping=dg.AllPartitionMapping()), "ods_sites", "ods_areas"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            checks.APP2_COVERAGE_CHECK,
+            asset="app2_finance",
+            description="Each active site with finance figures has a valid answer for all 72 partitions.",
+        )
+    ],
+    pool="llm",
+    kinds={"python", "postgres"},
+    description="Finance insights per time dimension x area, for every active site. Area 'all' asks the "
+    "whole-site app (app2_finance), the other areas the area app (app2a_finance_area). Cache target id: "
+    "'{time_dimension}__{area}'.",
+)
+def app2_finance(
+    context: dg.AssetExecutionContext, config: App2Config, llm: LLMResource, postgres: PostgresResource
+) -> Any:
+    started = time.perf_counter()
+    keys = [parse_app2_key(k) for k in context.partition_keys]
+    run = run_info(context, config, llm)
+    as_of = date.fromisoformat(config.as_of_date) if config.as_of_date else None
+    wanted = requested_sites(context, config)
+    finances: dict[int, prompts.SiteFinance | None] = {}
+    with postgres.connect() as conn:
+        sites = [s for s in active_sites(conn) if wanted is None or s["site_id"] in wanted]
+        if wanted is not None and len(sites) < len(wanted):
+            context.log.warning(
+                f"app2: sites {sorted(wanted - {s['site_id'] for s in sites})} are not active; not asked"
+            )
+        for site in sites:
+            finances[site["site_id"]] = prompts.load_site_finance(conn, site["site_id"], as_of)
+
+    # Partition-major order: calls go out in this order, so partitions finish one after another
+    # and each is materialized while later ones are still being asked. Prompts are built lazily:
+    # the first calls leave while the rest are being built.
+    progress: PartitionProgress[App2Key] = PartitionProgress(keys)
+    for key in keys:
+        for site_id, finance in finances.items():
+            if finance is None:
+                reason = "no DWS finance figures for the site"
+                progress.skip(key, Outcome(site_id, key.app_name, key.target_id, "skipped", reason=reason))
+            else:
+                progress.expect(key)
+
+    def asks() -> Iterator[Ask]:
+        for key in keys:
+            for site_id, finance in finances.items():
+                if finance is not None:
+                    yield Ask(
+                        site_id=site_id,
+                        app_name=key.app_name,
+                        target_id=key.target_id,
+                        prompt=prompts.build_app2_prompt(finance, key.time_dimension, key.area),
+                        prompt_version=prompts.PROMPT_VERSIONS[key.app_name],
+                    )
+
+    context.log.info(
+        f"app2: {len(keys)} partition(s) x {len(sites)} active site(s): {progress.expected()} answers to get, "
+        f"{sum(f is None for f in finances.values())} site(s) without figures skipped; provider {run.provider}, "
+        f"concurrency {config.concurrency}, force {run.force}"
+    )
+
+    key_by_target = {key.target_id: key for key in keys}
+    failed_keys: list[App2Key] = []
+
+    def finish(key: App2Key) -> dg.AssetMaterialization | None:
+        if progress.failed(key):
+            failed_keys.append(key)
+            return None
+        return dg.AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=str(key.partition_key),
+            metadata={
+                **summary_metadata(progress.outcomes[key]),
+                "app": dg.MetadataValue.text(key.app_name),
+                "target_id": dg.MetadataValue.text(key.target_id),
+            },
+        )
+
+    for key in progress.nothing_pending():  # every site skipped: complete already
+        if event := finish(key):
+            yield event
+    for outcome in answering.iter_answers(llm, postgres.database_url, asks(), run, concurrency=config.concurrency):
+        if outcome.status == "failed":
+            context.log.warning(f"app2 site {outcome.site_id} {outcome.target_id}: {outcome.reason}")
+        key = key_by_target[outcome.target_id]
+        if progress.land(key, outcome) and (event := finish(key)):
+            yield event
+    outcomes = progress.all_outcomes()
+    failed_keys.sort(key=keys.index)
+
+    with postgres.connect() as conn:
+        yield checks.app2_coverage_result(conn)
+
+    total = summarise(outcomes)
+    context.log.info(
+        f"app2 done in {time.perf_counter() - started:.1f} s: {len(keys) - len(failed_keys)}/{len(keys)} partitions "
+        f"materialized; calls {total['calls']}, cache hits {total['cache_hits']}, "
+        f"tokens {total['tokens_in']}+{total['tokens_out']}"
+    )
+    if failed_keys:
+        failures = [o for o in outcomes if o.status == "failed"]
+        raise dg.Failure(
+            description=(
+                f"{len(failures)} answer(s) failed in {len(failed_keys)} of {len(keys)} partition(s); the other "
+                f"{len(keys) - len(failed_keys)} partition(s) were materialized and every validated answer is cached. "
+                "Re-run a failed partition alone (its key is listed) or the whole range: "
+                "cached answers are not asked again."
+            ),
+            metadata={
+                FAILED_PARTITIONS_METADATA: dg.MetadataValue.md(
+                    "\n".join(f"- `{k.partition_key}` ({k.target_id})" for k in failed_keys)
+                ),
+                "failed_answers": dg.MetadataValue.md(failure_table(failures)),
+                **as_metadata(total),
+            },
+        )

@@ -1,0 +1,68 @@
+"""Materialization metadata of the AI assets, from the plain figures ``core.answering`` sums up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import dagster as dg
+
+from zqyy_assets.core.answering import Outcome, summarise
+from zqyy_assets.core.partition_keys import AssistantMemberKey, MemberKey
+
+TargetKey = MemberKey | AssistantMemberKey
+
+
+def as_metadata(values: dict[str, int | str]) -> dict[str, dg.MetadataValue]:
+    """Numbers as ``int`` metadata (Dagster plots them), the rest as text."""
+    return {
+        name: dg.MetadataValue.int(value) if isinstance(value, int) else dg.MetadataValue.text(value)
+        for name, value in values.items()
+    }
+
+
+def summary_metadata(outcomes: Iterable[Outcome]) -> dict[str, dg.MetadataValue]:
+    """The figures every AI materialization records."""
+    return as_metadata(summarise(outcomes))
+
+
+def key_extras(app_name: str, key: TargetKey, outcome: Outcome) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if isinstance(key, AssistantMemberKey):
+        extra.update(assistant_id=dg.MetadataValue.int(key.assistant_id), member_id=dg.MetadataValue.int(key.member_id))
+    if app_name == "app6_note" and outcome.answer is not None:
+        extra["score"] = dg.MetadataValue.float(float(outcome.answer.score or 0))
+    return extra
+
+
+def target_metadata(results: list[tuple[TargetKey, Outcome]], extras: list[dict[str, Any]]) -> dict[str, Any]:
+    """One partition: its own figures. A range: the figures summed, recorded on each partition
+    (Dagster gives a single-run range one materialization per partition with shared metadata)."""
+    outcomes = [o for _, o in results]
+    metadata: dict[str, Any] = summary_metadata(outcomes)
+    if len(results) == 1:
+        [(key, outcome)] = results
+        metadata.update(
+            site_id=dg.MetadataValue.int(key.site_id),
+            target_id=dg.MetadataValue.text(key.target_id),
+            status=dg.MetadataValue.text(outcome.status),
+        )
+        if outcome.reason:
+            metadata["skip_reason"] = dg.MetadataValue.text(outcome.reason)
+        if outcome.answer is not None:
+            metadata["cache_row_id"] = dg.MetadataValue.int(outcome.answer.id)
+        for extra in extras:
+            metadata.update(extra)
+        return metadata
+    metadata.update(
+        partitions=dg.MetadataValue.int(len(results)),
+        targets_skipped=dg.MetadataValue.int(sum(o.status == "skipped" for o in outcomes)),
+        first_partition=dg.MetadataValue.text(results[0][0].partition_key),
+        last_partition=dg.MetadataValue.text(results[-1][0].partition_key),
+    )
+    for extra in extras:  # numeric extras add up over the range
+        for name, value in extra.items():
+            if isinstance(value, dg.IntMetadataValue):
+                previous = metadata.get(name)
+                metadata[name] = dg.MetadataValue.int((previous.value if previous else 0) + value.value)
+    return metadata

@@ -1,0 +1,21 @@
+"""The events domain's Dagster objects: the inbox, DWS-completion, status and alert sensors and
+the daily app2 prewarm, for ``zqyy_assets/definitions.py`` to merge."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from zqyy_assets.defs.events.dws_sensor import dws_completion_sensor
+from zqyy_assets.defs.events.schedules import build_prewarm_schedule
+from zqyy_assets.defs.events.sensors import ai_events_sensor
+from zqyy_assets.defs.events.status_sensors import (
+    ai_event_status_sensor,
+    ai_run_failure_alert_sensor,
+)
+
+
+def build_events_defs(*, prewarm_cron: str, prewarm_timezone: str) -> dg.Definitions:
+    return dg.Definitions(
+        sensors=[ai_events_sensor, dws_completion_sensor, ai_event_status_sensor, ai_run_failure_alert_sensor],
+        schedules=[build_prewarm_schedule(prewarm_cron, prewarm_timezone)],
+    )
