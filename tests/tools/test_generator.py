@@ -313,3 +313,18 @@ def test_notes_and_tasks(venue: tuple[str, dict[str, int]]) -> None:
         (snapshot_end, snapshot_end),
     )
     assert states == {"status_off": 0, "future": 0, "due_off": 0}
+
+
+def test_visits_follow_the_venue_timezone(db_url: str) -> None:
+    # The same seed in another zone: the same local hours and business dates, other instants.
+    args = dict(sites=1, days=5, seed=3, end_date=date(2025, 3, 20), show_progress=False)  # no DST change
+    generate_demo_venue(db_url, **args)
+    shanghai = _all(db_url, "SELECT settlement_id, settled_at FROM ods.settlements ORDER BY 1")
+    generate_demo_venue(db_url, replace=True, timezone="Europe/Berlin", **args)
+    berlin = _all(db_url, "SELECT settlement_id, settled_at FROM ods.settlements ORDER BY 1")
+    assert [r["settlement_id"] for r in berlin] == [r["settlement_id"] for r in shanghai]
+    for a, b in zip(shanghai, berlin, strict=True):
+        assert (
+            a["settled_at"].astimezone(SHANGHAI).time() == b["settled_at"].astimezone(ZoneInfo("Europe/Berlin")).time()
+        )
+        assert (b["settled_at"] - a["settled_at"]).total_seconds() == 7 * 3600  # Berlin is UTC+1 in March

@@ -66,7 +66,15 @@ def _ensure_demo_venue(app_url: str, venue: VenueSettings, sites: int, days: int
         days=1
     )
     _say(f"generating the demo venue: {sites} site(s) x {days} days to {end_date} (seed {seed})")
-    counts = generate_demo_venue(app_url, sites=sites, days=days, seed=seed, end_date=end_date)
+    counts = generate_demo_venue(
+        app_url,
+        sites=sites,
+        days=days,
+        seed=seed,
+        end_date=end_date,
+        timezone=venue.venue_timezone,
+        cutoff_hours=venue.business_day_cutoff_hours,
+    )
     _say("loaded " + ", ".join(f"{table} {n}" for table, n in counts.items()))
 
 

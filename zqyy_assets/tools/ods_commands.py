@@ -62,13 +62,16 @@ def _positive(text: str) -> int:
 def cmd_demo_generate(args: argparse.Namespace) -> None:
     from zqyy_assets.tools.demo_venue import SitesExistError, generate_demo_venue
 
+    venue = VenueSettings()
     try:
         counts = generate_demo_venue(
             _database_url(),
             sites=args.sites,
             days=args.days,
             seed=args.seed,
-            end_date=args.end_date or datetime.now(ZoneInfo(VenueSettings().venue_timezone)).date(),
+            end_date=args.end_date or datetime.now(ZoneInfo(venue.venue_timezone)).date(),
+            timezone=venue.venue_timezone,
+            cutoff_hours=venue.business_day_cutoff_hours,
             show_progress=not args.no_progress,
             replace=args.replace,
             first_site_id=args.first_site_id,

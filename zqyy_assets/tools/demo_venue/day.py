@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from zqyy_assets.core.business_date import DEFAULT_CUTOFF_HOURS
 from zqyy_assets.tools.demo_venue.follow_ups import recalls, recharge, write_note, write_task
 from zqyy_assets.tools.demo_venue.holidays import day_factor, holiday
-from zqyy_assets.tools.demo_venue.site import Site, epoch
+from zqyy_assets.tools.demo_venue.site import Site
 from zqyy_assets.tools.demo_venue.venue_profile import (
     AREA_WEIGHTS,
     AREAS,
@@ -29,8 +28,8 @@ def simulate_day(site: Site, t: int) -> None:
     d = site.day(t)
     wd = d.weekday()
     weekend = wd >= 5 or holiday(d) is not None
-    origin = epoch(d)
-    day_end = origin + (24 + DEFAULT_CUTOFF_HOURS) * 3600 - 1
+    origin = site.epoch(d)
+    day_end = origin + (24 + site.cutoff_hours) * 3600 - 1
     factor = day_factor(d) * float(g.lognormal(0, 0.07))
     on_duty = [j for j in range(len(site.a_ids)) if wd in site.a_days[j] and site.a_hired[j] <= t < site.a_left[j]]
 

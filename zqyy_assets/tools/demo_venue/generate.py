@@ -10,6 +10,7 @@ from psycopg import sql
 from tqdm import tqdm
 
 from zqyy_assets.core import db
+from zqyy_assets.core.business_date import DEFAULT_CUTOFF_HOURS, DEFAULT_TIMEZONE
 from zqyy_assets.core.ods_tables import ODS_TABLES
 from zqyy_assets.tools.demo_venue.bulk_load import CHUNK_ROWS, DAILY_TABLES, STATIC_TABLES, Loader, copy_all
 from zqyy_assets.tools.demo_venue.day import simulate_day
@@ -54,13 +55,16 @@ def generate_demo_venue(
     show_progress: bool = True,
     replace: bool = False,
     first_site_id: int = 1,
+    timezone: str = DEFAULT_TIMEZONE,
+    cutoff_hours: int = DEFAULT_CUTOFF_HOURS,
 ) -> dict[str, int]:
     """Generate ``sites`` demo venues (site ids ``first_site_id`` ..) for the ``days`` business
     dates ending at ``end_date`` (inclusive) and load them in one transaction.
 
     Refuses with :class:`SitesExistError` when the ODS already has any of those site ids, unless
     ``replace=True``, which first deletes those sites' ODS rows (DWS and other derived data are
-    not touched). Writes no business events. Returns the number of rows written per ODS table.
+    not touched). Visits follow the venue's local hours in ``timezone``. Writes no business
+    events. Returns the number of rows written per ODS table.
     """
     if sites < 1 or days < 1:
         raise ValueError("sites and days must be at least 1")
@@ -79,7 +83,7 @@ def generate_demo_venue(
         if existing:
             delete_sites(conn, site_ids)
 
-        sims = [Site(site_id, seed, start, days) for site_id in site_ids]
+        sims = [Site(site_id, seed, start, days, timezone=timezone, cutoff_hours=cutoff_hours) for site_id in site_ids]
         for table in STATIC_TABLES:
             rows = [r for sim in sims for r in sim.rows[table]]
             copy_all(conn, table, rows)

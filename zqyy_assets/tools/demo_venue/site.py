@@ -29,21 +29,26 @@ from zqyy_assets.tools.demo_venue.venue_profile import (
     WEEKDAY_HOUR_WEIGHTS,
 )
 
-VENUE_TZ = ZoneInfo(DEFAULT_TIMEZONE)
 ID_BLOCK = 100_000_000  # ids are site-prefixed: site_id * ID_BLOCK + n
-
-
-def epoch(d: date, seconds: int = 0) -> int:
-    """Epoch seconds of ``seconds`` past local midnight of ``d``."""
-    return int(datetime.combine(d, time(), VENUE_TZ).timestamp()) + seconds
 
 
 class Site:
     """A site's static rows and its simulation state: ``a_*`` lists are per assistant, ``m_*``
     arrays per member (by index); ``rows`` collects what is still to be loaded, per ODS table."""
 
-    def __init__(self, site_id: int, seed: int, start: date, n_days: int):
+    def __init__(
+        self,
+        site_id: int,
+        seed: int,
+        start: date,
+        n_days: int,
+        *,
+        timezone: str = DEFAULT_TIMEZONE,
+        cutoff_hours: int = DEFAULT_CUTOFF_HOURS,
+    ):
         self.site_id = site_id
+        # The venue's calendar: its local hours drive the simulation, its cut-off ends a business day.
+        self.tz, self.cutoff_hours = ZoneInfo(timezone), cutoff_hours
         self.start, self.n_days = start, n_days
         # Independent streams per site: numpy for vectors, random.Random for per-visit draws.
         self.np = np.random.default_rng([seed, site_id])
@@ -51,10 +56,14 @@ class Site:
         self.rows: dict[str, list[tuple]] = {t: [] for t in ODS_TABLES}
         self.seq: dict[str, int] = dict.fromkeys(ODS_TABLES, 0)
         self.scale = float(self.np.uniform(0.85, 1.2))
-        self.snapshot_end = epoch(start + timedelta(days=n_days - 1), (24 + DEFAULT_CUTOFF_HOURS) * 3600)
+        self.snapshot_end = self.epoch(start + timedelta(days=n_days - 1), (24 + cutoff_hours) * 3600)
         self._layout()
         self._assistants()
         self._members()
+
+    def epoch(self, d: date, seconds: int = 0) -> int:
+        """Epoch seconds of ``seconds`` past the venue's local midnight of ``d``."""
+        return int(datetime.combine(d, time(), self.tz).timestamp()) + seconds
 
     def next_id(self, table: str) -> int:
         self.seq[table] += 1
@@ -164,10 +173,10 @@ class Site:
         for i in range(m):
             if initial[i]:
                 days_before = rnd.randint(1, max(2, (self.start - self.opened).days))
-                ts = epoch(self.start - timedelta(days=days_before), rnd.randint(11 * 3600, 26 * 3600))
+                ts = self.epoch(self.start - timedelta(days=days_before), rnd.randint(11 * 3600, 26 * 3600))
             else:
                 hour = min(max(int(self.m_hour[i]) + rnd.randint(-1, 1), 10), 28)
-                ts = epoch(self.day(int(reg_day[i])), min(hour * 3600 + rnd.randint(0, 3599), LAST_START))
+                ts = self.epoch(self.day(int(reg_day[i])), min(hour * 3600 + rnd.randint(0, 3599), LAST_START))
             self.m_reg_ts.append(ts)
             female = self.m_female[i]
             name = rnd.choice(SURNAMES) + rnd.choice(GIVEN_NAMES_FEMALE if female else GIVEN_NAMES_MALE)
