@@ -56,7 +56,9 @@ def pg_ctl(args: list[str], pgdata: Path) -> str:
 def stop(name: str = "demo", *, settings: DatabaseSettings | None = None) -> bool:
     """Stop the server under ``<pgdata root>/<name>`` if it runs; True when one was stopped."""
     pgdata = data_dir(name, settings)
-    if not pgdata.exists():
+    # A running server holds postmaster.pid; without it there is nothing to ask (pg_ctl status
+    # would answer "no server running" with a logged error the user need not see).
+    if not (pgdata / "postmaster.pid").exists():
         return False
     try:
         pg_ctl(["status"], pgdata)
