@@ -88,7 +88,7 @@ async def _replay(websocket: WebSocket, pool: Pool, subscriber: Subscriber, sinc
         for row in rows:
             message = outbox.Message.from_row(row)
             if message.type in subscriber.types:
-                await websocket.send_text(message.to_json())
+                await websocket.send_text(message.text)
         if len(rows) < _REPLAY_PAGE:
             break
         after = rows[-1]["seq"]
@@ -101,7 +101,7 @@ async def _send(websocket: WebSocket, pool: Pool, subscriber: Subscriber, since:
         message = await subscriber.queue.get()
         if since is not None and message.seq <= since:
             continue  # a client ahead of this worker's view (it saw them elsewhere)
-        await websocket.send_text(message.to_json())
+        await websocket.send_text(message.text)
 
 
 async def _receive(websocket: WebSocket) -> None:

@@ -159,6 +159,8 @@ class RealtimeHub:
                                 subscriber.offer(message)
                         if len(rows) < _READ_BATCH:
                             break
+            if not site.subscribers and self._sites.get(site_id) is site and not site.lock.locked():
+                del self._sites[site_id]  # its last subscriber left while this drain held the lock
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -59,7 +60,9 @@ class Message:
             "seq": self.seq,
         }
 
-    def to_json(self) -> str:
+    @cached_property
+    def text(self) -> str:
+        """The envelope as JSON text, made once however many subscribers it goes to."""
         return json.dumps(self.envelope(), ensure_ascii=False, separators=(",", ":"))
 
 

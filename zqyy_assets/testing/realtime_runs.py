@@ -15,8 +15,6 @@
 Each prints one JSON line (run id, success) and exits non-zero on an unexpected failure.
 """
 
-from __future__ import annotations
-
 import json
 import sys
 import time
@@ -74,36 +72,52 @@ def _alert(url: str, member_key: str) -> dict[str, Any]:
     return {"run_id": result.run_id, "success": result.success}
 
 
-def _bench(url: str, site_id: int, count: int, interval_ms: float, out: str) -> dict[str, Any]:
-    @dg.asset(name="bench_answers")
-    def bench_answers(context: dg.AssetExecutionContext) -> None:
-        commits: dict[int, float] = {}
-        with db.connect(url) as conn:
-            for i in range(count):
-                with conn.transaction():
-                    row = cache.insert_answer(
-                        conn,
-                        site_id=site_id,
-                        cache_type="app3_clue",
-                        target_id=str(100_000 + i),
-                        input_hash=f"bench-{context.run.run_id}-{i}",
-                        prompt_version="bench",
-                        result_json={"clues": []},
-                        score=None,
-                        triggered_by="bench",
-                        provider="offline",
-                        model=None,
-                        tokens_in=0,
-                        tokens_out=0,
-                        latency_ms=None,
-                        dagster_run_id=context.run.run_id,
-                    )
-                commits[row.id] = time.time()
-                time.sleep(interval_ms / 1000)  # the pace of the answers, not a synchronisation
-        with open(out, "w", encoding="utf-8") as f:
-            json.dump(commits, f)
+class BenchConfig(dg.Config):
+    database_url: str
+    site_id: int
+    count: int
+    interval_ms: float
+    out: str
 
-    result = dg.materialize([bench_answers], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+@dg.asset(name="bench_answers")
+def bench_answers(context: dg.AssetExecutionContext, config: BenchConfig) -> None:
+    """Caches ``count`` answers, one transaction each, and notes each commit's time."""
+    commits: dict[int, float] = {}
+    with db.connect(config.database_url) as conn:
+        for i in range(config.count):
+            with conn.transaction():
+                row = cache.insert_answer(
+                    conn,
+                    site_id=config.site_id,
+                    cache_type="app3_clue",
+                    target_id=str(100_000 + i),
+                    input_hash=f"bench-{context.run.run_id}-{i}",
+                    prompt_version="bench",
+                    result_json={"clues": []},
+                    score=None,
+                    triggered_by="bench",
+                    provider="offline",
+                    model=None,
+                    tokens_in=0,
+                    tokens_out=0,
+                    latency_ms=None,
+                    dagster_run_id=context.run.run_id,
+                )
+            commits[row.id] = time.time()
+            time.sleep(config.interval_ms / 1000)  # the pace of the answers, not a synchronisation
+    with open(config.out, "w", encoding="utf-8") as f:
+        json.dump(commits, f)
+
+
+def _bench(url: str, site_id: int, count: int, interval_ms: float, out: str) -> dict[str, Any]:
+    config = BenchConfig(database_url=url, site_id=site_id, count=count, interval_ms=interval_ms, out=out)
+    result = dg.materialize(
+        [bench_answers],
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config=dg.RunConfig({"bench_answers": config}),
+        raise_on_error=False,
+    )
     return {"run_id": result.run_id, "success": result.success}
 
 
