@@ -22,7 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from api.main import create_app
 from api.settings import Settings
-from zqyy_assets.core import db
+from zqyy_assets.core import db, outbox
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,3 +158,14 @@ def put_cache(db_url: str, site: int, target: str, *, rows: int = 1) -> list[int
                 (site, target, rows),
             ).fetchall()
         ]
+
+
+def subscribed(db_url: str, site: int, *clients: Ws) -> None:
+    """Return once every client's subscription is registered: each has received a probe message
+    published now. Whatever commits after this reaches them live (through LISTEN/NOTIFY), since
+    their floor seq was fixed before the probe was delivered."""
+    with db.transaction(db_url) as conn:
+        seq = outbox.publish(conn, site, outbox.EVENT_STATUS, {"probe": True})
+    for client in clients:
+        while client.next()["seq"] < seq:
+            pass

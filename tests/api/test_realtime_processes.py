@@ -12,7 +12,16 @@ any row inserted into ``biz.ai_alerts`` by any process is pushed by the same tri
 from __future__ import annotations
 
 from tests.api.conftest import SITE
-from tests.api.realtime_support import Ws, api_in_thread, api_process, free_port, put_cache, run_dagster
+from tests.api.realtime_support import (
+    Ws,
+    api_in_thread,
+    api_process,
+    free_port,
+    put_cache,
+    run_dagster,
+    subscribed,
+    wait_until,
+)
 from tests.defs.ai.venue import load_ai_venue
 from zqyy_assets.core import db
 
@@ -24,6 +33,7 @@ def test_a_dagster_run_in_another_process_caches_and_the_subscriber_is_told(api_
         load_ai_venue(conn)
     staff = make_token("staff")
     with api_in_thread(api_settings) as (base, _), Ws.open(f"{base}{EVENTS}?since=0", token=staff) as ws:
+        subscribed(db_url, SITE, ws)  # so the answer arrives live, not replayed
         run = run_dagster("answer", db_url, f"{SITE}-100")
         message = ws.next()
         with db.connect(db_url) as conn:
@@ -41,10 +51,12 @@ def test_a_dagster_run_in_another_process_caches_and_the_subscriber_is_told(api_
 def test_an_alert_raised_by_a_run_arrives_on_both_channels(api_settings, db_url, make_token) -> None:
     admin = make_token("admin")
     with (
-        api_in_thread(api_settings) as (base, _),
+        api_in_thread(api_settings) as (base, app),
         Ws.open(f"{base}{ALERTS}?since=0", token=admin) as alerts,
         Ws.open(f"{base}{EVENTS}?since=0", token=admin, via="query") as events,
     ):
+        subscribed(db_url, SITE, events)  # live, not replayed: both subscriptions are registered
+        wait_until(lambda: app.state.realtime.subscriber_count() == 2, what="both subscriptions")
         run = run_dagster("alert", db_url, f"{SITE}-100")
         for ws in (alerts, events):
             message = ws.next()
@@ -64,7 +76,7 @@ def test_since_replays_what_committed_while_the_api_was_down(db_url, make_token)
     port = free_port()
     with api_process(db_url, port) as (base, _), Ws.open(f"{base}{EVENTS}?since=0", token=admin) as ws:
         put_cache(db_url, SITE, "a")
-        assert ws.next()["seq"] == 1
+        assert ws.next()["payload"]["target_id"] == "a"
     # The API is stopped: these commit with no API running.
     put_cache(db_url, SITE, "b", rows=2)
     with api_process(db_url, port) as (base, _), Ws.open(f"{base}{EVENTS}?since=1", token=admin) as ws:
@@ -83,7 +95,8 @@ def test_two_api_processes_both_deliver(db_url, make_token) -> None:
         Ws.open(f"{second}{EVENTS}?since=0", token=staff, via="subprotocol") as two,
         Ws.open(f"{second}{EVENTS}?since=0", token=staff, via="query") as three,
     ):
+        subscribed(db_url, SITE, one, two, three)  # seq 1; then the answer goes out live from both workers
         [cache_id] = put_cache(db_url, SITE, "x")
         for ws in (one, two, three):
             message = ws.next()
-            assert (message["seq"], message["payload"]["cache_id"]) == (1, cache_id)
+            assert (message["seq"], message["payload"]["cache_id"]) == (2, cache_id)
