@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/mypy
 
 ## make bench: every benchmark in bench/ (figures go into the README); one: make bench BENCH=bench_api
-BENCH ?= bench_dws bench_prewarm bench_events bench_api
+BENCH ?= bench_dws bench_prewarm bench_events bench_api bench_realtime
 bench: install
 	@for b in $(BENCH); do echo "== $$b"; $(BIN)/python -W ignore bench/$$b.py || exit 1; done
 

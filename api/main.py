@@ -33,9 +33,11 @@ from api.routes import (
     chat,
     events,
     health,
+    realtime,
 )
 from api.services import Pool, cache_reads
 from api.services.pipeline_runs import DagsterRuns
+from api.services.realtime_hub import RealtimeHub
 from api.settings import Settings, get_settings
 from zqyy_assets.core.llm.service import LLMService
 
@@ -43,7 +45,8 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Cached AI answers, business-event intake, the AI back office (`/api/admin/ai/*`) and the
-mini-program chat (`/api/xcx/chat/*`).
+mini-program chat (`/api/xcx/chat/*`), and the realtime WebSocket channels
+(`/ws/ai-alerts/{site_id}`, `/ws/ai-events/{site_id}`; see the README's "Realtime").
 
 Every endpoint but `/api/health` needs `Authorization: Bearer <token>` (issue one with
 `zqyy token issue`). A token has a role (`admin` or `staff`) and a set of sites; a request
@@ -68,6 +71,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.principals = auth.PrincipalCache(settings.auth_cache_ttl_s)
     app.state.dagster = DagsterRuns(settings)
     app.state.llm = LLMService(settings.llm)
+    # One LISTEN connection per worker, fanned out to this worker's WebSocket subscribers.
+    app.state.realtime = RealtimeHub(settings.database_url, pool, settings.realtime)
+    await app.state.realtime.start()
     app.state.background = set()  # tasks that must outlive a request (saving a closed stream's reply)
     # The startup heap (pydantic models, routes, the LLM layer) lives as long as the app; frozen,
     # the collector stops scanning it. Without Dagster it is ~81k tracked objects (was ~162k), and
@@ -82,6 +88,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.unfreeze()  # back to the collector: an app built again in the same process (tests) must not pin this one
         if app.state.background:
             await asyncio.wait(app.state.background, timeout=5)
+        await app.state.realtime.stop()
         await asyncio.to_thread(app.state.llm.close)
         await app.state.dagster.aclose()
         await pool.close()
@@ -117,6 +124,7 @@ def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> F
         admin_triggers,
         admin_batch,
         chat,
+        realtime,
     ):
         app.include_router(module.router)
     return app

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zqyy_assets.core.llm.settings import LLMSettings, app_ids_from_env
-from zqyy_assets.core.settings import DatabaseSettings, VenueSettings
+from zqyy_assets.core.settings import DatabaseSettings, RealtimeSettings, VenueSettings
 
 ENV_FILE = ".env"
 
@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # The chat's Bailian app through the LLM layer (DASHSCOPE_*, ZQYY_LLM_*): the same guards,
     # budget and ledger as the pipeline; with no key the offline analyst answers.
     llm: LLMSettings = Field(default_factory=lambda: LLMSettings())
+    # REALTIME_*: the WebSocket channels' replay window, purge interval and per-client bound.
+    realtime: RealtimeSettings = Field(default_factory=lambda: RealtimeSettings())
 
     db_pool_min_size: int = Field(2, ge=1)
     db_pool_max_size: int = Field(10, ge=1)
@@ -50,6 +52,10 @@ class Settings(BaseSettings):
     # How long `POST /api/admin/ai/run/{app_type}` waits for its run before answering.
     run_app_timeout_s: float = Field(120.0, gt=0)
     run_app_poll_interval_s: float = Field(0.5, gt=0)
+
+    # Browser origins allowed (comma-separated, e.g. `https://admin.example.com`). Empty: no check.
+    # Used by the WebSocket channels: a browser sends `Origin` and cannot be stopped by CORS there.
+    api_cors_origins: str = ""
 
     chat_context_messages: int = Field(20, ge=1, le=200)
 
@@ -72,6 +78,10 @@ class Settings(BaseSettings):
         assert self.database.database_url is not None  # checked when built
         return self.database.database_url
 
+    @property
+    def cors_origins(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.api_cors_origins.split(",") if o.strip())
+
     def dagster_ui_base(self) -> str:
         base = self.dagster_ui_url or self.dagster_graphql_url.rstrip("/").removesuffix("/graphql")
         return base.rstrip("/")
@@ -90,4 +100,5 @@ def get_settings() -> Settings:
         database=DatabaseSettings(_env_file=ENV_FILE),
         venue=VenueSettings(_env_file=ENV_FILE),
         llm=LLMSettings(_env_file=ENV_FILE, app_ids=app_ids),
+        realtime=RealtimeSettings(_env_file=ENV_FILE),
     )

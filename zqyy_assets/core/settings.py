@@ -73,3 +73,17 @@ class PrewarmScheduleSettings(BaseSettings):
 
     def timezone(self, venue: VenueSettings) -> str:
         return self.app2_prewarm_timezone or venue.venue_timezone
+
+
+class RealtimeSettings(BaseSettings):
+    """The realtime channels (``/ws/ai-alerts``, ``/ws/ai-events``): replay window and bounds."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    # How long the outbox keeps a message: a client reconnecting with `since` gets what it
+    # missed within this window. The API workers purge older rows every purge interval.
+    realtime_retention_hours: float = Field(24.0, gt=0)
+    realtime_purge_interval_s: float = Field(600.0, gt=0)
+    # Messages waiting for one subscriber; past this it is closed with 4408 (too slow) and
+    # reconnects with `since`, so the server never buffers without bound.
+    realtime_queue_max: int = Field(1000, ge=1)

@@ -1,0 +1,138 @@
+"""The realtime channels in one process: auth matrix, Origin, envelope, since, and the slow client.
+
+Close codes arrive right after the handshake, so FastAPI's TestClient suffices for them;
+messages are read with the real client of ``tests/api/realtime_support.py`` (deadlines)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from api.main import create_app
+from tests.api.conftest import OTHER_SITE, SITE
+from tests.api.realtime_support import Ws, api_in_thread, put_cache, wait_until
+from zqyy_assets.core import db
+from zqyy_assets.core import tokens as token_store
+from zqyy_assets.core.settings import RealtimeSettings
+
+ALERTS, EVENTS = f"/ws/ai-alerts/{SITE}", f"/ws/ai-events/{SITE}"
+
+
+def close_code(client: TestClient, path: str, **kwargs) -> int:
+    with client.websocket_connect(path, **kwargs) as ws, pytest.raises(WebSocketDisconnect) as closed:
+        ws.receive_json()
+    return closed.value.code
+
+
+def test_auth_matrix(client: TestClient, db_url: str, make_token) -> None:
+    admin, staff = make_token("admin"), make_token("staff")
+    other_admin = make_token("admin", sites=(OTHER_SITE,))
+    with db.transaction(db_url) as conn:
+        expired = token_store.issue(
+            conn, subject="old", role="admin", site_ids=[SITE], expires_at=datetime.now(UTC) - timedelta(minutes=1)
+        ).token
+    assert close_code(client, EVENTS) == 4401  # no token
+    assert close_code(client, EVENTS, headers={"Authorization": f"Bearer {expired}"}) == 4401
+    assert close_code(client, f"{EVENTS}?token=not-a-token") == 4401
+    assert close_code(client, EVENTS, headers={"Authorization": f"Bearer {other_admin}"}) == 4403  # another site
+    assert close_code(client, ALERTS, headers={"Authorization": f"Bearer {staff}"}) == 4403  # staff on alerts
+    assert close_code(client, f"/ws/ai-events/{OTHER_SITE}?token={staff}") == 4403
+
+    # Accepted, by each of the three ways of giving the token (the subprotocol answered is "bearer").
+    for kwargs in (
+        {"headers": {"Authorization": f"Bearer {admin}"}},
+        {"subprotocols": ["bearer", admin]},
+        {},
+    ):
+        path = ALERTS if kwargs else f"{ALERTS}?token={admin}"
+        with client.websocket_connect(path, **kwargs) as ws:
+            wait_until(lambda: client.app.state.realtime.subscriber_count() == 1, what="the subscription")
+            if "subprotocols" in kwargs:
+                assert ws.accepted_subprotocol == "bearer"
+            ws.close()
+        wait_until(lambda: client.app.state.realtime.subscriber_count() == 0, what="the unsubscription")
+    with client.websocket_connect(EVENTS, headers={"Authorization": f"Bearer {staff}"}) as ws:  # staff on events
+        wait_until(lambda: client.app.state.realtime.subscriber_count() == 1, what="the staff subscription")
+        ws.close()
+
+
+def test_origin_must_be_on_the_allowlist_when_one_is_set(api_settings, make_token) -> None:
+    admin = make_token("admin")
+    settings = api_settings.model_copy(update={"api_cors_origins": "https://admin.example.com, https://m.example.com"})
+    with TestClient(create_app(settings)) as client:
+        headers = {"Authorization": f"Bearer {admin}", "Origin": "https://evil.example.com"}
+        assert close_code(client, EVENTS, headers=headers) == 4403
+        for allowed in ({**headers, "Origin": "https://m.example.com"}, {"Authorization": f"Bearer {admin}"}):
+            with client.websocket_connect(EVENTS, headers=allowed) as ws:  # an allowed browser; not a browser
+                wait_until(lambda: client.app.state.realtime.subscriber_count() == 1, what="the subscription")
+                ws.close()
+            wait_until(lambda: client.app.state.realtime.subscriber_count() == 0, what="the unsubscription")
+
+
+def test_slow_client_is_closed_with_4408(api_settings, db_url: str, make_token) -> None:
+    """A subscriber whose queue fills up is closed (4408), not buffered without bound."""
+    admin = make_token("admin")
+    settings = api_settings.model_copy(update={"realtime": RealtimeSettings(realtime_queue_max=3)})
+    with TestClient(create_app(settings)) as client:
+        with client.websocket_connect(EVENTS, headers={"Authorization": f"Bearer {admin}"}) as ws:
+            wait_until(lambda: client.app.state.realtime.subscriber_count() == 1, what="the subscription")
+            put_cache(db_url, SITE, "burst", rows=20)  # 20 messages offered at once to a queue of 3
+            received = 0
+            with pytest.raises(WebSocketDisconnect) as closed:
+                while received <= 20:
+                    ws.receive_json()
+                    received += 1
+            assert closed.value.code == 4408 and received <= 3
+        wait_until(lambda: client.app.state.realtime.subscriber_count() == 0, what="the unsubscription")
+
+
+def test_envelope_live_then_since_replay(api_settings, db_url: str, make_token) -> None:
+    admin = make_token("admin")
+    with api_in_thread(api_settings) as (base, app):
+        with Ws.open(f"{base}{EVENTS}?since=0", token=admin) as ws:
+            [first] = put_cache(db_url, SITE, "100")
+            put_cache(db_url, OTHER_SITE, "200")  # another site's: never here
+            message = ws.next()
+            assert set(message) == {"type", "site_id", "payload", "created_at", "seq"}
+            assert (message["type"], message["site_id"], message["seq"]) == ("cache_updated", SITE, 1)
+            assert message["payload"] == {
+                "cache_type": "app3_clue",
+                "target_id": "100",
+                "triggered_by": "test",
+                "cache_id": first,
+            }
+            datetime.fromisoformat(message["created_at"])
+        # Disconnected: what happens now is replayed on reconnection, then live messages follow.
+        put_cache(db_url, SITE, "101", rows=2)
+        with Ws.open(f"{base}{EVENTS}?since=1", token=admin, via="subprotocol") as ws:
+            assert [m["seq"] for m in ws.take(2)] == [2, 3]
+            put_cache(db_url, SITE, "102")
+            assert ws.next()["seq"] == 4
+        # The alerts channel skips other types; its seqs are the site's (gaps are normal).
+        with db.transaction(db_url) as conn:
+            conn.execute(
+                "INSERT INTO biz.ai_alerts (site_id, app_type, error_message) VALUES (%s, 'app3_clue', 'x')", (SITE,)
+            )
+        with Ws.open(f"{base}{ALERTS}?since=0", token=admin, via="query") as ws:
+            alert = ws.next()
+            assert (alert["type"], alert["seq"], alert["payload"]["message"]) == ("alert_created", 5, "x")
+        assert app.state.realtime.subscriber_count() == 0 or wait_until(
+            lambda: app.state.realtime.subscriber_count() == 0, what="the unsubscriptions"
+        )
+
+
+def test_event_status_from_an_api_write_and_the_sensors(api_settings, client, db_url: str, make_token) -> None:
+    staff = make_token("staff")
+    body = {"event_type": "consumption", "site_id": SITE, "member_id": 7, "occurred_at": "2026-03-02T20:00:00+08:00"}
+    with api_in_thread(api_settings) as (base, _), Ws.open(f"{base}{EVENTS}?since=0", token=staff) as ws:
+        response = client.post("/api/ai/events", json=body, headers={"Authorization": f"Bearer {staff}"})
+        assert response.status_code == 202
+        event_id = response.json()["id"]
+        for update in ("status = 'launched'", "started_at = now()", "status = 'failed', finished_at = now()"):
+            with db.transaction(db_url) as conn:  # as the inbox and status sensors do
+                conn.execute(f"UPDATE biz.ai_events SET {update} WHERE id = %s", (event_id,))
+        statuses = [(m["type"], m["payload"]["event_id"], m["payload"]["status"]) for m in ws.take(4)]
+        assert statuses == [("event_status", event_id, s) for s in ("pending", "launched", "running", "failed")]
