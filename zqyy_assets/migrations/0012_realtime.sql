@@ -1,6 +1,6 @@
 -- Realtime pushes: an outbox of what happened per site, written in the same transaction as the
 -- change, and a NOTIFY to wake the API workers (the outbox row is the truth, the NOTIFY only a
--- wake-up). Readers: zqyy_assets/core/outbox.py; the API's hub: api/realtime/.
+-- wake-up). Readers: zqyy_assets/core/outbox.py; the API's hub: api/services/realtime_hub.py.
 
 -- The per-site sequence. `seq` comes from this counter row, incremented by the writing
 -- transaction and held (row lock) until it commits or rolls back. So for one site:
