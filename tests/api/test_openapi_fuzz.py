@@ -9,7 +9,6 @@ Dagster is a closed port (run/{app_type} answers success=false) and the chat is 
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +21,7 @@ from schemathesis import GenerationMode
 from api.main import create_app
 from api.settings import Settings
 from tests.api.conftest import SITE, bearer, put_alert, put_cache
+from tests.databases import cloned_database
 from zqyy_assets.core import db
 from zqyy_assets.core import tokens as token_store
 from zqyy_assets.core.settings import DatabaseSettings
@@ -31,20 +31,12 @@ EXAMPLES_PER_OPERATION = 15  # x 30 operations x 2 modes: about half a minute on
 
 @pytest.fixture(scope="module")
 def fuzz_db(pg_server_url: str, template_db: str) -> Iterator[str]:
-    name = f"zqyy_t_fuzz_{uuid.uuid4().hex[:8]}"
-    admin_url = db.with_database(pg_server_url, "postgres")
-    with db.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name), db.sql.Identifier(template_db))
-        )
-    url = db.with_database(pg_server_url, name)
-    # Some rows, so generated ids and targets sometimes hit real data.
-    put_cache(url, site=SITE, app="app3_clue", target="1", result={"clues": []})
-    put_cache(url, site=SITE, app="app2_finance", target="this_month__all", result={"insights": []})
-    put_alert(url, site=SITE)
-    yield url
-    with db.connect(admin_url, autocommit=True) as conn:
-        conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(name)))
+    with cloned_database(pg_server_url, template_db, prefix="zqyy_t_fuzz") as url:
+        # Some rows, so generated ids and targets sometimes hit real data.
+        put_cache(url, site=SITE, app="app3_clue", target="1", result={"clues": []})
+        put_cache(url, site=SITE, app="app2_finance", target="this_month__all", result={"insights": []})
+        put_alert(url, site=SITE)
+        yield url
 
 
 @pytest.fixture(scope="module")

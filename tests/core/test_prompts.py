@@ -30,9 +30,6 @@ def rolled_back(url: str) -> Iterator[db.DictConnection]:
             conn.rollback()
 
 
-_cache = cached_answer
-
-
 @pytest.mark.parametrize(
     ("dimension", "current", "comparison"),
     [
@@ -206,9 +203,9 @@ def test_app8_reads_latest_app3_and_app6_clues_and_manual_ones(shared_venue: str
     with rolled_back(shared_venue) as conn:
         with pytest.raises(prompts.NothingToAsk):
             prompts.build_app8_prompt(conn, MemberKey(1, 100))
-        _cache(conn, "app3_clue", "100", {"clues": [{**clue, "summary": "旧线索"}]})
-        _cache(conn, "app3_clue", "100", {"clues": [clue]})
-        _cache(conn, "app3_clue", "100", {"clues": [{**clue, "summary": "作废"}]})
+        cached_answer(conn, "app3_clue", "100", {"clues": [{**clue, "summary": "旧线索"}]})
+        cached_answer(conn, "app3_clue", "100", {"clues": [clue]})
+        cached_answer(conn, "app3_clue", "100", {"clues": [{**clue, "summary": "作废"}]})
         conn.execute("UPDATE biz.ai_cache SET status = 'invalidated' WHERE result_json::text LIKE '%作废%'")
         conn.execute("""INSERT INTO biz.member_retention_clue
                             (site_id, member_id, category, summary, source, recorded_by_name)
@@ -222,10 +219,10 @@ def test_app8_reads_latest_app3_and_app6_clues_and_manual_ones(shared_venue: str
 
 def test_app7_uses_consolidated_clues_else_app3(shared_venue: str) -> None:
     with rolled_back(shared_venue) as conn:
-        _cache(conn, "app3_clue", "100", {"clues": [{"category": "c", "summary": "来自App3"}]})
+        cached_answer(conn, "app3_clue", "100", {"clues": [{"category": "c", "summary": "来自App3"}]})
         p = prompts.build_app7_prompt(conn, MemberKey(1, 100))
         assert (p["clues_source"], [c["summary"] for c in p["clues"]]) == ("app3_clue", ["来自App3"])
-        _cache(
+        cached_answer(
             conn,
             "app8_consolidation",
             "100",
@@ -273,7 +270,7 @@ def test_app5_builds_on_app4(shared_venue: str) -> None:
             "risks": [],
             "_provider": "offline",
         }
-        _cache(conn, "app4_analysis", "7_100", analysis)
+        cached_answer(conn, "app4_analysis", "7_100", analysis)
         p = prompts.build_app5_prompt(conn, key)
     assert p["app4_result"] == {"relationship_level": "weak", "summary": "关系尚浅", "strengths": ["s"], "risks": []}
     assert p["open_task"]["task_type"] == "回访"

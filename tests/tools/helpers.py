@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from psycopg import sql
 
+from tests.databases import cloned_database
 from zqyy_assets.core import db
 from zqyy_assets.core.ods_tables import SPECS
 
@@ -42,16 +41,6 @@ def ods_digests(url: str, site_ids: list[int] | None = None) -> dict[str, str]:
     return out
 
 
-@contextmanager
-def scratch_db(server_url: str, template: str) -> Iterator[str]:
+def scratch_db(server_url: str, template: str) -> AbstractContextManager[str]:
     """A fresh migrated database (cloned from the session template) for a module's tests."""
-    name = f"zqyy_t_ods_{uuid.uuid4().hex[:8]}"
-    admin = db.with_database(server_url, "postgres")
-    ident = sql.Identifier(name)
-    with db.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(ident, sql.Identifier(template)))
-    try:
-        yield db.with_database(server_url, name)
-    finally:
-        with db.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+    return cloned_database(server_url, template, prefix="zqyy_t_ods")

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.databases import cloned_database, drop_database
 from zqyy_assets.core import db
 
 
@@ -28,23 +29,11 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _drop(pg_server_url: str, name: str) -> None:
-    with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(name)))
-
-
 @contextmanager
 def module_database(pg_server_url: str, template_db: str, label: str) -> Iterator[str]:
     """A migrated app database for a module (the webserver's run processes write into it)."""
-    name = f"zqyy_t_{label}_{uuid.uuid4().hex[:8]}"
-    with db.connect(db.with_database(pg_server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(
-            db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name), db.sql.Identifier(template_db))
-        )
-    try:
-        yield db.with_database(pg_server_url, name)
-    finally:
-        _drop(pg_server_url, name)
+    with cloned_database(pg_server_url, template_db, prefix=f"zqyy_t_{label}") as url:
+        yield url
 
 
 @contextmanager
@@ -88,4 +77,4 @@ def dagster_webserver(pg_server_url: str, home: Path, location: list[str], env: 
                 _signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
             _signal_group(proc.pid, signal.SIGKILL)  # whatever of the group is still there
-            _drop(pg_server_url, storage_db)
+            drop_database(pg_server_url, storage_db)

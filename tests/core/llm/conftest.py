@@ -7,12 +7,12 @@ CREATE/DROP DATABASE per test (the LLM tests are many and short).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from tests.databases import cloned_database
 from zqyy_assets.core import db
 from zqyy_assets.core.apps import APP_NAMES
 from zqyy_assets.core.llm.service import LLMService
@@ -34,15 +34,8 @@ FAST = {
 
 @pytest.fixture(scope="session")
 def llm_database(pg_server_url: str, template_db: str) -> Iterator[str]:
-    name = f"zqyy_llm_{uuid.uuid4().hex[:10]}"
-    admin = db.with_database(pg_server_url, "postgres")
-    with db.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            db.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(db.sql.Identifier(name), db.sql.Identifier(template_db))
-        )
-    yield db.with_database(pg_server_url, name)
-    with db.connect(admin, autocommit=True) as conn:
-        conn.execute(db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db.sql.Identifier(name)))
+    with cloned_database(pg_server_url, template_db, prefix="zqyy_llm") as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ from zqyy_assets.defs.ai.resources import LLMResource
 from zqyy_assets.defs.ods.assets import ods_assets
 from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
-_insert = cached_answer
-
 
 def _run_check(db_url: str, name: str) -> dg.AssetCheckEvaluation:
     [check] = [c for c in checks.ai_checks if name in {k.name for k in c.check_keys}]
@@ -31,12 +29,12 @@ def _run_check(db_url: str, name: str) -> dg.AssetCheckEvaluation:
 def test_answers_valid_check_finds_a_row_that_no_longer_validates(db_url: str) -> None:
     good = {"clues": [{"category": "消费习惯", "summary": "周末来"}]}
     with db.connect(db_url, autocommit=True) as conn:
-        _insert(conn, "app3_clue", "100", good)
-        _insert(conn, "app3_clue", "100", {"clues": "none"})  # history is checked too
-        bad = _insert(conn, "app3_clue", "101", {"summary": "no clues"})
-        gone = _insert(conn, "app3_clue", "102", {"broken": True})
+        cached_answer(conn, "app3_clue", "100", good)
+        cached_answer(conn, "app3_clue", "100", {"clues": "none"})  # history is checked too
+        bad = cached_answer(conn, "app3_clue", "101", {"summary": "no clues"})
+        gone = cached_answer(conn, "app3_clue", "102", {"broken": True})
         conn.execute("UPDATE biz.ai_cache SET status = 'invalidated' WHERE id = %s", (gone.id,))
-        _insert(conn, "app6_note", "100", {"nothing": 1})  # another app's row is its own check's business
+        cached_answer(conn, "app6_note", "100", {"nothing": 1})  # another app's row is its own check's business
 
     evaluation = _run_check(db_url, "app3_clue_answers_valid")
     assert not evaluation.passed
@@ -60,9 +58,11 @@ def test_coverage_counts_72_per_active_site_with_figures(db_url: str) -> None:
                             assistant_fee, goods_amount, discount, orders, table_minutes, member_revenue, member_orders)
                         SELECT s, '2026-03-01', 'all', 1, 1, 0, 0, 0, 1, 1, 0, 0 FROM unnest(ARRAY[1, 2, 4]) s""")
         for key in all_app2_keys():
-            _insert(conn, key.app_name, key.target_id, {"insights": [{"title": "t", "content": "c"}]}, site_id=1)
+            cached_answer(conn, key.app_name, key.target_id, {"insights": [{"title": "t", "content": "c"}]}, site_id=1)
             if key.area != "ktv":
-                _insert(conn, key.app_name, key.target_id, {"insights": [{"title": "t", "content": "c"}]}, site_id=2)
+                cached_answer(
+                    conn, key.app_name, key.target_id, {"insights": [{"title": "t", "content": "c"}]}, site_id=2
+                )
         result = checks.app2_coverage_result(conn)
     assert not result.passed
     md = {k: v.value for k, v in result.metadata.items()}
