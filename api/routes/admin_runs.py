@@ -7,8 +7,9 @@ from api.deps import AdminDep, PoolDep, SettingsDep, check_site
 from api.schemas.admin import RunAppRequest, RunAppResponse
 from api.schemas.common import AppType, Message
 from api.services import cache_reads
-from api.services.pipeline_runs import ASSISTANT_MEMBER_APPS, DagsterUnavailable, app_target
+from api.services.pipeline_runs import DagsterUnavailable, app_target
 from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
+from zqyy_assets.core.chains import ASSISTANT_MEMBER_APPS
 
 router = APIRouter(
     prefix="/api/admin/ai", tags=["admin: runs"], responses={401: {"model": Message}, 403: {"model": Message}}

@@ -18,8 +18,8 @@ from api.schemas.common import (
     TimeDimension,
 )
 from api.services import cache_reads
-from api.services.pipeline_runs import ASSISTANT_MEMBER_APPS
 from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
+from zqyy_assets.core.chains import ASSISTANT_MEMBER_APPS
 from zqyy_assets.core.partition_keys import app2_app_name, app2_target_id
 
 router = APIRouter(

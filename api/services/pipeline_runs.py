@@ -24,7 +24,7 @@ import requests
 from api.services import pipeline_queries as q
 from api.settings import Settings
 from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
-from zqyy_assets.core.chains import CHAINS
+from zqyy_assets.core.chains import ASSISTANT_MEMBER_APPS
 from zqyy_assets.core.partition_keys import App2Key, AssistantMemberKey, MemberKey
 from zqyy_assets.core.tags import FORCE_TAG, PARTITION_TAG, SITE_TAG, TRIGGER_TAG
 from zqyy_assets.core.vocabulary import ASSISTANT_MEMBERS, MEMBERS, TERMINAL_RUN_STATUSES
@@ -32,7 +32,6 @@ from zqyy_assets.core.vocabulary import ASSISTANT_MEMBERS, MEMBERS, TERMINAL_RUN
 ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit job holding every asset: any single asset can be selected
 ADMIN_MANUAL_TRIGGER = "admin_manual"
 # The apps partitioned by assistant x member pair (App4, App5): those of the chains over them.
-ASSISTANT_MEMBER_APPS = frozenset(a for c in CHAINS if c.partitions == ASSISTANT_MEMBERS for a in c.asset_names)
 REQUEST_TIMEOUT_S = 30.0
 
 

@@ -42,3 +42,7 @@ TASK_CHAIN = Chain("task", "task_chain_job", ("app4_analysis", "app5_tactics"), 
 APP2_PREWARM = Chain("app2_prewarm", "app2_prewarm_job", ("app2_finance",), None, "app2")
 
 CHAINS: tuple[Chain, ...] = (CONSUMPTION_CHAIN, CONSUMPTION_ASSISTANT_CHAIN, NOTE_CHAIN, TASK_CHAIN, APP2_PREWARM)
+# The apps answered per assistant x member pair (target `{assistant_id}_{member_id}`).
+ASSISTANT_MEMBER_APPS: frozenset[str] = frozenset(
+    app for chain in CHAINS if chain.partitions == ASSISTANT_MEMBERS for app in chain.asset_names
+)
