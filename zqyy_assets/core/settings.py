@@ -21,7 +21,8 @@ from zqyy_assets.core.business_date import DEFAULT_CUTOFF_HOURS, DEFAULT_TIMEZON
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _blank_is_unset(value: Any) -> Any:
+def blank_is_unset(value: Any) -> Any:
+    """A blank variable (``FOO=``) means unset, not an empty string."""
     return None if isinstance(value, str) and not value.strip() else value
 
 
@@ -46,7 +47,7 @@ class DatabaseSettings(BaseSettings):
     # Where the embedded server keeps its data (one folder per use: demo, test, bench).
     zqyy_pgdata_root: Path = PROJECT_ROOT / ".pgdata"
 
-    _blank = field_validator("database_url", mode="before")(_blank_is_unset)
+    _blank = field_validator("database_url", mode="before")(blank_is_unset)
 
 
 class VenueSettings(BaseSettings):
@@ -68,7 +69,7 @@ class PrewarmScheduleSettings(BaseSettings):
     app2_prewarm_cron: str = "0 10 * * *"
     app2_prewarm_timezone: str | None = None
 
-    _blank = field_validator("app2_prewarm_timezone", mode="before")(_blank_is_unset)
+    _blank = field_validator("app2_prewarm_timezone", mode="before")(blank_is_unset)
     _known_zone = field_validator("app2_prewarm_timezone")(_iana_zone("APP2_PREWARM_TIMEZONE"))
 
     def timezone(self, venue: VenueSettings) -> str:

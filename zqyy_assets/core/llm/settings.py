@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zqyy_assets.core.apps import APPS
+from zqyy_assets.core.settings import blank_is_unset
 
 # One answer may cost at most this many HTTP requests, whatever the retry settings and the
 # asset's RetryPolicy. How the two combine:
@@ -75,10 +76,7 @@ class LLMSettings(BaseSettings):
 
     db_pool_size: int = Field(8, ge=1)
 
-    @field_validator("api_key", "base_url", "workspace", "database_url", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+    _blank = field_validator("api_key", "base_url", "workspace", "database_url", mode="before")(blank_is_unset)
 
     @model_validator(mode="after")
     def _app_ids_from_env(self) -> LLMSettings:
