@@ -34,6 +34,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 import uvloop  # noqa: E402
 from _raw_http import chunked_post, get, load, read_response, sse_chunk_times  # noqa: E402
 
+from api.serving import UVICORN_OPTIONS  # noqa: E402
 from zqyy_assets.core import db, embedded_pg, tokens  # noqa: E402
 from zqyy_assets.core.migrations import apply_migrations  # noqa: E402
 from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeDashScope  # noqa: E402
@@ -114,6 +115,7 @@ def start_api(url: str, port: int, fake: FakeDashScope, pool_size: int) -> subpr
             "--no-access-log",
             "--log-level",
             "warning",
+            *UVICORN_OPTIONS,
         ],
         cwd=ROOT,
         env=env,

@@ -59,6 +59,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process (Linux /proc), KiB."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1])
+
+
 def read_line(proc: subprocess.Popen, timeout: float) -> str:
     """The next line the process prints, or "" after ``timeout`` seconds or when it exits."""
     assert proc.stdout is not None
@@ -138,6 +144,7 @@ def run(url: str, args: argparse.Namespace) -> None:
         # live or replayed, however late its subscription registers.
         with db.connect(url) as conn:
             since = outbox.last_seq(conn, SITE)
+        rss_before = rss_kib(api.pid)
         ws_url = f"ws://127.0.0.1:{port}/ws/ai-events/{SITE}?since={since}"
         subscribers = subprocess.Popen(
             ["nice", "-n", str(args.subscriber_nice), sys.executable, str(ROOT / "bench" / "_ws_subscribers.py")]
@@ -151,6 +158,7 @@ def run(url: str, args: argparse.Namespace) -> None:
         with db.transaction(url) as conn:
             outbox.publish(conn, SITE, outbox.EVENT_STATUS, {"probe": True})
         assert read_line(subscribers, 60) == "ready", "the subscribers did not all get the probe"
+        rss_per_subscriber = (rss_kib(api.pid) - rss_before) / args.subscribers
 
         writer = start_run(url, args.answers, args.interval_ms, str(tmp / "commits.json"))
         api_cpu, subs_cpu = cpu_seconds(api.pid), cpu_seconds(subscribers.pid)
@@ -174,6 +182,7 @@ def run(url: str, args: argparse.Namespace) -> None:
             f"{percentile(delays, 0.5):>9.1f}{percentile(delays, 0.99):>9.1f}{delays[-1]:>9.1f}"
         )
         print(f"  delivered {len(delays)} of {expected}; connections closed early: {got['closed_early']}")
+        print(f"  API memory per connected subscriber: {rss_per_subscriber:.0f} KiB")
         p99_ok = percentile(delays, 0.99) < 100 and len(delays) == expected
         print(f"  goal p99 < 100 ms, nothing lost: {'met' if p99_ok else 'NOT met'}")
 

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from api.main import create_app
+from api.serving import UVICORN_OPTIONS
 from api.settings import Settings
 from zqyy_assets.core import db, outbox
 
@@ -74,7 +75,7 @@ def api_process(db_url: str, port: int | None = None, **env: str) -> Iterator[tu
     """The API as its own uvicorn process (one worker) on loopback: (``ws://host:port``, the process)."""
     port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port), *UVICORN_OPTIONS]
         + ["--workers", "1", "--no-access-log", "--log-level", "warning"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": db_url, "AUTH_CACHE_TTL_S": "0", **env},

@@ -95,6 +95,9 @@ def test_two_api_processes_both_deliver(db_url, make_token) -> None:
         Ws.open(f"{second}{EVENTS}?since=0", token=staff, via="subprotocol") as two,
         Ws.open(f"{second}{EVENTS}?since=0", token=staff, via="query") as three,
     ):
+        # Served as deployed (api.serving): the client offers permessage-deflate, the server declines.
+        assert "permessage-deflate" in one.conn.request.headers["Sec-WebSocket-Extensions"]
+        assert "Sec-WebSocket-Extensions" not in one.conn.response.headers
         subscribed(db_url, SITE, one, two, three)  # seq 1; then the answer goes out live from both workers
         [cache_id] = put_cache(db_url, SITE, "x")
         for ws in (one, two, three):

@@ -19,6 +19,7 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from api.serving import UVICORN_OPTIONS
 from zqyy_assets.core import db, embedded_pg
 from zqyy_assets.core.migrations import prepare_databases
 from zqyy_assets.core.settings import VenueSettings
@@ -152,7 +153,7 @@ def _start_services(host: str, dagster_port: int, api_port: int) -> list[subproc
         [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-h", host, "-p", str(dagster_port)], **common
     )
     api = subprocess.Popen(
-        [str(bin_dir / "uvicorn"), "api.main:app", "--host", host, "--port", str(api_port)], **common
+        [str(bin_dir / "uvicorn"), "api.main:app", "--host", host, "--port", str(api_port), *UVICORN_OPTIONS], **common
     )
     return [dagster, api]
 
