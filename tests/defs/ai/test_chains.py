@@ -1,5 +1,6 @@
 """A failed app does not stop the chain's other apps; every cached answer carries ``_references``."""
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -74,8 +75,6 @@ def test_app8_and_app7_carry_on_past_a_failed_app3(venue, resources, fake) -> No
 
 
 def _clues_json(row: dict) -> str:
-    import json
-
     keep = ("category", "emoji", "summary", "detail", "providers")
     clues = [{k: c[k] for k in keep if k in c} for c in row["result_json"]["clues"]]
     return json.dumps(clues, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -119,7 +118,12 @@ def test_the_event_and_its_alert_name_the_failed_app(venue, resources, fake, db_
             resources,
             instance,
             request.partition_key,
-            tags={**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: "ai_events_sensor", "zqyy/force": "true"},
+            tags={
+                **request.tags,
+                RUN_KEY_TAG: request.run_key,
+                SENSOR_NAME_TAG: "ai_events_sensor",
+                "zqyy/force": "true",
+            },
         )
         assert not run.success
         with dg.build_sensor_context(instance=instance, resources={"postgres": postgres}) as context:
