@@ -5,12 +5,14 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
 from tests.defs.ai.conftest import cache_rows
 from tests.defs.ai.test_member_assets import _instance, _materialized, _run_job, metadata_of_partition
 from tests.defs.events.conftest import event_row, tick
 from zqyy_assets.core import db, inbox
 from zqyy_assets.core.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+from zqyy_assets.defs.ai.partitions import members_partitions
 from zqyy_assets.defs.events.status_sensors import (
     ai_event_status_sensor,
     ai_run_failure_alert_sensor,
@@ -64,6 +66,10 @@ def test_app8_and_app7_carry_on_past_a_failed_app3(venue, resources, fake) -> No
         md = metadata_of_partition(result, app, "1-100")
         assert (md["status"], md["calls"], md["upstream_failed"]) == ("answered", 1, "app3_clue")
     assert cache_rows(venue, "app3_clue") == [good_app3]
+    for app, failed in (("app3_clue", {"1-100"}), ("app8_consolidation", set()), ("app7_customer", set())):
+        status = get_and_update_asset_status_cache_value(instance, dg.AssetKey(app), members_partitions)
+        assert status is not None
+        assert set(status.deserialize_failed_partition_subsets(members_partitions).get_partition_keys()) == failed
     app8_rows, app7_rows = cache_rows(venue, "app8_consolidation"), cache_rows(venue, "app7_customer")
     assert len(app8_rows) == len(app7_rows) == 2
 
