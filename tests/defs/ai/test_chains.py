@@ -197,3 +197,20 @@ def test_references_of_the_member_apps(venue, resources, fake) -> None:
     assert {k: _refs(app4)[k] for k in pair} == pair and _refs(app4)["sources"] == []
     assert _tables(app4)["ods.tasks"] == 1 and _tables(app4)["ods.assistant_services"] >= 1
     assert {k: _refs(app5)[k] for k in pair} == pair and _refs(app5)["sources"] == [_source(app4)]
+
+
+def test_app5_carries_on_past_a_failed_app4_with_its_last_good_analysis(venue, resources, fake) -> None:
+    instance = _instance(assistant_members=["1-7_100"])
+    task = {"zqyy/trigger": "task_assigned"}
+    assert _run_job("task_chain_job", resources, instance, "1-7_100", tags=task).success
+    [good_app4] = cache_rows(venue, "app4_analysis")
+
+    fake.script("app4_analysis", ["401"])
+    result = _run_job("task_chain_job", resources, instance, "1-7_100", tags={**task, "zqyy/force": "true"})
+    assert not result.success
+    failure = result.failure_data_for_node("assistant_member_apps")
+    assert "Failure: app4_analysis: 1 of 1 target(s) failed: 1-7_100: " in failure.error.message
+    assert _materialized(result) == {"app5_tactics": {"1-7_100"}}
+    assert metadata_of_partition(result, "app5_tactics", "1-7_100")["upstream_failed"] == "app4_analysis"
+    _, app5 = cache_rows(venue, "app5_tactics")
+    assert app5["dagster_run_id"] == result.run_id and _refs(app5)["sources"] == [_source(good_app4)]
