@@ -25,7 +25,8 @@ launches what was estimated:
 - App2: one run over the smallest rectangle of partitions holding every partition that needs a
   call (Dagster runs a multi-partition range as that rectangle), narrowed to the site.
 
-Member and pair runs force exactly the apps that need a call (op config ``force``). The App2 run
+Member and pair runs force exactly the apps that need a call (the run tag ``zqyy/force``: a run
+selects only those apps). The App2 run
 is not forced: force is per run there, and the rectangle's other partitions have an unchanged
 hash, so memoization skips them while the changed ones are asked anyway.
 """
@@ -50,6 +51,7 @@ from zqyy_assets.core.partition_keys import (
 )
 from zqyy_assets.core.tags import (
     BATCH_ID_TAG,
+    FORCE_TAG,
     PARTITION_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -142,14 +144,15 @@ def _run(
     tags = {TRIGGER_TAG: BATCH_TRIGGER, BATCH_ID_TAG: batch_id, SITE_TAG: str(site_id), **(extra_tags or {})}
     if dynamic is not None:
         tags[PARTITION_TAG] = partition
-    run_config = {"ops": {app: {"config": {"force": True}} for app in assets}} if force else {}
+    if force:  # a tag, not op config: the member apps of a chain share one op (defs/ai/targets.py)
+        tags[FORCE_TAG] = "true"
     return {
         "job_name": ASSET_JOB,
         "assets": assets,
         "partition": partition,
         "dynamic_partitions": dynamic,
         "tags": tags,
-        "run_config": run_config,
+        "run_config": {},
     }
 
 

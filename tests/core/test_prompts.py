@@ -217,6 +217,42 @@ def test_app8_reads_latest_app3_and_app6_clues_and_manual_ones(shared_venue: str
     ]
 
 
+def test_app8_references_name_the_last_good_source_answers(shared_venue: str) -> None:
+    clue = {"category": "消费习惯", "summary": "周末晚上来"}
+    with rolled_back(shared_venue) as conn:
+        good = cached_answer(conn, "app3_clue", "100", {"clues": [clue]})
+        cached_answer(conn, "app3_clue", "100", {"clues": [{**clue, "summary": "作废"}]})
+        conn.execute("UPDATE biz.ai_cache SET status = 'invalidated' WHERE result_json::text LIKE '%作废%'")
+        refs = prompts.References()
+        p = prompts.build_app8_prompt(conn, MemberKey(1, 100), refs=refs)
+    assert p["app3_clues"] == [clue]
+    assert refs.as_json() == {
+        "site_id": 1,
+        "member_id": 100,
+        "as_of_date": "2026-03-03",
+        "tables": [
+            {"table": "ods.members", "rows": 1},
+            {"table": "dws.member_profile", "rows": 1},
+            {"table": "biz.member_retention_clue", "rows": 0},
+        ],
+        "sources": [
+            {
+                "app": "app3_clue",
+                "target_id": "100",
+                "cache_id": good.id,
+                "generated_at": good.created_at.isoformat(),
+            }
+        ],
+    }
+
+
+def test_references_leave_the_prompt_unchanged(shared_venue: str) -> None:
+    with rolled_back(shared_venue) as conn:
+        for app, key in (("app3_clue", MemberKey(1, 100)), ("app4_analysis", AssistantMemberKey(1, 7, 100))):
+            build = prompts.TARGET_BUILDERS[app]
+            assert build(conn, key, refs=prompts.References()) == build(conn, key)
+
+
 def test_app7_uses_consolidated_clues_else_app3(shared_venue: str) -> None:
     with rolled_back(shared_venue) as conn:
         cached_answer(conn, "app3_clue", "100", {"clues": [{"category": "c", "summary": "来自App3"}]})

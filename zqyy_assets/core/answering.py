@@ -10,7 +10,8 @@ planning. One ``Ask`` is one (site, app, target, prompt). The steps:
    (``llm/retry.py``), up to ``VALIDATION_ATTEMPTS`` calls and never past
    ``MAX_REQUESTS_PER_ANSWER`` requests (the ledger counts the rejected answers too, so a step
    retry of the same run does not start over);
-3. the validated answer is inserted at once (autocommit, the worker's own connection), so an
+3. the validated answer, with the ask's ``_references`` (what the prompt was built from,
+   written by the code), is inserted at once (autocommit, the worker's own connection), so an
    answer survives whatever happens to the other targets of the same run, and nothing is
    written for a failed call.
 
@@ -39,6 +40,7 @@ from zqyy_assets.core.llm.errors import AttemptError, TransientLLMError
 from zqyy_assets.core.llm.retry import RetriesExhausted, Retrying
 from zqyy_assets.core.llm.service import AppAnswer
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER
+from zqyy_assets.core.prompts.references import REFERENCES_KEY
 
 # Calls per answer when the model keeps answering outside the schema; each one is a full call
 # (with the LLM layer's own retries for transport errors and invalid JSON).
@@ -67,6 +69,9 @@ class Ask:
     target_id: str
     prompt: dict[str, Any]
     prompt_version: str  # the builder's version
+    # What the prompt was built from (``prompts.References``), stored as the answer's
+    # ``_references``; not part of the input hash.
+    references: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,7 @@ def _store(
         target_id=ask.target_id,
         input_hash=prepared.hash,
         prompt_version=prepared.version,
-        result_json=payload,
+        result_json=_with_references(ask, payload),
         score=_score(ask.app_name, payload),
         triggered_by=run.trigger,
         provider=answer.provider,
@@ -152,8 +157,15 @@ def _store(
 
 
 def _validated_payload(app_name: str, payload: dict[str, Any]) -> dict[str, Any]:
-    # The model's own JSON, normalised by the schema (level words mapped, providers split...).
-    return validate_answer(app_name, payload).model_dump(mode="json")
+    # The model's own JSON, normalised by the schema (level words mapped, providers split...);
+    # references are the code's to write, so the model's own are dropped.
+    answer = validate_answer(app_name, payload).model_dump(mode="json")
+    answer.pop(REFERENCES_KEY, None)
+    return answer
+
+
+def _with_references(ask: Ask, payload: dict[str, Any]) -> dict[str, Any]:
+    return payload if ask.references is None else {**payload, REFERENCES_KEY: ask.references}
 
 
 def _call_kwargs(ask: Ask, run: RunInfo) -> dict[str, Any]:

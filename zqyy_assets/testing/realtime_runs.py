@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 
 from zqyy_assets.core import cache, db
-from zqyy_assets.defs.ai.assets import ai_assets
+from zqyy_assets.defs.ai.assets import ai_assets, app3_clue
 from zqyy_assets.defs.ai.partitions import members_partitions
 from zqyy_assets.defs.ai.resources import LLMResource
 from zqyy_assets.defs.events.status_sensors import ai_run_failure_alert_sensor
@@ -32,12 +32,11 @@ from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 
 def _answer(url: str, member_key: str) -> dict[str, Any]:
-    [app3] = [a for a in ai_assets if a.key.to_user_string() == "app3_clue"]
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("members", [member_key])
     result = dg.materialize(
         [*ods_assets, *ai_assets],
-        selection=[app3],
+        selection=[app3_clue],
         resources={
             "llm": LLMResource(database_url=url, provider="offline"),
             "postgres": PostgresResource(database_url=url),

@@ -97,12 +97,8 @@ def test_estimate_counts_only_calls_memoization_will_not_skip(client: TestClient
         plan = conn.execute("SELECT plan FROM biz.admin_batches WHERE batch_id = %s", (chain["batch_id"],)).fetchone()[
             "plan"
         ]
-    assert [(r["assets"], r["partition"], r["run_config"]) for r in plan] == [
-        (
-            ["app3_clue", "app6_note", "app8_consolidation"],
-            f"{SITE}-100",
-            {"ops": {a: {"config": {"force": True}} for a in ("app3_clue", "app6_note", "app8_consolidation")}},
-        )
+    assert [(r["assets"], r["partition"], r["run_config"], r["tags"].get("zqyy/force")) for r in plan] == [
+        (["app3_clue", "app6_note", "app8_consolidation"], f"{SITE}-100", {}, "true")
     ]
 
 

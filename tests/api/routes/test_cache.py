@@ -116,3 +116,14 @@ def test_latest_answer_body_built_by_postgres_matches_the_model(client: TestClie
     history_item = client.get("/api/ai/cache/app6_note/9/history", headers=staff).json()["items"][0]
     assert CacheEntry.model_validate(body) == CacheEntry.model_validate(history_item)
     assert set(body) == set(CacheEntry.model_fields)
+
+
+def test_reads_return_the_answer_with_its_references(client: TestClient, db_url: str, staff) -> None:
+    refs = {"site_id": SITE, "time_dimension": "this_week", "area": "all", "tables": [], "sources": []}
+    answer = {"insights": [{"t": "全店"}], "_references": refs}
+    put_cache(db_url, site=SITE, app="app2_finance", target="this_week__all", result=answer)
+    assert client.get("/api/ai/cache/app2_finance/this_week__all", headers=staff).json()["result"] == answer
+    history = client.get("/api/ai/cache/app2_finance/this_week__all/history", headers=staff).json()
+    assert [i["result"] for i in history["items"]] == [answer]
+    insights = client.get("/api/ai/finance/insights?time_dimension=this_week&area=all", headers=staff).json()
+    assert (insights["insights"], insights["result"]) == ([{"t": "全店"}], answer)

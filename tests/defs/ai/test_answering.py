@@ -67,3 +67,19 @@ def test_invalid_answers_are_asked_again_within_the_request_cap(db_url, make_llm
     assert outcome.status == "failed" and outcome.calls == 2 and outcome.invalid_answers == 2
     assert fake.count("app3_clue") == MAX_REQUESTS_PER_ANSWER
     assert "2 answer(s) did not validate" in outcome.reason
+
+
+def test_references_are_the_codes_never_the_models(db_url, make_llm, fake) -> None:
+    fake.script("app3_clue", answer={"clues": [], "_references": {"tables": ["made up"]}})
+    ours = {"site_id": 1, "member_id": 0, "tables": [{"table": "ods.settlements", "rows": 2}], "sources": []}
+    with_refs = Ask(1, "app3_clue", "0", {"member": {"member_id": 0}}, "test-p1", references=ours)
+    without = Ask(1, "app3_clue", "1", {"member": {"member_id": 1}}, "test-p1")
+    outcomes = list(answering.iter_answers(make_llm(), db_url, [with_refs, without], _run(), concurrency=1))
+    assert [o.status for o in outcomes] == ["answered", "answered"]
+    rows = {r["target_id"]: r["result_json"] for r in cache_rows(db_url, "app3_clue")}
+    assert rows["0"] == {"clues": [], "_references": ours}
+    assert rows["1"] == {"clues": []}  # the model's own references are dropped
+    # not part of the memo key: the same prompt with other references is a hit
+    again = Ask(1, "app3_clue", "0", with_refs.prompt, "test-p1", references={"other": True})
+    [hit] = answering.iter_answers(make_llm(), db_url, [again], _run(), concurrency=1)
+    assert hit.status == "hit" and fake.count("app3_clue") == 2

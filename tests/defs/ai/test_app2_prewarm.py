@@ -13,7 +13,7 @@ from tests.defs.ai.conftest import (
     materialize,
     prompt_site,
 )
-from zqyy_assets.core import db
+from zqyy_assets.core import db, prompts
 from zqyy_assets.core.partition_keys import all_app2_keys
 from zqyy_assets.defs.ai.assets import ai_assets, app2_finance
 from zqyy_assets.defs.ai.jobs import (
@@ -37,6 +37,35 @@ def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
 def _tokens_spent(db_url: str) -> int:
     with db.connect(db_url) as conn:
         return conn.execute("SELECT COALESCE(sum(tokens_used), 0) AS n FROM biz.ai_call_ledger").fetchone()["n"]
+
+
+def _assert_app2_references(db_url: str, rows: list[dict]) -> None:
+    """Site 1's 'hall' answer for this month names its windows, the areas read and the DWS rows summed."""
+    [row] = [r for r in rows if r["site_id"] == 1 and r["target_id"] == "this_month__hall"]
+    refs = row["result_json"]["_references"]
+    with db.connect(db_url) as conn:
+        as_of = conn.execute(
+            "SELECT max(biz_date) AS d FROM dws.finance_area_daily WHERE site_id = 1 AND area_code = 'all'"
+        ).fetchone()["d"]
+        pair = prompts.period_pair("this_month", as_of)
+        counted = conn.execute(
+            """SELECT count(*) AS n FROM dws.finance_area_daily
+               WHERE site_id = 1 AND area_code IN ('hallA', 'hallB', 'hallC')
+                 AND (biz_date BETWEEN %s AND %s OR biz_date BETWEEN %s AND %s)""",
+            (pair.current.start, pair.current.end, pair.comparison.start, pair.comparison.end),
+        ).fetchone()["n"]
+    assert counted > 0
+    assert refs == {
+        "site_id": 1,
+        "as_of_date": as_of.isoformat(),
+        "time_dimension": "this_month",
+        "area": "hall",
+        "area_codes": ["hallA", "hallB", "hallC"],
+        "period": {"start": pair.current.start.isoformat(), "end": pair.current.end.isoformat()},
+        "comparison": {"start": pair.comparison.start.isoformat(), "end": pair.comparison.end.isoformat()},
+        "tables": [{"table": "dws.finance_area_daily", "rows": counted}],
+        "sources": [],
+    }
 
 
 def test_prewarm_is_one_run_and_a_second_prewarm_is_free(venue: str, resources: dict[str, Any], fake) -> None:
@@ -68,6 +97,7 @@ def test_prewarm_is_one_run_and_a_second_prewarm_is_free(venue: str, resources: 
     )
     assert md["app"] == "app2a_finance_area" and md["tokens_in"] > 0 and md["provider"] == "dashscope"
     assert _check(first).passed and _check(first).metadata["sites_complete"].value == 2
+    _assert_app2_references(venue, rows)
     spent = _tokens_spent(venue)
     assert spent > 0
 

@@ -88,7 +88,7 @@ def test_memoization_hit_miss_and_forced_bypass(venue, resources, fake) -> None:
         resources,
         instance=instance,
         partition_key="1-100",
-        run_config={"ops": {"app3_clue": {"config": {"force": True, "trigger": "admin_manual"}}}},
+        run_config={"ops": {"member_apps": {"config": {"force": True, "trigger": "admin_manual"}}}},
     )
     assert metadata(forced, "app3_clue")["calls"] == 1
     rows = cache_rows(venue, "app3_clue")
@@ -130,7 +130,7 @@ def test_permanent_error_fails_at_once_and_writes_nothing(venue, resources, fake
     fake.script("app3_clue", ["401"])
     result = materialize([app3_clue], resources, instance=_instance(["1-100"]), partition_key="1-100")
     assert not result.success
-    failure = result.failure_data_for_node("app3_clue")
+    failure = result.failure_data_for_node("member_apps")
     assert "InvalidApiKey" in failure.error.message
     assert fake.count("app3_clue") == 1  # no retry, no RetryPolicy re-run
     assert cache_rows(venue) == []
@@ -264,14 +264,10 @@ def test_a_range_run_answers_every_member_of_the_range_in_one_run(venue, resourc
     assert result.success
     everyone = {"1-100", "1-101", "2-200"}
     assert _materialized(result) == {"app3_clue": everyone, "app8_consolidation": everyone, "app7_customer": everyone}
-    md = metadata_of_partition(result, "app3_clue", "1-101")
-    assert (md["partitions"], md["calls"], md["answers_written"], md["first_partition"], md["last_partition"]) == (
-        3,
-        3,
-        3,
-        "1-100",
-        "2-200",
-    )
+    for partition in everyone:  # each partition records its own figures
+        md = metadata_of_partition(result, "app3_clue", partition)
+        assert (md["calls"], md["answers_written"], md["status"]) == (1, 1, "answered")
+        assert f"{md['site_id']}-{md['target_id']}" == partition
     assert {(r["site_id"], r["target_id"]) for r in cache_rows(venue, "app7_customer")} == {
         (1, "100"),
         (1, "101"),
@@ -301,11 +297,21 @@ def test_one_failing_member_fails_the_step_after_the_others_are_cached(venue, re
         result = _run_job(
             "consumption_chain_job", failing, instance, None, tags={**RANGE, "zqyy/trigger": "consumption"}
         )
-    assert not result.success and proxy.failed == 1
-    failure = result.failure_data_for_node("app3_clue")
-    assert "1 of 3 target(s) failed: 1-101" in failure.error.message
+    # App3 and App7 were refused for member 101 (App8 had nothing to consolidate for it); the rest ran.
+    assert not result.success and proxy.failed == 2
+    failure = result.failure_data_for_node("member_apps")
+    assert "app3_clue: 1 of 3 target(s) failed: 1-101" in failure.error.message
+    assert "app7_customer: 1 of 3 target(s) failed: 1-101" in failure.error.message
     assert failure.user_failure_data.metadata["failed_partitions"].value == "1-101"
-    assert _materialized(result) == {}  # the range is one step: nothing downstream ran
+    assert failure.user_failure_data.metadata["app_name"].value == "app3_clue,app7_customer"
+    assert _materialized(result) == {
+        "app3_clue": {"1-100", "2-200"},
+        "app8_consolidation": {"1-100", "1-101", "2-200"},  # 1-101: skipped, saying why
+        "app7_customer": {"1-100", "2-200"},
+    }
+    skipped = metadata_of_partition(result, "app8_consolidation", "1-101")
+    assert (skipped["status"], skipped["upstream_failed"]) == ("skipped", "app3_clue")
+    assert skipped["skip_reason"] == "neither App3 nor App6 has clues for the member (app3_clue failed in this run)"
     assert {r["target_id"] for r in cache_rows(venue, "app3_clue")} == {"100", "200"}  # the others are cached
 
     # Again, the upstream healthy: only the failed member is asked; the others are memo hits.
@@ -313,15 +319,14 @@ def test_one_failing_member_fails_the_step_after_the_others_are_cached(venue, re
     again = _run_job("consumption_chain_job", resources, instance, None, tags={**RANGE, "zqyy/trigger": "consumption"})
     assert again.success
     assert fake.count("app3_clue") - calls_before == 1
-    md = metadata_of_partition(again, "app3_clue", "1-100")
-    assert (md["calls"], md["cache_hits"]) == (1, 2)
+    assert [metadata_of_partition(again, "app3_clue", p)["calls"] for p in ("1-100", "1-101", "2-200")] == [0, 1, 0]
 
 
 def test_a_step_retry_is_allowed_unless_every_failure_is_permanent() -> None:
     from zqyy_assets.core.answering import Outcome
     from zqyy_assets.core.llm.errors import TransientLLMError
     from zqyy_assets.core.partition_keys import MemberKey
-    from zqyy_assets.defs.ai.targets import target_failure
+    from zqyy_assets.defs.ai.targets import AppFailure, chain_failure
 
     refused = dg.Failure("refused", metadata={"error_code": "DataInspectionFailed"}, allow_retries=False)
     flaky = TransientLLMError("upstream 503", code="ServiceUnavailable")
@@ -333,8 +338,8 @@ def test_a_step_retry_is_allowed_unless_every_failure_is_permanent() -> None:
 
     only_permanent = [failed(100, refused)]
     mixed = [failed(100, refused), failed(101, flaky)]
-    assert target_failure("app3_clue", only_permanent, only_permanent).allow_retries is False
-    failure = target_failure("app3_clue", mixed, mixed)
+    assert chain_failure([AppFailure("app3_clue", only_permanent, only_permanent)]).allow_retries is False
+    failure = chain_failure([AppFailure("app3_clue", mixed, mixed)])
     assert failure.allow_retries is True
     assert failure.metadata["error_code"].value == "DataInspectionFailed,ServiceUnavailable"
     assert failure.metadata["failed_partitions"].value == "1-100,1-101"

@@ -12,12 +12,14 @@ which the caller passes as ``tz`` (``VenueSettings.venue_timezone``).
 - :mod:`.finance` app2/app2a (one site, time dimension and area), on the windows of :mod:`.windows`
 - :mod:`.member` app3/6/7/8 and :mod:`.assistant_member` app4/5, on :mod:`.member_figures`
 - :mod:`.registry` which builder serves which app, and each builder's version
+- :mod:`.references` what each answer was built from (``_references``), noted by the builders
 """
 
 from zqyy_assets.core.prompts.assistant_member import build_app4_prompt, build_app5_prompt
 from zqyy_assets.core.prompts.common import NothingToAsk
 from zqyy_assets.core.prompts.finance import SiteFinance, build_app2_prompt, load_site_finance
 from zqyy_assets.core.prompts.member import build_app3_prompt, build_app6_prompt, build_app7_prompt, build_app8_prompt
+from zqyy_assets.core.prompts.references import REFERENCES_KEY, References
 from zqyy_assets.core.prompts.registry import (
     ASSISTANT_MEMBER_BUILDERS,
     MEMBER_BUILDERS,
@@ -30,8 +32,10 @@ __all__ = [
     "ASSISTANT_MEMBER_BUILDERS",
     "MEMBER_BUILDERS",
     "PROMPT_VERSIONS",
+    "REFERENCES_KEY",
     "TARGET_BUILDERS",
     "NothingToAsk",
+    "References",
     "SiteFinance",
     "build_app2_prompt",
     "build_app3_prompt",

@@ -19,6 +19,7 @@ from zqyy_assets.core.prompts.member_figures import (
     note_entry,
     profile_block,
 )
+from zqyy_assets.core.prompts.references import References
 from zqyy_assets.core.vocabulary import AREA_LABELS
 
 RECENT_SERVICES = 10
@@ -100,8 +101,23 @@ def _pair_notes(
     return [note_entry(r, tz) for r in rows]
 
 
-def build_app4_prompt(conn: DictConnection, key: AssistantMemberKey, *, tz: str = DEFAULT_TIMEZONE) -> dict[str, Any]:
+def _pair_refs(refs: References, key: AssistantMemberKey, core: dict[str, Any]) -> None:
+    refs.note(
+        site_id=key.site_id,
+        assistant_id=key.assistant_id,
+        member_id=key.member_id,
+        as_of_date=iso_date(core.get("as_of_date")),
+    )
+    refs.table("ods.assistants", 1)
+    refs.table("ods.members", 1)
+    refs.table("dws.member_profile", 1 if core.get("as_of_date") is not None else 0)
+
+
+def build_app4_prompt(
+    conn: DictConnection, key: AssistantMemberKey, *, tz: str = DEFAULT_TIMEZONE, refs: References | None = None
+) -> dict[str, Any]:
     """App4 (relationship): the pair's service history, tasks and the assistant's notes on the member."""
+    refs = refs if refs is not None else References()
     assistant = _assistant(conn, key.site_id, key.assistant_id)
     core = member_core(conn, key.site_id, key.member_id)
     profile = profile_block(core, tz)
@@ -116,11 +132,21 @@ def build_app4_prompt(conn: DictConnection, key: AssistantMemberKey, *, tz: str 
     tasks = _pair_tasks(conn, key, tz)
     if not services and not tasks:
         raise NothingToAsk("the assistant has neither served nor been tasked with the member")
+    relation = _relation(conn, key, as_of, tz)
+    notes = _pair_notes(conn, key, tz, by_assistant_only=True)
+    others = [
+        a for a in member_assistants(conn, key.site_id, key.member_id, tz) if a["assistant_id"] != key.assistant_id
+    ]
+    _pair_refs(refs, key, core)
+    refs.table("dws.assistant_member", (1 if relation["services"] else 0) + len(others))
+    refs.table("ods.assistant_services", len(services))
+    refs.table("ods.tasks", len(tasks))
+    refs.table("ods.notes", len(notes))
     return {
         "site_id": key.site_id,
         "assistant": assistant,
         "member": member_block(core, key.member_id, tz),
-        "relation": _relation(conn, key, as_of, tz),
+        "relation": relation,
         "profile": profile,
         "recent_services": [
             {
@@ -132,15 +158,16 @@ def build_app4_prompt(conn: DictConnection, key: AssistantMemberKey, *, tz: str 
             for r in services
         ],
         "tasks": tasks,
-        "notes_by_assistant": _pair_notes(conn, key, tz, by_assistant_only=True),
-        "other_assistants": [
-            a for a in member_assistants(conn, key.site_id, key.member_id, tz) if a["assistant_id"] != key.assistant_id
-        ],
+        "notes_by_assistant": notes,
+        "other_assistants": others,
     }
 
 
-def build_app5_prompt(conn: DictConnection, key: AssistantMemberKey, *, tz: str = DEFAULT_TIMEZONE) -> dict[str, Any]:
-    """App5 (tactics): App4's latest analysis of the pair, the open task and the latest notes."""
+def build_app5_prompt(
+    conn: DictConnection, key: AssistantMemberKey, *, tz: str = DEFAULT_TIMEZONE, refs: References | None = None
+) -> dict[str, Any]:
+    """App5 (tactics): App4's last good analysis of the pair, the open task and the latest notes."""
+    refs = refs if refs is not None else References()
     analysis = cache.latest_valid(conn, key.site_id, "app4_analysis", key.target_id)
     if analysis is None:
         raise NothingToAsk("App4 has no analysis of the pair yet")
@@ -149,6 +176,11 @@ def build_app5_prompt(conn: DictConnection, key: AssistantMemberKey, *, tz: str 
     tasks = _pair_tasks(conn, key, tz)
     open_task = next((t for t in tasks if t["status"] == "assigned"), None)
     app4 = {k: v for k, v in analysis.result_json.items() if not k.startswith("_")}
+    notes = _pair_notes(conn, key, tz, by_assistant_only=False)[:3]
+    _pair_refs(refs, key, core)
+    refs.table("ods.tasks", len(tasks))
+    refs.table("ods.notes", len(notes))
+    refs.source(analysis)
     return {
         "site_id": key.site_id,
         "assistant": assistant,
@@ -157,5 +189,5 @@ def build_app5_prompt(conn: DictConnection, key: AssistantMemberKey, *, tz: str 
         "app4_result": app4,
         "app4_generated_at": local_time(analysis.created_at, tz),
         "open_task": open_task,
-        "recent_notes": _pair_notes(conn, key, tz, by_assistant_only=False)[:3],
+        "recent_notes": notes,
     }

@@ -14,6 +14,7 @@ from typing import Any
 from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.prompts.common import money
 from zqyy_assets.core.prompts.metrics import FINANCE_METRICS, pct_change
+from zqyy_assets.core.prompts.references import References
 from zqyy_assets.core.prompts.windows import PeriodPair, Window, earliest_needed, period_pair
 from zqyy_assets.core.vocabulary import AREA_LABELS, AREAS, HALL_AREAS, TIME_DIMENSION_LABELS
 
@@ -123,13 +124,17 @@ def _changes(current: Metrics, previous: Metrics) -> dict[str, float | None]:
     return {k: pct_change(current[k], previous[k]) for k in keys if k in current}
 
 
-def build_app2_prompt(finance: SiteFinance, time_dimension: str, area: str) -> dict[str, Any]:
+def build_app2_prompt(
+    finance: SiteFinance, time_dimension: str, area: str, *, refs: References | None = None
+) -> dict[str, Any]:
     """Finance figures for one site, time dimension and area, with their comparison period.
 
     'all' reads the site's 'all' rows (the only ones with recharges); 'hall' sums hallA..C; any
     other area reads its own rows. 'all' and 'hall' also get the split by area and the movers.
     """
     pair = period_pair(time_dimension, finance.as_of)
+    if refs is not None:
+        _app2_refs(refs, finance, pair, area)
     codes = ("all",) if area == "all" else _area_codes(area)
     selected = [d for d in finance.days if d.area_code in codes]
     current, previous = _metrics(selected, pair.current), _metrics(selected, pair.comparison)
@@ -183,6 +188,27 @@ def build_app2_prompt(finance: SiteFinance, time_dimension: str, area: str) -> d
     prompt["top_movers"] = _top_movers(finance, area, pair, current, previous)
     prompt["best_days"] = _best_days(selected, pair.current)
     return prompt
+
+
+def _app2_refs(refs: References, finance: SiteFinance, pair: PeriodPair, area: str) -> None:
+    """The windows, the area codes read and the daily DWS rows the prompt summed (its parts included)."""
+    codes = ("all",) if area == "all" else _area_codes(area)
+    read = sorted({*codes, *(c for part in _parts(area) for c in _area_codes(part))})
+    rows = [
+        d
+        for d in finance.days
+        if d.area_code in read and (pair.current.contains(d.biz_date) or pair.comparison.contains(d.biz_date))
+    ]
+    refs.note(
+        site_id=finance.site_id,
+        as_of_date=finance.as_of.isoformat(),
+        time_dimension=pair.time_dimension,
+        area=area,
+        area_codes=read,
+        period={"start": pair.current.start.isoformat(), "end": pair.current.end.isoformat()},
+        comparison={"start": pair.comparison.start.isoformat(), "end": pair.comparison.end.isoformat()},
+    )
+    refs.table("dws.finance_area_daily", len(rows))
 
 
 def _area_label(finance: SiteFinance, area: str) -> str:

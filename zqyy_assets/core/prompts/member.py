@@ -10,7 +10,7 @@ from zqyy_assets.core import cache
 from zqyy_assets.core.business_date import DEFAULT_TIMEZONE
 from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.partition_keys import MemberKey
-from zqyy_assets.core.prompts.common import NothingToAsk, local_time, money
+from zqyy_assets.core.prompts.common import NothingToAsk, iso_date, local_time, money
 from zqyy_assets.core.prompts.member_figures import (
     FRONT_DESK,
     member_assistants,
@@ -19,6 +19,7 @@ from zqyy_assets.core.prompts.member_figures import (
     note_entry,
     profile_block,
 )
+from zqyy_assets.core.prompts.references import References
 from zqyy_assets.core.vocabulary import AREA_LABELS
 
 RECENT_SETTLEMENTS = 15
@@ -75,48 +76,70 @@ def _recent_recharges(conn: DictConnection, site_id: int, member_id: int, tz: st
 
 
 def _latest_clues(
-    conn: DictConnection, site_id: int, app_name: str, target_id: str, tz: str
-) -> tuple[list[dict[str, Any]], str | None]:
+    conn: DictConnection, site_id: int, app_name: str, target_id: str
+) -> tuple[list[dict[str, Any]], cache.CachedAnswer | None]:
+    """The clues of the app's newest valid answer for the member (its last good one), and that answer."""
     row = cache.latest_valid(conn, site_id, app_name, target_id)
     if row is None:
         return [], None
     clues = row.result_json.get("clues") or []
     keep = ("category", "emoji", "summary", "detail", "providers")
-    return [{k: c[k] for k in keep if k in c} for c in clues if isinstance(c, dict)], local_time(row.created_at, tz)
+    return [{k: c[k] for k in keep if k in c} for c in clues if isinstance(c, dict)], row
 
 
-def build_app3_prompt(conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT_TIMEZONE) -> dict[str, Any]:
+def _member_refs(refs: References, key: MemberKey, core: dict[str, Any]) -> None:
+    refs.note(site_id=key.site_id, member_id=key.member_id, as_of_date=iso_date(core.get("as_of_date")))
+    refs.table("ods.members", 1)
+    refs.table("dws.member_profile", 1 if core.get("as_of_date") is not None else 0)
+
+
+def build_app3_prompt(
+    conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT_TIMEZONE, refs: References | None = None
+) -> dict[str, Any]:
     """App3 (consumption clues): the member's profile and recent visits, recharges, assistants."""
+    refs = refs if refs is not None else References()
     core = member_core(conn, key.site_id, key.member_id)
     settlements = _recent_settlements(conn, key.site_id, key.member_id, tz)
     if not settlements:
         raise NothingToAsk("the member has no settlements yet")
+    recharges = _recent_recharges(conn, key.site_id, key.member_id, tz)
+    assistants = member_assistants(conn, key.site_id, key.member_id, tz)
+    _member_refs(refs, key, core)
+    refs.table("ods.settlements", len(settlements))
+    refs.table("ods.recharges", len(recharges))
+    refs.table("dws.assistant_member", len(assistants))
     return {
         "site_id": key.site_id,
         "member": member_block(core, key.member_id, tz),
         "profile": profile_block(core, tz),
         "recent_settlements": settlements,
-        "recent_recharges": _recent_recharges(conn, key.site_id, key.member_id, tz),
-        "assistants": member_assistants(conn, key.site_id, key.member_id, tz),
+        "recent_recharges": recharges,
+        "assistants": assistants,
     }
 
 
-def build_app7_prompt(conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT_TIMEZONE) -> dict[str, Any]:
+def build_app7_prompt(
+    conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT_TIMEZONE, refs: References | None = None
+) -> dict[str, Any]:
     """App7 (customer analysis): App3's figures plus the consolidated clues (App8, else App3)."""
-    prompt = build_app3_prompt(conn, key, tz=tz)
-    clues, generated_at = _latest_clues(conn, key.site_id, "app8_consolidation", key.target_id, tz)
-    source = "app8_consolidation"
+    refs = refs if refs is not None else References()
+    prompt = build_app3_prompt(conn, key, tz=tz, refs=refs)
+    clues, row = _latest_clues(conn, key.site_id, "app8_consolidation", key.target_id)
     if not clues:
-        clues, generated_at = _latest_clues(conn, key.site_id, "app3_clue", key.target_id, tz)
-        source = "app3_clue"
+        clues, row = _latest_clues(conn, key.site_id, "app3_clue", key.target_id)
+    if clues and row is not None:
+        refs.source(row)
     prompt["clues"] = clues
-    prompt["clues_source"] = source if clues else None
-    prompt["clues_generated_at"] = generated_at
+    prompt["clues_source"] = row.cache_type if clues and row else None
+    prompt["clues_generated_at"] = local_time(row.created_at, tz) if row else None
     return prompt
 
 
-def build_app6_prompt(conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT_TIMEZONE) -> dict[str, Any]:
+def build_app6_prompt(
+    conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT_TIMEZONE, refs: References | None = None
+) -> dict[str, Any]:
     """App6 (note analysis): the newest note about the member, earlier notes as context."""
+    refs = refs if refs is not None else References()
     core = member_core(conn, key.site_id, key.member_id)
     notes = conn.execute(
         """SELECT n.note_id, n.content, n.created_at, n.assistant_id, a.name AS author
@@ -129,6 +152,9 @@ def build_app6_prompt(conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT
         raise NothingToAsk("the member has no notes")
     latest, earlier = notes[0], notes[1:]
     profile = profile_block(core, tz)
+    _member_refs(refs, key, core)
+    refs.note(note_id=latest["note_id"])
+    refs.table("ods.notes", len(notes))
     return {
         "site_id": key.site_id,
         "member": member_block(core, key.member_id, tz),
@@ -153,11 +179,17 @@ def build_app6_prompt(conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT
     }
 
 
-def build_app8_prompt(conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT_TIMEZONE) -> dict[str, Any]:
-    """App8 (clue consolidation): the latest App3 and App6 clues, and the manual clues to respect."""
+def build_app8_prompt(
+    conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT_TIMEZONE, refs: References | None = None
+) -> dict[str, Any]:
+    """App8 (clue consolidation): the last good App3 and App6 clues, and the manual clues to respect.
+
+    Either source may be missing (a member with no note has no App6 answer; an App3 that failed
+    in this run leaves its previous answer the newest): only neither is nothing to ask."""
+    refs = refs if refs is not None else References()
     core = member_core(conn, key.site_id, key.member_id)
-    app3, app3_at = _latest_clues(conn, key.site_id, "app3_clue", key.target_id, tz)
-    app6, app6_at = _latest_clues(conn, key.site_id, "app6_note", key.target_id, tz)
+    app3, app3_row = _latest_clues(conn, key.site_id, "app3_clue", key.target_id)
+    app6, app6_row = _latest_clues(conn, key.site_id, "app6_note", key.target_id)
     if not app3 and not app6:
         raise NothingToAsk("neither App3 nor App6 has clues for the member")
     manual = conn.execute(
@@ -166,12 +198,17 @@ def build_app8_prompt(conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT
            ORDER BY created_at, id""",
         (key.site_id, key.member_id),
     ).fetchall()
+    _member_refs(refs, key, core)
+    refs.table("biz.member_retention_clue", len(manual))
+    for row in (app3_row, app6_row):
+        if row is not None:
+            refs.source(row)
     return {
         "site_id": key.site_id,
         "member": member_block(core, key.member_id, tz),
         "app3_clues": app3,
-        "app3_generated_at": app3_at,
+        "app3_generated_at": local_time(app3_row.created_at, tz) if app3_row else None,
         "app6_clues": app6,
-        "app6_generated_at": app6_at,
+        "app6_generated_at": local_time(app6_row.created_at, tz) if app6_row else None,
         "manual_clues": [dict(r) for r in manual],
     }

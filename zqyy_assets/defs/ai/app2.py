@@ -86,12 +86,14 @@ def app2_finance(
         for key in keys:
             for site_id, finance in finances.items():
                 if finance is not None:
+                    refs = prompts.References()
                     yield Ask(
                         site_id=site_id,
                         app_name=key.app_name,
                         target_id=key.target_id,
-                        prompt=prompts.build_app2_prompt(finance, key.time_dimension, key.area),
+                        prompt=prompts.build_app2_prompt(finance, key.time_dimension, key.area, refs=refs),
                         prompt_version=prompts.PROMPT_VERSIONS[key.app_name],
+                        references=refs.as_json(),
                     )
 
     context.log.info(

@@ -43,7 +43,7 @@ from zqyy_assets.defs.ai.checks import APP2_COVERAGE_CHECK
 from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 
-def _assets(*assets: dg.AssetsDefinition) -> dg.AssetSelection:
+def _assets(*assets: dg.AssetsDefinition | dg.AssetKey) -> dg.AssetSelection:
     return dg.AssetSelection.assets(*assets).without_checks()
 
 

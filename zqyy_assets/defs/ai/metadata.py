@@ -35,34 +35,17 @@ def key_extras(app_name: str, key: TargetKey, outcome: Outcome) -> dict[str, Any
     return extra
 
 
-def target_metadata(results: list[tuple[TargetKey, Outcome]], extras: list[dict[str, Any]]) -> dict[str, Any]:
-    """One partition: its own figures. A range: the figures summed, recorded on each partition
-    (Dagster gives a single-run range one materialization per partition with shared metadata)."""
-    outcomes = [o for _, o in results]
-    metadata: dict[str, Any] = summary_metadata(outcomes)
-    if len(results) == 1:
-        [(key, outcome)] = results
-        metadata.update(
-            site_id=dg.MetadataValue.int(key.site_id),
-            target_id=dg.MetadataValue.text(key.target_id),
-            status=dg.MetadataValue.text(outcome.status),
-        )
-        if outcome.reason:
-            metadata["skip_reason"] = dg.MetadataValue.text(outcome.reason)
-        if outcome.answer is not None:
-            metadata["cache_row_id"] = dg.MetadataValue.int(outcome.answer.id)
-        for extra in extras:
-            metadata.update(extra)
-        return metadata
+def target_metadata(key: TargetKey, outcome: Outcome, extra: dict[str, Any]) -> dict[str, Any]:
+    """One target's materialization: its own figures, status (and why it was skipped), cache row."""
+    metadata: dict[str, Any] = summary_metadata([outcome])
     metadata.update(
-        partitions=dg.MetadataValue.int(len(results)),
-        targets_skipped=dg.MetadataValue.int(sum(o.status == "skipped" for o in outcomes)),
-        first_partition=dg.MetadataValue.text(results[0][0].partition_key),
-        last_partition=dg.MetadataValue.text(results[-1][0].partition_key),
+        site_id=dg.MetadataValue.int(key.site_id),
+        target_id=dg.MetadataValue.text(key.target_id),
+        status=dg.MetadataValue.text(outcome.status),
     )
-    for extra in extras:  # numeric extras add up over the range
-        for name, value in extra.items():
-            if isinstance(value, dg.IntMetadataValue):
-                previous = metadata.get(name)
-                metadata[name] = dg.MetadataValue.int((previous.value if previous else 0) + value.value)
+    if outcome.reason:
+        metadata["skip_reason"] = dg.MetadataValue.text(outcome.reason)
+    if outcome.answer is not None:
+        metadata["cache_row_id"] = dg.MetadataValue.int(outcome.answer.id)
+    metadata.update(extra)
     return metadata

@@ -55,7 +55,7 @@ _PARTITIONS = {MEMBERS: members_partitions, ASSISTANT_MEMBERS: assistant_members
 def answers_ranges(chain: Chain) -> bool:
     """Whether every asset of the chain answers a partition range in one run (it declares a
     single-run backfill policy and reads ``context.partition_keys``)."""
-    by_name = {a.key.to_user_string(): a for a in ai_assets}
+    by_name = {key.to_user_string(): a for a in ai_assets for key in a.keys}
     return all(
         (policy := by_name[name].backfill_policy) is not None and policy.max_partitions_per_run is None
         for name in chain.asset_names

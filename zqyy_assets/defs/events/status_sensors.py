@@ -215,6 +215,13 @@ def _app_of(step_key: str | None, job_name: str) -> str:
     return step_key.split("__")[-1] if step_key else job_name
 
 
+def _failed_app(event: dg.DagsterEvent) -> str | None:
+    """The first app a chain step's Failure names (its ``app_name`` metadata): one step runs a chain's apps."""
+    user = getattr(event.event_specific_data, "user_failure_data", None)
+    named = user.metadata.get("app_name") if user is not None else None
+    return str(named.value).split(",")[0] if named is not None else None
+
+
 def record_alert(
     conn: DictConnection, *, run: dg.DagsterRun, app_type: str, error_message: str, alert_type: str = "failed"
 ) -> int | None:
@@ -246,7 +253,7 @@ def ai_run_failure_alert_sensor(context: dg.RunFailureSensorContext, postgres: P
     run = context.dagster_run
     steps = context.get_step_failure_events()
     if steps:
-        app_type = _app_of(steps[0].step_key, run.job_name)
+        app_type = _failed_app(steps[0]) or _app_of(steps[0].step_key, run.job_name)
         detail = "; ".join(_step_error(e) for e in steps)
     else:
         app_type = run.job_name
