@@ -174,7 +174,7 @@ def split_partly_failed_ranges(
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Copies the status of the runs requested for inbox events (biz.ai_event_runs) and rolls it up "
-    "to each event: launched -> completed / failed, with its Dagster run ids. A range run that failed for some "
+    "to each event: running -> completed / failed, with its Dagster run ids. A range run that failed for some "
     "members only is split into each event's own run.",
 )
 def ai_event_status_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SensorResult:
