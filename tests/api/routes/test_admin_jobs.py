@@ -61,7 +61,7 @@ def test_trigger_event_is_forced_by_default(client: TestClient, db_url: str, adm
 def test_list_with_filters_runs_and_todays_skipped_duplicates(client: TestClient, db_url: str, admin) -> None:
     today = business_date(datetime.now(UTC))
     old = _event(db_url, created_at="2026-01-05T12:00+08", biz_date="2026-01-05", status="completed")
-    launched = _event(db_url, status="launched", run_ids=["run-a", "run-b"])
+    launched = _event(db_url, status="running", run_ids=["run-a", "run-b"])
     _event(db_url, status="skipped_duplicate", biz_date=today)
     _event(db_url, status="skipped_duplicate", biz_date=today, event_type="note_created")
     _event(db_url, status="skipped_duplicate", biz_date="2026-01-05")
