@@ -6,7 +6,7 @@ import dagster as dg
 from dagster._core.storage.runs.schema import RunTagsTable
 
 from tests.defs.events.conftest import code_location, event_row, tick
-from zqyy_assets.core import db
+from zqyy_assets.core import alerts, db
 from zqyy_assets.core.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from zqyy_assets.defs.ai.partitions import members_partitions
 from zqyy_assets.defs.events.status_sensors import (
@@ -265,6 +265,41 @@ def test_failed_run_raises_one_pending_alert(instance, postgres, db_url, add_eve
         result.dagster_run.run_id,
     )
     assert "app3_clue 运行失败" in alert["error_message"] and "InvalidApiKey" in alert["error_message"]
+    assert alert["occurrences"] == 1  # the re-evaluated tick did not count the run twice
+
+
+def test_failed_runs_of_one_site_and_app_are_counted_in_one_alert(instance, postgres, db_url) -> None:
+    instance.add_dynamic_partitions("members", ["1-100", "1-101"])
+    runs = [
+        dg.materialize([broken_app3], instance=instance, partition_key=key, raise_on_error=False)
+        for key in ("1-100", "1-101")
+    ]
+    for result in (*runs, runs[0]):  # the first run delivered again
+        raise_alert(instance, postgres, result.dagster_run, result.get_run_failure_event())
+
+    with db.connect(db_url) as conn:
+        [alert] = conn.execute("SELECT * FROM biz.ai_alerts").fetchall()
+        pushes = conn.execute("SELECT count(*) AS n FROM biz.realtime_outbox WHERE type = 'alert_created'").fetchone()
+    assert (alert["occurrences"], alert["dagster_run_id"]) == (2, runs[0].dagster_run.run_id)
+    assert pushes["n"] == 1
+
+
+def test_a_run_whose_call_raised_the_alert_is_not_counted_again(instance, postgres, db_url) -> None:
+    instance.add_dynamic_partitions("members", ["1-100"])
+    result = dg.materialize([broken_app3], instance=instance, partition_key="1-100", raise_on_error=False)
+    with db.transaction(db_url) as conn:  # what the LLM service does when the run's call fails
+        alerts.raise_alert(
+            conn,
+            site_id=1,
+            app_type="app3_clue",
+            alert_type="failed",
+            message="app3_clue 调用失败:InvalidApiKey",
+            dagster_run_id=result.dagster_run.run_id,
+        )
+    raise_alert(instance, postgres, result.dagster_run, result.get_run_failure_event())
+    with db.connect(db_url) as conn:
+        [alert] = conn.execute("SELECT * FROM biz.ai_alerts").fetchall()
+    assert alert["occurrences"] == 1 and "调用失败" in alert["error_message"]
 
 
 def test_alert_for_a_run_without_event_or_site(instance, postgres, db_url) -> None:
