@@ -100,7 +100,8 @@ def test_0013_moves_old_rows_to_the_seeds_words_and_folds_open_alerts(
         calls = [r["status"] for r in conn.execute("SELECT status FROM biz.ai_call_ledger ORDER BY id")]
         assert calls == ["timeout", "failed"]
         alerts = conn.execute(
-            "SELECT alert_status, occurrences, error_message, last_seen_at, dagster_run_id FROM biz.ai_alerts ORDER BY id"
+            "SELECT alert_status, occurrences, error_message, last_seen_at, dagster_run_id"
+            " FROM biz.ai_alerts ORDER BY id"
         ).fetchall()
         assert [(a["alert_status"], a["occurrences"], a["error_message"], a["dagster_run_id"]) for a in alerts] == [
             ("pending", 2, "second", "r1"),

@@ -85,8 +85,20 @@ def test_list_with_filters_runs_and_todays_skipped_duplicates(client: TestClient
     assert [i["id"] for i in ranged["items"]] == [old]
     paged = client.get("/api/admin/ai/trigger-jobs?page=2&page_size=4", headers=admin).json()
     assert len(paged["items"]) == 1 and paged["total"] == 5
-    for bad in ("date_from=2026-02-01&date_to=2026-01-01", "date_from=1900-01-01", "status=running", "page_size=1000"):
+    for bad in ("date_from=2026-02-01&date_to=2026-01-01", "date_from=1900-01-01", "status=launched", "page_size=1000"):
         assert client.get(f"/api/admin/ai/trigger-jobs?{bad}", headers=admin).status_code == 422, bad
+
+
+def test_every_status_of_the_admin_web_filters_and_others_are_422_naming_them(
+    client: TestClient, db_url: str, admin
+) -> None:
+    statuses = ("pending", "running", "completed", "failed", "skipped_duplicate")
+    ids = {status: _event(db_url, status=status) for status in statuses}
+    for status in statuses:
+        items = client.get(f"/api/admin/ai/trigger-jobs?status={status}", headers=admin).json()["items"]
+        assert [(i["id"], i["status"]) for i in items] == [(ids[status], status)]
+    refused = client.get("/api/admin/ai/trigger-jobs?status=launched", headers=admin)
+    assert refused.status_code == 422 and all(s in refused.text for s in statuses)
 
 
 def test_retry_queues_a_forced_copy(client: TestClient, db_url: str, admin) -> None:
