@@ -132,9 +132,10 @@ def test_a_slow_answer_is_cut_at_its_deadline_recorded_timeout_and_alerted(make_
     fake.script("app3_clue", ["slow:20000"] * 3)
     service = make_service(answer_deadline_seconds=1.0, request_timeout_seconds=5.0)
     started = time.monotonic()
-    with pytest.raises(AnswerTimeout):
+    with pytest.raises(AnswerTimeout) as caught:
         service.call_app("app3_clue", {}, site_id=1)
     assert time.monotonic() - started < 4.5
+    assert "timeout after 1 attempt(s)" in str(caught.value)  # what a failed step (and its trigger job) says
 
     [row] = ledger(db_url)
     assert row["status"] == "timeout" and row["attempts"] == 1

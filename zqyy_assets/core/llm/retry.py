@@ -93,7 +93,7 @@ class RetriesExhausted(Exception):
         err = self.error
         if self.timed_out:
             return AnswerTimeout(
-                f"{err.message} (after {self.attempts} attempt(s))",
+                f"timeout after {self.attempts} attempt(s): {err.message}",
                 app_name=err.app_name,
                 code=err.code,
                 request_id=err.request_id,
