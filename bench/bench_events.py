@@ -398,7 +398,7 @@ def _run(args: argparse.Namespace, url: str, members: list[int], harness) -> Non
                 }
 
         deadline = time.monotonic() + 60  # the status sensor runs every 5-10 s
-        while statuses().get("launched") and time.monotonic() < deadline:
+        while statuses().get("running") and time.monotonic() < deadline:
             time.sleep(1)
         print(f"    burst event status: {statuses()}; load average {os.getloadavg()[0]:.1f} at end")
 

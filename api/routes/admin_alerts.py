@@ -1,4 +1,5 @@
-"""Back office: alerts raised by failed AI runs, with acknowledge / ignore."""
+"""Back office: alerts raised by refused, failed or timed-out LLM calls and by failed runs, with
+acknowledge / ignore (types, flood control and pushes: ``zqyy_assets/core/alerts.py``)."""
 
 from typing import Annotated
 
@@ -24,7 +25,9 @@ async def list_alerts(
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ):
-    """A site's alerts (and run-wide ones that belong to no site), newest first."""
+    """A site's alerts (and run-wide ones that belong to no site), latest occurrence first. One
+    open (`pending`) alert per site, app and type counts its `occurrences`; acknowledged or
+    ignored ones are closed."""
     items, total = await admin.list_alerts(conn, site_id, alert_status, page=page, page_size=page_size)
     return {"items": items, "total": total, "page": page, "page_size": page_size}
 

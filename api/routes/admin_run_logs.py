@@ -1,7 +1,7 @@
 """Back office: the log of LLM calls (the LLM layer's ledger), as the admin web's run-log page reads it."""
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
@@ -15,7 +15,7 @@ from api.deps import (
     check_date_range,
     check_site,
 )
-from api.schemas.admin import RunLogDetailResponse, RunLogListResponse
+from api.schemas.admin import CallStatus, RunLogDetailResponse, RunLogListResponse
 from api.schemas.common import Id, Message
 from api.services import admin
 
@@ -24,8 +24,6 @@ router = APIRouter(
     tags=["admin: run logs"],
     responses={401: {"model": Message}, 403: {"model": Message}},
 )
-
-CallStatus = Literal["running", "success", "failed", "circuit_open", "rate_limited", "budget_exceeded"]
 
 
 @router.get("", response_model=RunLogListResponse)

@@ -33,7 +33,7 @@ async def post_event(body: EventIn, principal: PrincipalDep, conn: ConnDep, sett
 
 @router.get("/{event_id}", response_model=EventStatus, responses={404: {"model": Message}})
 async def get_event(event_id: Annotated[Id, Path()], site_id: SiteDep, conn: ConnDep):
-    """Where an event is: pending, launched (with its Dagster run ids), completed, failed or skipped."""
+    """Where an event is: pending, running (with its Dagster run ids), completed, failed or skipped."""
     row = await events.get_event(conn, site_id, event_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no event {event_id} at site {site_id}")

@@ -7,9 +7,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from api.schemas.common import AppType, Area, EventType, Id, TimeDimension
 from api.schemas.events import check_payload
+from zqyy_assets.core.vocabulary import AlertStatus, AlertType, CallStatus, EventStatus
 
-AlertStatus = Literal["pending", "acknowledged", "ignored"]
-EventStatusName = Literal["pending", "launched", "completed", "failed", "skipped_duplicate"]
+EventStatusName = EventStatus
 
 
 # ---- dashboard ----
@@ -37,13 +37,14 @@ class BudgetInfo(BaseModel):
 class AlertItem(BaseModel):
     id: int
     app_type: str
-    status: str = Field(
-        description="What went wrong: failed / circuit_open / rate_limited / budget_exceeded / timeout."
-    )
-    alert_status: str | None
-    error_message: str | None
-    created_at: datetime
+    status: AlertType = Field(description="What went wrong (the alert type).")
+    alert_status: AlertStatus | None = Field(description="pending (open, never handled), acknowledged or ignored.")
+    error_message: str | None = Field(description="The latest occurrence's message.")
+    created_at: datetime = Field(description="The first occurrence.")
+    last_seen_at: datetime = Field(description="The latest occurrence.")
+    occurrences: int = Field(description="How many refused or failed calls or runs this open alert counts.")
     site_id: int | None = Field(None, description="None for a run-wide alert that belongs to no single site.")
+    log_id: int | None = Field(None, description="The run log (call) of the first occurrence; None for a run.")
     dagster_run_id: str | None = None
     event_id: int | None = None
 
@@ -104,7 +105,7 @@ class AlertListResponse(BaseModel):
 
 class AlertActionResponse(BaseModel):
     id: int
-    alert_status: str
+    alert_status: AlertStatus
 
 
 # ---- trigger jobs (events) ----
@@ -119,7 +120,7 @@ class TriggerJobItem(BaseModel):
     event_type: str
     member_id: int | None
     assistant_id: int | None = None
-    status: str = Field(description="The event's status: pending / launched / completed / failed / skipped_duplicate.")
+    status: EventStatus
     app_chain: str | None
     is_forced: bool
     site_id: int
@@ -206,7 +207,7 @@ class RunLogItem(BaseModel):
     target_id: str | None
     tokens_used: int
     latency_ms: int | None
-    status: str = Field(description="running / success / failed / circuit_open / rate_limited / budget_exceeded")
+    status: CallStatus
     site_id: int
     created_at: datetime
     dagster_run_id: str | None

@@ -54,8 +54,8 @@ async def prewarm_progress(conn: AsyncConn, site_id: int) -> dict:
     }
 
 
-_ALERT_COLUMNS = """id, app_type, alert_type AS status, alert_status, error_message, created_at, site_id,
-                    dagster_run_id, event_id"""
+_ALERT_COLUMNS = """id, app_type, alert_type AS status, alert_status, error_message, created_at, last_seen_at,
+                    occurrences, site_id, ledger_id AS log_id, dagster_run_id, event_id"""
 # A run-wide alert (site_id NULL, e.g. a prewarm run over every site) belongs to no site and
 # carries no site's data: every admin sees it. Everything else is filtered to the one site.
 _ALERT_SCOPE = "(site_id = %s OR site_id IS NULL)"
@@ -64,13 +64,17 @@ _ALERT_SCOPE = "(site_id = %s OR site_id IS NULL)"
 async def list_alerts(
     conn: AsyncConn, site_id: int, alert_status: str | None, *, page: int, page_size: int
 ) -> tuple[list[DictRow], int]:
-    filters = Filters().where(_ALERT_SCOPE, site_id).equals(alert_status=alert_status)
+    filters = Filters().where(_ALERT_SCOPE, site_id)
+    if alert_status == "pending":  # the seed's "never handled" (NULL) is pending too
+        filters.where("coalesce(alert_status, 'pending') = %s", alert_status)
+    else:
+        filters.equals(alert_status=alert_status)
     return await paging.page(
         conn,
         table=("biz", "ai_alerts"),
         columns=_ALERT_COLUMNS,
         filters=filters,
-        order_by="created_at DESC, id DESC",
+        order_by="last_seen_at DESC, id DESC",
         page=page,
         page_size=page_size,
     )
@@ -79,7 +83,7 @@ async def list_alerts(
 async def recent_alerts(conn: AsyncConn, site_id: int, limit: int = 10) -> list[dict]:
     cur = await conn.execute(
         f"""SELECT {_ALERT_COLUMNS} FROM biz.ai_alerts WHERE {_ALERT_SCOPE}
-            ORDER BY created_at DESC, id DESC LIMIT %s""",
+            ORDER BY last_seen_at DESC, id DESC LIMIT %s""",
         (site_id, limit),
     )
     return await cur.fetchall()

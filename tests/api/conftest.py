@@ -87,7 +87,7 @@ def put_cache(
 
 
 def put_alert(
-    db_url: str,
+    db_url: str,  # one open alert per (site, app, alert type): vary app or type for several
     *,
     site: int | None,
     app: str = "app3_clue",
@@ -97,9 +97,10 @@ def put_alert(
 ) -> int:
     with db.transaction(db_url) as conn:
         return conn.execute(
-            """INSERT INTO biz.ai_alerts (site_id, app_type, alert_type, error_message, created_at)
-               VALUES (%s, %s, %s, %s, COALESCE(%s::timestamptz, now())) RETURNING id""",
-            (site, app, alert_type, message, created_at),
+            """INSERT INTO biz.ai_alerts (site_id, app_type, alert_type, error_message, created_at, last_seen_at)
+               VALUES (%s, %s, %s, %s, COALESCE(%s::timestamptz, now()), COALESCE(%s::timestamptz, now()))
+               RETURNING id""",
+            (site, app, alert_type, message, created_at, created_at),
         ).fetchone()["id"]
 
 

@@ -74,15 +74,15 @@ def test_event_phases_are_pushed_once_each(db_url: str) -> None:
                VALUES ('consumption', 1, 100, '2026-03-01') RETURNING id"""
         ).fetchone()["id"]
     for update in (
-        "status = 'launched', app_chain = 'app3→app8→app7'",
+        "status = 'running', app_chain = 'app3→app8→app7'",
         "dagster_run_ids = '{r1}'",  # no phase change: nothing pushed
-        "started_at = now()",  # launched with a started run: running
+        "started_at = now()",  # its first run started: still running, nothing pushed
         "status = 'completed', finished_at = now()",
     ):
         with db.transaction(db_url) as conn:
             conn.execute(f"UPDATE biz.ai_events SET {update} WHERE id = %s", (event_id,))
     phases = [(m.payload["previous_status"], m.payload["status"]) for m in messages(db_url)]
-    assert phases == [(None, "pending"), ("pending", "launched"), ("launched", "running"), ("running", "completed")]
+    assert phases == [(None, "pending"), ("pending", "running"), ("running", "completed")]
     assert {m.payload["event_id"] for m in messages(db_url)} == {event_id}
 
 

@@ -19,6 +19,7 @@ from zqyy_assets.core import tags
         ("RUN_KEY_TAG", "RUN_KEY_TAG"),
         ("SENSOR_NAME_TAG", "SENSOR_NAME_TAG"),
         ("WILL_RETRY_TAG", "WILL_RETRY_TAG"),
+        ("MAX_RUNTIME_TAG", "MAX_RUNTIME_SECONDS_TAG"),
     ],
 )
 def test_dagster_tag_names_match_dagsters_own(ours: str, dagsters: str) -> None:
@@ -34,6 +35,7 @@ def test_every_dagster_tag_we_name_is_checked() -> None:
         "RUN_KEY_TAG",
         "SENSOR_NAME_TAG",
         "WILL_RETRY_TAG",
+        "MAX_RUNTIME_TAG",
     }
 
 

@@ -159,7 +159,7 @@ def refresh_event_status(conn: DictConnection, event_ids: Sequence[int]) -> int:
                finished_at = CASE WHEN agg.all_done THEN agg.finished_at END,
                error_message = CASE WHEN agg.all_done AND agg.any_failed THEN agg.errors ELSE e.error_message END
            FROM agg
-           WHERE e.id = agg.id AND e.status = 'launched'""",
+           WHERE e.id = agg.id AND e.status = 'running'""",
         (list(event_ids),),
     )
     return cur.rowcount

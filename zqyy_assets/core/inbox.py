@@ -1,7 +1,7 @@
 """The business-event inbox (biz.ai_events): insert, read past a cursor, record the inbox
 sensor's decisions.
 
-Status: pending -> launched (runs requested) -> completed | failed, or pending ->
+Status: pending -> running (runs requested) -> completed | failed, or pending ->
 skipped_duplicate. The runs requested for an event and their outcome are ``event_runs.py``.
 """
 
@@ -225,7 +225,7 @@ def record_decisions(
     record_runs(conn, runs)
     if chains_by_event:
         conn.execute(
-            """UPDATE biz.ai_events e SET status = 'launched', app_chain = c.chain
+            """UPDATE biz.ai_events e SET status = 'running', app_chain = c.chain
                FROM unnest(%s::bigint[], %s::text[]) AS c(id, chain)
                WHERE e.id = c.id AND e.status = 'pending'""",
             (list(chains_by_event), list(chains_by_event.values())),

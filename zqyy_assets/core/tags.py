@@ -25,6 +25,7 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 RUN_KEY_TAG = "dagster/run_key"
 SENSOR_NAME_TAG = "dagster/sensor_name"
 WILL_RETRY_TAG = "dagster/will_retry"
+MAX_RUNTIME_TAG = "dagster/max_runtime"  # seconds; the daemon's run monitoring fails a run past it
 
 # The metadata key under which a member step's Failure names the partition keys that failed.
 FAILED_PARTITIONS_METADATA = "failed_partitions"

@@ -67,16 +67,36 @@ REQUIRED_IDS: dict[str, tuple[str, ...]] = {
 }
 ID_LABELS: dict[str, str] = {"member_id": "会员", "assistant_id": "助教"}
 
-# An inbox event: pending -> launched (runs requested) -> completed | failed, or pending ->
-# skipped_duplicate.
-EventStatus = Literal["pending", "launched", "completed", "failed", "skipped_duplicate"]
-PENDING, LAUNCHED, COMPLETED, FAILED, SKIPPED_DUPLICATE = EventStatus.__args__  # type: ignore[attr-defined]
+# An inbox event, shown to the admin web as a "trigger job" (the seed's words): pending ->
+# running (its runs requested) -> completed | failed, or pending -> skipped_duplicate.
+EventStatus = Literal["pending", "running", "completed", "failed", "skipped_duplicate"]
+EVENT_STATUSES: tuple[str, ...] = EventStatus.__args__  # type: ignore[attr-defined]
+PENDING, RUNNING, COMPLETED, FAILED, SKIPPED_DUPLICATE = EVENT_STATUSES
 
 # A Dagster run state that will not change any more (DagsterRunStatus values).
 TERMINAL_RUN_STATUSES: tuple[str, ...] = ("SUCCESS", "FAILURE", "CANCELED")
 
 # What a guard refusal is ledgered as.
 REFUSAL_STATUSES: tuple[str, ...] = ("circuit_open", "rate_limited", "budget_exceeded")
+# A call in the ledger (the admin web's "run logs"): running while in flight, then how it ended.
+CallStatus = Literal["success", "failed", "timeout", "circuit_open", "rate_limited", "budget_exceeded", "running"]
+CALL_STATUSES: tuple[str, ...] = CallStatus.__args__  # type: ignore[attr-defined]
+TIMEOUT = "timeout"
+
+# What went wrong, for an alert: every call that did not end in success (a refusal, a timeout,
+# a failure) and every failed run. The seed's words.
+AlertType = Literal["failed", "timeout", "circuit_open", "rate_limited", "budget_exceeded"]
+ALERT_TYPES: tuple[str, ...] = AlertType.__args__  # type: ignore[attr-defined]
+ALERT_TYPE_LABELS: dict[str, str] = {
+    "failed": "调用失败",
+    "timeout": "调用超时",
+    "circuit_open": "熔断器已打开",
+    "rate_limited": "限流超限",
+    "budget_exceeded": "Token 预算超限",
+}
+# Where an alert is: pending (open, never handled) until acknowledged or ignored (closed).
+AlertStatus = Literal["pending", "acknowledged", "ignored"]
+ALERT_STATUSES: tuple[str, ...] = AlertStatus.__args__  # type: ignore[attr-defined]
 
 # ------------------------------------------------------------------------ dynamic partitions
 

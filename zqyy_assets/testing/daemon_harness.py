@@ -26,12 +26,19 @@ from zqyy_assets.core import db
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_dagster_home(home: Path, run_coordinator_config: Mapping[str, Any] | None = None) -> Path:
-    """DAGSTER_HOME with the project's dagster.yaml, run-coordinator settings overridden."""
+def write_dagster_home(
+    home: Path,
+    run_coordinator_config: Mapping[str, Any] | None = None,
+    run_monitoring: Mapping[str, Any] | None = None,
+) -> Path:
+    """DAGSTER_HOME with the project's dagster.yaml, run-coordinator and run-monitoring
+    settings overridden (a short max runtime, say)."""
     home.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text(encoding="utf-8"))
     if run_coordinator_config:
         config["run_coordinator"].setdefault("config", {}).update(run_coordinator_config)
+    if run_monitoring:
+        config.setdefault("run_monitoring", {}).update(run_monitoring)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return home
 
@@ -47,9 +54,10 @@ class DaemonHarness:
         home: Path,
         env: Mapping[str, str] | None = None,
         run_coordinator_config: Mapping[str, Any] | None = None,
+        run_monitoring: Mapping[str, Any] | None = None,
     ) -> None:
         db.ensure_database(database_url, dagster_database)
-        self.home = write_dagster_home(home, run_coordinator_config)
+        self.home = write_dagster_home(home, run_coordinator_config, run_monitoring)
         self.dagster_pg_url = db.dagster_storage_url(database_url, dagster_database)
         self.env = {
             **os.environ,

@@ -61,7 +61,7 @@ def test_trigger_event_is_forced_by_default(client: TestClient, db_url: str, adm
 def test_list_with_filters_runs_and_todays_skipped_duplicates(client: TestClient, db_url: str, admin) -> None:
     today = business_date(datetime.now(UTC))
     old = _event(db_url, created_at="2026-01-05T12:00+08", biz_date="2026-01-05", status="completed")
-    launched = _event(db_url, status="launched", run_ids=["run-a", "run-b"])
+    launched = _event(db_url, status="running", run_ids=["run-a", "run-b"])
     _event(db_url, status="skipped_duplicate", biz_date=today)
     _event(db_url, status="skipped_duplicate", biz_date=today, event_type="note_created")
     _event(db_url, status="skipped_duplicate", biz_date="2026-01-05")
@@ -85,8 +85,20 @@ def test_list_with_filters_runs_and_todays_skipped_duplicates(client: TestClient
     assert [i["id"] for i in ranged["items"]] == [old]
     paged = client.get("/api/admin/ai/trigger-jobs?page=2&page_size=4", headers=admin).json()
     assert len(paged["items"]) == 1 and paged["total"] == 5
-    for bad in ("date_from=2026-02-01&date_to=2026-01-01", "date_from=1900-01-01", "status=running", "page_size=1000"):
+    for bad in ("date_from=2026-02-01&date_to=2026-01-01", "date_from=1900-01-01", "status=launched", "page_size=1000"):
         assert client.get(f"/api/admin/ai/trigger-jobs?{bad}", headers=admin).status_code == 422, bad
+
+
+def test_every_status_of_the_admin_web_filters_and_others_are_422_naming_them(
+    client: TestClient, db_url: str, admin
+) -> None:
+    statuses = ("pending", "running", "completed", "failed", "skipped_duplicate")
+    ids = {status: _event(db_url, status=status) for status in statuses}
+    for status in statuses:
+        items = client.get(f"/api/admin/ai/trigger-jobs?status={status}", headers=admin).json()["items"]
+        assert [(i["id"], i["status"]) for i in items] == [(ids[status], status)]
+    refused = client.get("/api/admin/ai/trigger-jobs?status=launched", headers=admin)
+    assert refused.status_code == 422 and all(s in refused.text for s in statuses)
 
 
 def test_retry_queues_a_forced_copy(client: TestClient, db_url: str, admin) -> None:

@@ -106,3 +106,15 @@ def test_trigger_type_filter_paging_and_the_dagster_run_link(client: TestClient,
         "date_from=2026-05-03&date_to=2026-05-01",
     ):
         assert client.get(f"/api/admin/ai/run-logs?{bad}", headers=admin).status_code == 422, bad
+
+
+def test_every_status_of_the_admin_web_filters_and_others_are_422_naming_them(
+    client: TestClient, db_url: str, admin
+) -> None:
+    statuses = ("success", "failed", "timeout", "circuit_open", "rate_limited", "budget_exceeded", "running")
+    ids = {status: put_call(db_url, site=SITE, app="app3_clue", status=status) for status in statuses}
+    for status in statuses:
+        items = client.get(f"/api/admin/ai/run-logs?status={status}", headers=admin).json()["items"]
+        assert [(i["id"], i["status"]) for i in items] == [(ids[status], status)]
+    refused = client.get("/api/admin/ai/run-logs?status=pending", headers=admin)
+    assert refused.status_code == 422 and all(s in refused.text for s in statuses)

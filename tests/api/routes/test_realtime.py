@@ -131,8 +131,8 @@ def test_event_status_from_an_api_write_and_the_sensors(api_settings, client, db
         response = client.post("/api/ai/events", json=body, headers={"Authorization": f"Bearer {staff}"})
         assert response.status_code == 202
         event_id = response.json()["id"]
-        for update in ("status = 'launched'", "started_at = now()", "status = 'failed', finished_at = now()"):
+        for update in ("status = 'running'", "started_at = now()", "status = 'failed', finished_at = now()"):
             with db.transaction(db_url) as conn:  # as the inbox and status sensors do
                 conn.execute(f"UPDATE biz.ai_events SET {update} WHERE id = %s", (event_id,))
-        statuses = [(m["type"], m["payload"]["event_id"], m["payload"]["status"]) for m in ws.take(4)]
-        assert statuses == [("event_status", event_id, s) for s in ("pending", "launched", "running", "failed")]
+        statuses = [(m["type"], m["payload"]["event_id"], m["payload"]["status"]) for m in ws.take(3)]
+        assert statuses == [("event_status", event_id, s) for s in ("pending", "running", "failed")]

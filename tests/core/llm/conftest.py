@@ -41,7 +41,10 @@ def llm_database(pg_server_url: str, template_db: str) -> Iterator[str]:
 @pytest.fixture
 def db_url(llm_database: str) -> str:
     with db.connect(llm_database, autocommit=True) as conn:
-        conn.execute("TRUNCATE biz.ai_call_ledger, biz.ai_circuit_breaker, biz.ai_rate_bucket RESTART IDENTITY CASCADE")
+        conn.execute(
+            "TRUNCATE biz.ai_call_ledger, biz.ai_circuit_breaker, biz.ai_rate_bucket, biz.ai_alerts, biz.ai_alert_runs,"
+            " biz.realtime_outbox, biz.realtime_seq RESTART IDENTITY CASCADE"
+        )
     return llm_database
 
 

@@ -46,7 +46,7 @@ def test_consumption_runs_the_member_chain_in_one_run(instance, postgres, db_url
     assert job_assets(request.job_name) == {"app3_clue", "app8_consolidation", "app7_customer"}
     assert added_partitions(result) == {"members": ["1-100"]}
     row = event_row(db_url, event_id)
-    assert (row["status"], row["app_chain"]) == ("launched", "app3→app8→app7")
+    assert (row["status"], row["app_chain"]) == ("running", "app3→app8→app7")
 
 
 def test_consumption_served_by_assistants_adds_their_chains(instance, postgres, db_url, add_event) -> None:
@@ -112,7 +112,7 @@ def test_dws_completions_of_a_window_become_one_prewarm_run(instance, postgres, 
         assert request.tags[tag] == value
     assert request.tags["zqyy/site_ids"] == "1,2"
     assert result.dynamic_partitions_requests == []
-    assert {event_row(db_url, e)["status"] for e in (first, second)} == {"launched"}
+    assert {event_row(db_url, e)["status"] for e in (first, second)} == {"running"}
 
 
 def test_cursor_advances_past_handled_events_only(instance, postgres, add_event) -> None:

@@ -128,4 +128,4 @@ def test_live_traffic_adds_rows_with_events_that_the_sensor_runs(venue, db_url, 
 
     result = tick(instance, postgres)
     decided = {r["status"] for r in events(db_url)}
-    assert result.run_requests and decided <= {"launched", "skipped_duplicate"}
+    assert result.run_requests and decided <= {"running", "skipped_duplicate"}

@@ -121,7 +121,7 @@ def test_sensor_batches_new_members_and_repeats_itself_exactly(instance, postgre
         assert [(r.partitions_def_name, list(r.partition_keys)) for r in result.dynamic_partitions_requests] == [
             ("members", ["1-100", "1-101", "1-103", "1-102"])
         ]
-    assert {event_row(db_url, e)["status"] for e in ids} == {"launched"}
+    assert {event_row(db_url, e)["status"] for e in ids} == {"running"}
 
 
 @dg.asset(partitions_def=members_partitions, backfill_policy=dg.BackfillPolicy.single_run())

@@ -6,7 +6,7 @@ import dagster as dg
 from dagster._core.storage.runs.schema import RunTagsTable
 
 from tests.defs.events.conftest import code_location, event_row, tick
-from zqyy_assets.core import db
+from zqyy_assets.core import alerts, db
 from zqyy_assets.core.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from zqyy_assets.defs.ai.partitions import members_partitions
 from zqyy_assets.defs.events.status_sensors import (
@@ -48,14 +48,14 @@ def follow_runs(instance: dg.DagsterInstance, postgres) -> dg.SensorExecutionDat
         return ai_event_status_sensor.evaluate_tick(context)
 
 
-def test_event_goes_launched_then_completed(instance, postgres, db_url, add_event) -> None:
+def test_event_goes_running_then_completed(instance, postgres, db_url, add_event) -> None:
     event_id = add_event("note_created", member_id=100)
     tick(instance, postgres)
-    assert event_row(db_url, event_id)["status"] == "launched"
+    assert event_row(db_url, event_id)["status"] == "running"
 
-    follow_runs(instance, postgres)  # no run yet: stays launched, no run id
+    follow_runs(instance, postgres)  # no run yet: stays running, no run id
     row = event_row(db_url, event_id)
-    assert (row["status"], row["dagster_run_ids"]) == ("launched", [])
+    assert (row["status"], row["dagster_run_ids"]) == ("running", [])
 
     run = run_as_sensor_did(instance, passing_chain, f"ev{event_id}:note")
     follow_runs(instance, postgres)
@@ -74,7 +74,7 @@ def test_event_fails_when_one_of_its_chains_fails(instance, postgres, db_url, ad
 
     member_run = run_as_sensor_did(instance, passing_chain, f"ev{event_id}:consumption")
     follow_runs(instance, postgres)
-    assert event_row(db_url, event_id)["status"] == "launched"  # one of two runs still to come
+    assert event_row(db_url, event_id)["status"] == "running"  # one of two runs still to come
 
     assistant_run = run_as_sensor_did(instance, failing_chain, f"ev{event_id}:consumption_assistant:7")
     follow_runs(instance, postgres)
@@ -97,7 +97,7 @@ def test_run_not_started_yet_is_recorded_and_waited_for(instance, postgres, db_u
     follow_runs(instance, postgres)
 
     row = event_row(db_url, event_id)
-    assert (row["status"], row["dagster_run_ids"], row["finished_at"]) == ("launched", [created.run_id], None)
+    assert (row["status"], row["dagster_run_ids"], row["finished_at"]) == ("running", [created.run_id], None)
 
 
 def test_run_whose_tags_missed_the_index_is_still_followed(instance, postgres, db_url, add_event) -> None:
@@ -125,7 +125,7 @@ def test_runs_of_other_sensors_are_ignored(instance, postgres, db_url, add_event
 
     follow_runs(instance, postgres)
 
-    assert event_row(db_url, event_id)["status"] == "launched"
+    assert event_row(db_url, event_id)["status"] == "running"
 
 
 # ------------------------------------------------------------------------- split ranges
@@ -186,7 +186,7 @@ def test_a_range_failing_for_one_member_is_split_into_each_events_own_run(
     assert all(
         r.job_name == "consumption_chain_job" and r.tags["zqyy/split_from"] == batch.run_key for r in requests.values()
     )
-    assert {event_row(db_url, i)["status"] for i in ids} == {"launched"}  # not failed: their own runs decide
+    assert {event_row(db_url, i)["status"] for i in ids} == {"running"}  # not failed: their own runs decide
     # Until Dagster has them, every tick asks again (the same run keys: a lost tick loses none).
     assert [r.run_key for r in follow_runs_with_definitions(instance, postgres).run_requests] == list(requests)
     # The inbox sensor, evaluating that window again, asks only for what it planned itself.
@@ -265,6 +265,41 @@ def test_failed_run_raises_one_pending_alert(instance, postgres, db_url, add_eve
         result.dagster_run.run_id,
     )
     assert "app3_clue 运行失败" in alert["error_message"] and "InvalidApiKey" in alert["error_message"]
+    assert alert["occurrences"] == 1  # the re-evaluated tick did not count the run twice
+
+
+def test_failed_runs_of_one_site_and_app_are_counted_in_one_alert(instance, postgres, db_url) -> None:
+    instance.add_dynamic_partitions("members", ["1-100", "1-101"])
+    runs = [
+        dg.materialize([broken_app3], instance=instance, partition_key=key, raise_on_error=False)
+        for key in ("1-100", "1-101")
+    ]
+    for result in (*runs, runs[0]):  # the first run delivered again
+        raise_alert(instance, postgres, result.dagster_run, result.get_run_failure_event())
+
+    with db.connect(db_url) as conn:
+        [alert] = conn.execute("SELECT * FROM biz.ai_alerts").fetchall()
+        pushes = conn.execute("SELECT count(*) AS n FROM biz.realtime_outbox WHERE type = 'alert_created'").fetchone()
+    assert (alert["occurrences"], alert["dagster_run_id"]) == (2, runs[0].dagster_run.run_id)
+    assert pushes["n"] == 1
+
+
+def test_a_run_whose_call_raised_the_alert_is_not_counted_again(instance, postgres, db_url) -> None:
+    instance.add_dynamic_partitions("members", ["1-100"])
+    result = dg.materialize([broken_app3], instance=instance, partition_key="1-100", raise_on_error=False)
+    with db.transaction(db_url) as conn:  # what the LLM service does when the run's call fails
+        alerts.raise_alert(
+            conn,
+            site_id=1,
+            app_type="app3_clue",
+            alert_type="failed",
+            message="app3_clue 调用失败:InvalidApiKey",
+            dagster_run_id=result.dagster_run.run_id,
+        )
+    raise_alert(instance, postgres, result.dagster_run, result.get_run_failure_event())
+    with db.connect(db_url) as conn:
+        [alert] = conn.execute("SELECT * FROM biz.ai_alerts").fetchall()
+    assert alert["occurrences"] == 1 and "调用失败" in alert["error_message"]
 
 
 def test_alert_for_a_run_without_event_or_site(instance, postgres, db_url) -> None:

@@ -146,12 +146,15 @@ class DashScopeClient:
         self._workspace = workspace
         self._timeout_s = timeout_s
 
-    def _kwargs(self, app_id: str, prompt: str, session_id: str | None, biz_params: dict | None) -> dict:
+    def _kwargs(
+        self, app_id: str, prompt: str, session_id: str | None, biz_params: dict | None, timeout_s: float | None
+    ) -> dict:
         kwargs: dict[str, Any] = {
             "app_id": app_id,
             "prompt": prompt,
             "api_key": self._api_key,
-            "request_timeout": self._timeout_s,
+            # A request never outlives its answer's deadline (``timeout_s``: what is left of it).
+            "request_timeout": self._timeout_s if timeout_s is None else min(self._timeout_s, timeout_s),
             "session": shared_session(),
         }
         if self._base_url:
@@ -165,10 +168,17 @@ class DashScopeClient:
         return kwargs
 
     def complete(
-        self, app_name: str, app_id: str, prompt: str, *, session_id: str | None = None, biz_params: dict | None = None
+        self,
+        app_name: str,
+        app_id: str,
+        prompt: str,
+        *,
+        session_id: str | None = None,
+        biz_params: dict | None = None,
+        timeout_s: float | None = None,
     ) -> CallResult:
         try:
-            response = _application().call(**self._kwargs(app_id, prompt, session_id, biz_params))
+            response = _application().call(**self._kwargs(app_id, prompt, session_id, biz_params, timeout_s))
         except Exception as exc:  # network, time-out, unparsable body: classified, never swallowed
             raise error_from_exception(exc, app_name=app_name) from exc
         _raise_for_status(response, app_name)
@@ -182,10 +192,17 @@ class DashScopeClient:
         )
 
     def stream(
-        self, app_name: str, app_id: str, prompt: str, *, session_id: str | None = None, biz_params: dict | None = None
+        self,
+        app_name: str,
+        app_id: str,
+        prompt: str,
+        *,
+        session_id: str | None = None,
+        biz_params: dict | None = None,
+        timeout_s: float | None = None,
     ) -> Iterator[StreamChunk]:
         """The SDK's blocking generator, chunk by chunk; an ``event:error`` or a cut raises ``AttemptError``."""
-        kwargs = self._kwargs(app_id, prompt, session_id, biz_params)
+        kwargs = self._kwargs(app_id, prompt, session_id, biz_params, timeout_s)
         kwargs.update(stream=True, incremental_output=True)
         try:
             responses = _application().call(**kwargs)

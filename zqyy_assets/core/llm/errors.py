@@ -89,6 +89,11 @@ class TransientLLMError(LLMError):
     """A retryable failure that persisted through every attempt this call was allowed."""
 
 
+class AnswerTimeout(TransientLLMError):
+    """The answer's deadline (``answer_deadline_seconds``, across all its attempts) passed, or its
+    last request timed out; ledgered as ``timeout``."""
+
+
 class StreamInterrupted(TransientLLMError):
     """A stream that broke after yielding part of its answer (``partial_text``)."""
 
@@ -98,13 +103,15 @@ class StreamInterrupted(TransientLLMError):
 
 
 class GuardRefused(LLMError):
-    """A guard refused the call before any request was sent; ``reason`` is the ledger status."""
+    """A guard refused the call before any request was sent; ``reason`` is the ledger status,
+    ``ledger_id`` the refusal's ledger row."""
 
     reason: str = "refused"
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None, ledger_id: int | None = None, **kw) -> None:
         super().__init__(message, code=self.reason, **kw)
         self.retry_after_s = retry_after_s
+        self.ledger_id = ledger_id
 
 
 class CircuitOpen(GuardRefused):

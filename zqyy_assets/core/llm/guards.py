@@ -73,14 +73,14 @@ class Guards:
             decision = breaker.breaker_check(conn, app, self.settings.breaker)
             if not decision.allowed:
                 message = f"circuit breaker for {app} is {decision.state}; retry in {decision.retry_after_s or 0:.0f} s"
-                record_refusal(conn, record, "circuit_open", message)
-                raise CircuitOpen(message, app_name=app, retry_after_s=decision.retry_after_s)
+                refusal = record_refusal(conn, record, "circuit_open", message)
+                raise CircuitOpen(message, app_name=app, retry_after_s=decision.retry_after_s, ledger_id=refusal)
         try:
             self._take_rate_token(record)
             with self._connect() as conn:
                 ledger_id, status = budget.admit_call(conn, record, self.settings.budget)
             if not status.allowed:
-                raise BudgetExceeded(f"token budget exhausted: {status.reason}", app_name=app)
+                raise BudgetExceeded(f"token budget exhausted: {status.reason}", app_name=app, ledger_id=ledger_id)
             return ledger_id
         except (RateLimited, BudgetExceeded):
             if decision.probe:
@@ -102,8 +102,8 @@ class Guards:
                     f"still exhausted after waiting {waited:.1f} s"
                 )
                 with self._connect() as conn:
-                    record_refusal(conn, record, "rate_limited", message)
-                raise RateLimited(message, app_name=app, retry_after_s=wait)
+                    refusal = record_refusal(conn, record, "rate_limited", message)
+                raise RateLimited(message, app_name=app, retry_after_s=wait, ledger_id=refusal)
             self._sleep(wait)
             waited += wait
 

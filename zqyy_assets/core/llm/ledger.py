@@ -1,6 +1,6 @@
 """The call ledger (``biz.ai_call_ledger``): one row per call, what it cost and how it ended.
 
-Every call writes exactly one row: ``running`` then ``success``/``failed``, or directly one of
+Every call writes exactly one row: ``running`` then ``success``/``failed``/``timeout``, or directly one of
 the refusals ``circuit_open``, ``rate_limited``, ``budget_exceeded``. The row of an admitted
 call is written by the budget guard (``budget.admit_call``), in the transaction that checked
 the budget; everything else about the row's life is here.
@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from zqyy_assets.core.db import DictConnection
-from zqyy_assets.core.vocabulary import REFUSAL_STATUSES
+from zqyy_assets.core.vocabulary import REFUSAL_STATUSES, TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,8 @@ def finish_call(
     error_code: str | None = None,
     error_message: str | None = None,
 ) -> None:
-    if status not in ("success", "failed"):
-        raise ValueError(f"a finished call is success or failed, not {status}")
+    if status not in ("success", "failed", TIMEOUT):
+        raise ValueError(f"a finished call is success, failed or timeout, not {status}")
     with conn.transaction():
         conn.execute(
             """
@@ -141,6 +141,19 @@ def finish_call(
         )
 
 
+def call_record_of(conn: DictConnection, ledger_id: int) -> CallRecord:
+    """What the ledger row says about the call (to raise its alert after the fact)."""
+    row = conn.execute(
+        """SELECT site_id, app_name, app_id, provider, request_prompt, prompt_version, model, session_id,
+                  dagster_run_id, trigger_type, target_id, streamed
+           FROM biz.ai_call_ledger WHERE id = %s""",
+        (ledger_id,),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no ledger row {ledger_id}")
+    return CallRecord(**row)
+
+
 def reject_answer(conn: DictConnection, ledger_id: int, reason: str) -> bool:
     """A call that succeeded but whose answer the caller could not use (outside its schema)
     is booked as failed: the dashboard's success rate and the request cap per answer count it
@@ -168,7 +181,7 @@ def failed_attempts_for_answer(
         SELECT COALESCE(SUM(attempts), 0) AS spent
           FROM biz.ai_call_ledger l
          WHERE l.dagster_run_id = %(run)s AND l.app_name = %(app)s AND l.site_id = %(site)s
-           AND l.target_id IS NOT DISTINCT FROM %(target)s AND l.status = 'failed'
+           AND l.target_id IS NOT DISTINCT FROM %(target)s AND l.status IN ('failed', 'timeout')
            AND l.id > COALESCE((SELECT max(s.id) FROM biz.ai_call_ledger s
                                  WHERE s.dagster_run_id = %(run)s AND s.app_name = %(app)s
                                    AND s.site_id = %(site)s AND s.target_id IS NOT DISTINCT FROM %(target)s

@@ -12,6 +12,11 @@ Only ``AttemptError`` is retried: any other exception leaves the loop at once. A
 error, or one ``retryable`` refuses, or the last attempt's, raises ``RetriesExhausted`` naming
 the error, the attempts made and the tokens the failed attempts cost (an invalid answer was
 paid for too). The loop works inside a generator, so a stream can yield from an attempt.
+
+A ``deadline`` (a ``clock()`` instant) bounds all the attempts together: no attempt starts, and
+no backoff is slept, past it; the loop then raises ``RetriesExhausted`` with a
+``DeadlineExceeded`` error (``timed_out``). ``remaining()`` tells an attempt how long its own
+request may take.
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
 
-from zqyy_assets.core.llm.errors import AttemptError, ErrorKind, LLMError, PermanentLLMError, TransientLLMError
+from zqyy_assets.core.llm.errors import (
+    AnswerTimeout,
+    AttemptError,
+    ErrorKind,
+    LLMError,
+    PermanentLLMError,
+    TransientLLMError,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +71,10 @@ def not_permanent(error: AttemptError) -> bool:
     return error.kind != "permanent"
 
 
+# An attempt's error codes that mean time ran out: a request's own timeout, the answer's deadline.
+TIMEOUT_CODES = frozenset({"Timeout", "DeadlineExceeded"})
+
+
 class RetriesExhausted(Exception):
     """The final failed attempt, with what every failed attempt cost."""
 
@@ -66,9 +82,23 @@ class RetriesExhausted(Exception):
         super().__init__(str(error))
         self.error, self.attempts, self.tokens_in, self.tokens_out = error, attempts, tokens_in, tokens_out
 
+    @property
+    def timed_out(self) -> bool:
+        """The call ended because time ran out (its ledger status is ``timeout``)."""
+        return self.error.code in TIMEOUT_CODES
+
     def as_llm_error(self) -> LLMError:
-        """What the caller sees: permanent stays permanent, anything else is transient."""
+        """What the caller sees: permanent stays permanent, a timeout is ``AnswerTimeout``,
+        anything else is transient."""
         err = self.error
+        if self.timed_out:
+            return AnswerTimeout(
+                f"timeout after {self.attempts} attempt(s): {err.message}",
+                app_name=err.app_name,
+                code=err.code,
+                request_id=err.request_id,
+                attempts=self.attempts,
+            )
         if err.kind == "permanent":
             return PermanentLLMError(
                 err.message,
@@ -118,15 +148,37 @@ class Retrying:
         sleep: Callable[[float], None] = time.sleep,
         retryable: Callable[[AttemptError], bool] = not_permanent,
         label: str = "",
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.max_attempts = max_attempts
         self._wait, self._sleep, self._retryable, self._label = wait, sleep, retryable, label
+        self.deadline, self._clock = deadline, clock
+        self._start = clock()
         self.attempts = 0
         self.tokens_in = self.tokens_out = 0  # spent by the failed attempts
 
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - self._clock()
+
+    def _out_of_time(self, number: int, last: AttemptError) -> RetriesExhausted:
+        total = self.deadline - self._start if self.deadline is not None else 0.0
+        err = AttemptError(
+            f"answer deadline of {total:g} s passed after {number} attempt(s); last error {last.code}: "
+            f"{last.message[:200]}",
+            kind="transient",
+            app_name=last.app_name,
+            code="DeadlineExceeded",
+            request_id=last.request_id,
+            response_text=last.response_text,
+        )
+        return RetriesExhausted(err, number, self.tokens_in, self.tokens_out)
+
     def __iter__(self) -> Iterator[Attempt]:
+        self._start = self._clock()
         for number in range(1, self.max_attempts + 1):
             self.attempts = number
             attempt = Attempt(number)
@@ -139,6 +191,10 @@ class Retrying:
             if number == self.max_attempts or not self._retryable(err):
                 raise RetriesExhausted(err, number, self.tokens_in, self.tokens_out) from err
             delay = self._wait(number, err)
+            left = self.remaining()
+            if left is not None and left <= delay:
+                # The next attempt could not start before the deadline: stop now, sleep nothing.
+                raise self._out_of_time(number, err) from err
             logger.info(
                 "%s attempt %d/%d failed (%s: %s); retrying in %.2f s",
                 self._label or err.app_name,

@@ -14,10 +14,16 @@ One call, in order:
    outside their schema are subtracted from ``MAX_REQUESTS_PER_ANSWER``; nothing left is a
    permanent error.
 4. Guards (``guards.py``): circuit breaker, rate limit, budget, which writes the ``running`` row.
-5. Attempts (``retry.py``): up to ``max_attempts`` (never above what the cap left). Permanent
-   errors stop at once; transient ones back off exponentially with jitter, throttling longer.
+5. Attempts (``retry.py``): up to ``max_attempts`` (never above what the cap left), all within
+   the answer's deadline (``answer_deadline_seconds``, counted from the call's start; each
+   request's timeout is cut to what is left). Permanent errors stop at once; transient ones
+   back off exponentially with jitter, throttling longer.
 6. The ledger row is finished (tokens of every attempt, invalid answers included, latency end
-   to end, attempts), and the breaker learns the outcome once per call.
+   to end, attempts) as ``success``, ``failed`` or ``timeout``, and the breaker learns the
+   outcome once per call.
+
+Every call that does not end in success (a refusal, a timeout, a failure, one stopped before
+sending) raises an alert (``call_alerts.py``), counted per (site, app, alert type).
 
 How the client's retries and an asset's ``RetryPolicy`` combine under the per-answer request
 cap: ``settings.py``.
@@ -41,6 +47,7 @@ from psycopg_pool import ConnectionPool
 from zqyy_assets.core.apps import CHAT_APP, get_app, prompt_version
 from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.llm import ledger, offline, stream, stream_bridge
+from zqyy_assets.core.llm.booking import CallBooking, time_left
 from zqyy_assets.core.llm.budget import BudgetStatus
 from zqyy_assets.core.llm.client import CallResult, DashScopeClient, parse_answer
 from zqyy_assets.core.llm.errors import LLMConfigError, PermanentLLMError
@@ -72,7 +79,7 @@ class AppAnswer:
         return self.tokens_in + self.tokens_out
 
 
-class LLMService:
+class LLMService(CallBooking):
     """Thread-safe; one per process is enough. ``close()`` releases its database pool."""
 
     def __init__(self, settings: LLMSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -138,9 +145,13 @@ class LLMService:
         """Today's and this month's token use against the limits."""
         return self.guards.budget()
 
-    def retrying(self, max_attempts: int, **kwargs: Any) -> Retrying:
-        """The retry loop with this service's backoff and clock."""
-        return Retrying(max_attempts=max_attempts, wait=self._backoff.wait, sleep=self._sleep, **kwargs)
+    def retrying(self, max_attempts: int, *, started: float | None = None, **kwargs: Any) -> Retrying:
+        """The retry loop with this service's backoff and clock; ``started`` (``time.monotonic()``)
+        starts the answer's deadline."""
+        deadline = None if started is None else started + self.settings.answer_deadline_seconds
+        return Retrying(
+            max_attempts=max_attempts, wait=self._backoff.wait, sleep=self._sleep, deadline=deadline, **kwargs
+        )
 
     # ---------------------------------------------------------------------- ledger and guards
 
@@ -171,11 +182,6 @@ class LLMService:
             streamed=streamed,
         )
 
-    def stop_before_send(self, record: ledger.CallRecord, error: PermanentLLMError) -> PermanentLLMError:
-        with self.connection() as conn:
-            ledger.record_failure_before_send(conn, record, error.code or "ConfigError", error.message)
-        return error
-
     def check_config(self, record: ledger.CallRecord) -> tuple[str, DashScopeClient]:
         """The app id and client a real call needs; a missing one is a permanent error, booked."""
         app_name = record.app_name
@@ -195,51 +201,10 @@ class LLMService:
             )
         return record.app_id, self.client
 
-    def book_success(self, ledger_id: int, app_name: str, **fields: Any) -> None:
-        with self.connection() as conn:
-            ledger.finish_call(conn, ledger_id, status="success", **fields)
-            self.guards.call_succeeded(conn, app_name)
-
-    def book_failure(
-        self, ledger_id: int, app_name: str, failure: RetriesExhausted, started: float, partial: str | None = None
-    ) -> None:
-        err = failure.error
-        with self.connection() as conn:
-            ledger.finish_call(
-                conn,
-                ledger_id,
-                status="failed",
-                tokens_in=failure.tokens_in,
-                tokens_out=failure.tokens_out,
-                latency_ms=ms_since(started),
-                attempts=failure.attempts,
-                response_text=partial if partial is not None else err.response_text,
-                request_id=err.request_id,
-                error_code=err.code,
-                error_message=err.message[:2000],
-            )
-            state = self.guards.call_failed(conn, app_name, err.code)
-        if state == "open":
-            logger.warning("circuit breaker for %s is open after %s", app_name, err.code)
-
-    def book_interrupted(self, ledger_id: int, started: float, code: str, message: str, **fields: Any) -> None:
-        """The caller stopped (interrupt, run termination, a reader gone): keep what came, blame no one."""
-        with self.connection() as conn:
-            ledger.finish_call(
-                conn,
-                ledger_id,
-                status="failed",
-                latency_ms=ms_since(started),
-                error_code=code,
-                error_message=message,
-                **fields,
-            )
-
     def reject_answer(self, answer: AppAnswer, reason: str) -> None:
         """Book an answer the caller found invalid as a failed call (``ledger.reject_answer``)."""
         if answer.ledger_id is not None:
-            with self.connection() as conn:
-                ledger.reject_answer(conn, answer.ledger_id, reason)
+            self.reject_call(answer.ledger_id, reason)
 
     def _requests_left(self, record: ledger.CallRecord) -> int:
         """What the per-answer request cap leaves this call (``max_attempts`` outside a run)."""
@@ -302,11 +267,18 @@ class LLMService:
             return self._offline_answer(prompt, record, started)
 
         app_id, client = self.check_config(record)
-        retrying = self.retrying(self._requests_left(record), label=app_name)
-        ledger_id = self.guards.admit(record)
+        retrying = self.retrying(self._requests_left(record), label=app_name, started=started)
+        ledger_id = self.admit(record)
 
         def attempt() -> tuple[CallResult, dict[str, Any]]:
-            result = client.complete(app_name, app_id, prompt_text, session_id=session_id, biz_params=biz_params)
+            result = client.complete(
+                app_name,
+                app_id,
+                prompt_text,
+                session_id=session_id,
+                biz_params=biz_params,
+                timeout_s=time_left(retrying, app_name),
+            )
             if not spec.json_answer:
                 return result, {"text": result.text}
             parsed = parse_answer(result.text, app_name=app_name, usage=result.usage, request_id=result.request_id)
@@ -315,7 +287,7 @@ class LLMService:
         try:
             result, payload = retrying.call(attempt)
         except RetriesExhausted as failure:
-            self.book_failure(app_name=app_name, ledger_id=ledger_id, failure=failure, started=started)
+            self.book_failure(ledger_id, record, failure, started)
             raise failure.as_llm_error() from failure.error
         except BaseException:
             # Interrupted (KeyboardInterrupt, run termination): close the row, count nothing.

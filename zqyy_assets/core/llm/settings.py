@@ -73,6 +73,10 @@ class LLMSettings(BaseSettings):
     retry_max_delay_seconds: float = Field(20.0, ge=0)
     throttle_delay_factor: float = Field(4.0, ge=1)
     request_timeout_seconds: float = Field(180.0, gt=0)
+    # One answer's deadline across all its attempts and backoffs (the seed's step timeout): no
+    # attempt starts past it and each request's own timeout is cut to what is left. A call that
+    # runs out of time is ledgered `timeout` and raises an alert.
+    answer_deadline_seconds: float = Field(180.0, gt=0)
 
     db_pool_size: int = Field(8, ge=1)
 

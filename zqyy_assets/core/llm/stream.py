@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from zqyy_assets.core.apps import CHAT_APP
 from zqyy_assets.core.llm import ledger, offline
+from zqyy_assets.core.llm.booking import time_left
 from zqyy_assets.core.llm.client import StreamChunk, Usage
 from zqyy_assets.core.llm.errors import AttemptError, StreamInterrupted
 from zqyy_assets.core.llm.ledger import CallRecord, ms_since
@@ -65,22 +66,30 @@ def stream_chat(
         yield from _offline_stream(service, prompt, record, started)
         return
     app_id, client = service.check_config(record)
-    ledger_id = service.guards.admit(record)
+    ledger_id = service.admit(record)
 
     said = _Said(session_id)
     retrying = service.retrying(
-        service.settings.max_attempts, retryable=lambda err: not said.parts and err.kind != "permanent"
+        service.settings.max_attempts,
+        started=started,
+        retryable=lambda err: not said.parts and err.kind != "permanent",
     )
     finished = False  # the ledger row is final
     try:
         try:
             for attempt in retrying:
                 with attempt:
-                    yield from _attempt(
-                        client.stream(CHAT_APP, app_id, prompt, session_id=session_id, biz_params=biz_params), said
+                    chunks = client.stream(
+                        CHAT_APP,
+                        app_id,
+                        prompt,
+                        session_id=session_id,
+                        biz_params=biz_params,
+                        timeout_s=time_left(retrying, CHAT_APP),
                     )
+                    yield from _attempt(chunks, said)
         except RetriesExhausted as failure:
-            service.book_failure(ledger_id, CHAT_APP, failure, started, partial=said.text)
+            service.book_failure(ledger_id, record, failure, started, partial=said.text)
             finished = True
             raise _final_error(failure, said.text) from failure.error
         tokens_in, tokens_out = retrying.tokens_in + said.usage.tokens_in, retrying.tokens_out + said.usage.tokens_out

@@ -28,7 +28,7 @@ from typing import Any
 import dagster as dg
 
 from zqyy_assets.core.partition_keys import app2_full_range_tags
-from zqyy_assets.core.tags import FORCE_TAG, TRIGGER_TAG
+from zqyy_assets.core.tags import FORCE_TAG, MAX_RUNTIME_TAG, TRIGGER_TAG
 from zqyy_assets.defs.ai.assets import (
     DEFAULT_CONCURRENCY,
     app2_finance,
@@ -42,6 +42,12 @@ from zqyy_assets.defs.ai.assets import (
 from zqyy_assets.defs.ai.checks import APP2_COVERAGE_CHECK
 from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
+# The app2 prewarm's deadline (a member chain's is the instance's 900 s, dagster.yaml). One run
+# answers 72 partitions for every active site: measured, 20 sites x 72 calls took 28 s at 1 s a
+# call and concurrency 64; at Bailian's 5-10 s a call that is ~10 s a site, so 3 h holds about
+# 1,000 sites (most answers are memo hits on a day without new data). Raise it with the chain.
+APP2_PREWARM_MAX_RUNTIME_S = 3 * 3600
+
 
 def _assets(*assets: dg.AssetsDefinition | dg.AssetKey) -> dg.AssetSelection:
     return dg.AssetSelection.assets(*assets).without_checks()
@@ -51,6 +57,7 @@ app2_prewarm_job = dg.define_asset_job(
     "app2_prewarm_job",
     selection=_assets(app2_finance) | dg.AssetSelection.checks(dg.AssetCheckKey(app2_finance.key, APP2_COVERAGE_CHECK)),
     executor_def=dg.in_process_executor,
+    tags={MAX_RUNTIME_TAG: str(APP2_PREWARM_MAX_RUNTIME_S)},
     description="App2 finance insights for every active site; run all 72 partitions as one run "
     "(app2_prewarm_run_request) or any single partition to re-run it alone.",
 )

@@ -67,6 +67,9 @@ class LLMResource(dg.ConfigurableResource):
     retry_max_delay_seconds: float | None = Field(None, description="Longest backoff.")
     throttle_delay_factor: float | None = Field(None, description="Backoff multiplier after a Throttling error.")
     request_timeout_seconds: float | None = Field(None, description="Time-out of one request.")
+    answer_deadline_seconds: float | None = Field(
+        None, description="One answer's deadline across all its attempts (default 180 s)."
+    )
     db_pool_size: int | None = Field(None, description="Connections the guards and the ledger may hold.")
 
     _service: LLMService | None = PrivateAttr(default=None)

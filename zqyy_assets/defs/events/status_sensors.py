@@ -9,8 +9,11 @@
   answered already are memo hits, no call), so one member's failure fails only its own event.
   The split is stored with the new runs in one transaction and the status sensor requests every
   split run Dagster does not have yet, so a lost tick loses none.
-- ``ai_run_failure_alert_sensor`` writes one biz.ai_alerts row per failed run (the run id is
-  unique there, so a re-evaluated tick cannot duplicate an alert).
+- ``ai_run_failure_alert_sensor`` raises an alert for every failed run
+  (``core/alerts.py``: counted in the open alert of its site, app and type; a run counts once).
+- A run stopped for its maximum runtime (Dagster's ``dagster/max_runtime`` tag, enforced by the
+  daemon's run monitoring) is a ``timeout``: the event's error starts with ``timeout``, and the
+  alert's type is ``timeout`` (raised by whichever of the two sensors sees the run first).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import dagster as dg
 
-from zqyy_assets.core import event_runs, inbox
+from zqyy_assets.core import alerts, event_runs, inbox
 from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.partition_keys import parse_assistant_member_key, parse_member_key
 from zqyy_assets.core.planning import (
@@ -38,7 +41,7 @@ from zqyy_assets.core.tags import (
     SITE_TAG,
     WILL_RETRY_TAG,
 )
-from zqyy_assets.core.vocabulary import TERMINAL_RUN_STATUSES
+from zqyy_assets.core.vocabulary import TERMINAL_RUN_STATUSES, TIMEOUT
 from zqyy_assets.defs.events.sensors import MEMBER_CHAIN_JOBS, run_request
 from zqyy_assets.defs.resources import PostgresResource
 
@@ -54,16 +57,52 @@ def _ts(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value else None
 
 
-def run_error_summary(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    """The failed steps of a run and their errors, or the run's own failure message."""
+# What Dagster's run monitoring says when it stops a run for its max runtime
+# (dagster/_daemon/monitoring/run_monitoring.py: "Canceling due to exceeding maximum runtime of
+# N seconds.", then "Exceeded maximum runtime of N seconds.").
+_MAX_RUNTIME_WORDS = "maximum runtime"
+
+
+def _failure_events(instance: dg.DagsterInstance, run_id: str) -> list[dg.DagsterEvent]:
     records = instance.get_records_for_run(
-        run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+        run_id,
+        of_type={
+            dg.DagsterEventType.STEP_FAILURE,
+            dg.DagsterEventType.RUN_FAILURE,
+            dg.DagsterEventType.RUN_CANCELING,
+        },
     ).records
-    steps = [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event]
-    parts = [_step_error(e) for e in steps if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    return [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event]
+
+
+def _timed_out(events: list[dg.DagsterEvent]) -> str | None:
+    """Run monitoring's message when it stopped the run for its max runtime, else None."""
+    return next(
+        (
+            e.message
+            for e in events
+            if e.event_type in (dg.DagsterEventType.RUN_CANCELING, dg.DagsterEventType.RUN_FAILURE)
+            and _MAX_RUNTIME_WORDS in (e.message or "")
+        ),
+        None,
+    )
+
+
+def _summary(events: list[dg.DagsterEvent]) -> str | None:
+    parts = [_step_error(e) for e in events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     if not parts:
-        parts = [e.message or "run failed" for e in steps if e.event_type == dg.DagsterEventType.RUN_FAILURE]
-    return "; ".join(parts)[:_MAX_ERROR_CHARS] if parts else None
+        parts = [e.message or "run failed" for e in events if e.event_type == dg.DagsterEventType.RUN_FAILURE]
+    return "; ".join(parts) if parts else None
+
+
+def run_error_summary(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The failed steps of a run and their errors, or the run's own failure message; a run
+    stopped for its max runtime says ``timeout: ...`` first."""
+    events = _failure_events(instance, run_id)
+    timeout, summary = _timed_out(events), _summary(events)
+    if timeout:
+        summary = f"{TIMEOUT}: {timeout}" + (f"; {summary}" if summary else "")
+    return summary[:_MAX_ERROR_CHARS] if summary else None
 
 
 def _step_error(event: dg.DagsterEvent) -> str:
@@ -174,7 +213,7 @@ def split_partly_failed_ranges(
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Copies the status of the runs requested for inbox events (biz.ai_event_runs) and rolls it up "
-    "to each event: launched -> completed / failed, with its Dagster run ids. A range run that failed for some "
+    "to each event: running -> completed / failed, with its Dagster run ids. A range run that failed for some "
     "members only is split into each event's own run.",
 )
 def ai_event_status_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SensorResult:
@@ -183,6 +222,11 @@ def ai_event_status_sensor(context: dg.SensorEvaluationContext, postgres: Postgr
         if not requested:
             return dg.SensorResult(skip_reason="no event runs in flight")
         states = collect_run_states(context.instance, requested)
+        for state in states:
+            if state.finished_at is not None and (state.error_message or "").startswith(f"{TIMEOUT}:"):
+                run = context.instance.get_run_by_id(state.run_id)
+                if run is not None:
+                    raise_run_alert(conn, context.instance, run)
         event_ids = event_runs.record_run_states(conn, states)
         event_ids += split_partly_failed_ranges(conn, context.instance, states, context.log)
         changed = event_runs.refresh_event_status(conn, sorted(set(event_ids)))
@@ -222,43 +266,43 @@ def _failed_app(event: dg.DagsterEvent) -> str | None:
     return str(named.value).split(",")[0] if named is not None else None
 
 
-def record_alert(
-    conn: DictConnection, *, run: dg.DagsterRun, app_type: str, error_message: str, alert_type: str = "failed"
-) -> int | None:
+def raise_run_alert(conn: DictConnection, instance: dg.DagsterInstance, run: dg.DagsterRun) -> alerts.Alert | None:
+    """Count a failed run in its alert (``timeout`` when stopped for its max runtime, else
+    ``failed``), once per run and type; None when the run was counted already."""
+    events = _failure_events(instance, run.run_id)
+    steps = [e for e in events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    app_type = (_failed_app(steps[0]) if steps else None) or _app_of(steps[0].step_key if steps else None, run.job_name)
+    timeout = _timed_out(events)
+    detail = _summary(events) or "run failed"
+    if timeout:
+        alert_type, message = TIMEOUT, f"{app_type} 运行超时(run {run.run_id[:8]}):{timeout}"
+    else:
+        alert_type, message = "failed", f"{app_type} 运行失败(run {run.run_id[:8]}):{detail}"
     event_id = run.tags.get(EVENT_ID_TAG)
-    row = conn.execute(
-        """INSERT INTO biz.ai_alerts (site_id, app_type, alert_type, error_message, dagster_run_id, event_id)
-           SELECT %s, %s, %s, %s, %s, (SELECT id FROM biz.ai_events WHERE id = %s)
-           ON CONFLICT (dagster_run_id) DO NOTHING
-           RETURNING id""",
-        (
-            _site_of(run),
-            app_type,
-            alert_type,
-            error_message[:_MAX_ERROR_CHARS],
-            run.run_id,
-            int(event_id) if event_id and event_id.isdigit() else None,
-        ),
-    ).fetchone()
-    return row["id"] if row else None
+    return alerts.raise_alert(
+        conn,
+        site_id=_site_of(run),
+        app_type=app_type,
+        alert_type=alert_type,
+        message=message,
+        dagster_run_id=run.run_id,
+        event_id=int(event_id) if event_id and event_id.isdigit() else None,
+        once_per_run=True,
+    )
 
 
 @dg.run_failure_sensor(
     name="ai_run_failure_alert_sensor",
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Records an alert (app, site, error, run id; status pending) in biz.ai_alerts for every failed run.",
+    description="Raises an alert for every failed run (timeout when stopped for its max runtime): counted in "
+    "the open alert of its site, app and type in biz.ai_alerts, once per run.",
 )
 def ai_run_failure_alert_sensor(context: dg.RunFailureSensorContext, postgres: PostgresResource) -> None:
     run = context.dagster_run
-    steps = context.get_step_failure_events()
-    if steps:
-        app_type = _failed_app(steps[0]) or _app_of(steps[0].step_key, run.job_name)
-        detail = "; ".join(_step_error(e) for e in steps)
-    else:
-        app_type = run.job_name
-        detail = context.failure_event.message or "run failed"
-    message = f"{app_type} 运行失败(run {run.run_id[:8]}):{detail}"
     with postgres.transaction() as conn:
-        alert_id = record_alert(conn, run=run, app_type=app_type, error_message=message)
-    context.log.info(f"alert {alert_id} for failed run {run.run_id}" if alert_id else f"alert for {run.run_id} exists")
+        alert = raise_run_alert(conn, context.instance, run)
+    if alert is None:
+        context.log.info(f"run {run.run_id} was counted in its alert already")
+    else:
+        context.log.info(f"alert {alert.id} ({alert.occurrences} occurrence(s)) for failed run {run.run_id}")

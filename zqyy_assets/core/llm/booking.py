@@ -1,0 +1,111 @@
+"""How a call's outcome is booked: its ledger row, the breaker, and its alert.
+
+``LLMService`` (``service.py``) and the chat's stream (``stream.py``) call these at each end of
+a call: a guard's refusal (``admit``), a stop before sending, a success, a failure or timeout
+after its attempts, an interruption (no alert: nobody failed), an answer rejected as invalid.
+Every end that is not a success raises an alert (``call_alerts.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager
+from typing import Any
+
+from zqyy_assets.core.db import DictConnection
+from zqyy_assets.core.llm import ledger
+from zqyy_assets.core.llm.call_alerts import alert_call
+from zqyy_assets.core.llm.errors import AttemptError, GuardRefused, PermanentLLMError
+from zqyy_assets.core.llm.guards import Guards
+from zqyy_assets.core.llm.ledger import ms_since
+from zqyy_assets.core.llm.retry import RetriesExhausted, Retrying
+
+logger = logging.getLogger(__name__)
+
+
+class CallBooking:
+    """The booking half of ``LLMService`` (it provides ``connection`` and ``guards``)."""
+
+    guards: Guards
+
+    def connection(self) -> AbstractContextManager[DictConnection]:
+        raise NotImplementedError
+
+    def admit(self, record: ledger.CallRecord) -> int:
+        """The guards' ``admit``; a refusal raises its alert before it propagates."""
+        try:
+            return self.guards.admit(record)
+        except GuardRefused as refused:
+            with self.connection() as conn:
+                alert_call(conn, record, refused.reason, refused.message, refused.ledger_id)
+            raise
+
+    def stop_before_send(self, record: ledger.CallRecord, error: PermanentLLMError) -> PermanentLLMError:
+        with self.connection() as conn:
+            ledger_id = ledger.record_failure_before_send(conn, record, error.code or "ConfigError", error.message)
+            alert_call(conn, record, "failed", f"{error.code}: {error.message}", ledger_id)
+        return error
+
+    def book_success(self, ledger_id: int, app_name: str, **fields: Any) -> None:
+        with self.connection() as conn:
+            ledger.finish_call(conn, ledger_id, status="success", **fields)
+            self.guards.call_succeeded(conn, app_name)
+
+    def book_failure(
+        self,
+        ledger_id: int,
+        record: ledger.CallRecord,
+        failure: RetriesExhausted,
+        started: float,
+        partial: str | None = None,
+    ) -> None:
+        err, app_name = failure.error, record.app_name
+        outcome = "timeout" if failure.timed_out else "failed"
+        with self.connection() as conn:
+            ledger.finish_call(
+                conn,
+                ledger_id,
+                status=outcome,
+                tokens_in=failure.tokens_in,
+                tokens_out=failure.tokens_out,
+                latency_ms=ms_since(started),
+                attempts=failure.attempts,
+                response_text=partial if partial is not None else err.response_text,
+                request_id=err.request_id,
+                error_code=err.code,
+                error_message=err.message[:2000],
+            )
+            state = self.guards.call_failed(conn, app_name, err.code)
+            alert_call(conn, record, outcome, f"{err.code}: {err.message[:500]}", ledger_id)
+        if state == "open":
+            logger.warning("circuit breaker for %s is open after %s", app_name, err.code)
+
+    def book_interrupted(self, ledger_id: int, started: float, code: str, message: str, **fields: Any) -> None:
+        """The caller stopped (interrupt, run termination, a reader gone): keep what came, blame no one."""
+        with self.connection() as conn:
+            ledger.finish_call(
+                conn,
+                ledger_id,
+                status="failed",
+                latency_ms=ms_since(started),
+                error_code=code,
+                error_message=message,
+                **fields,
+            )
+
+    def reject_call(self, ledger_id: int, reason: str) -> None:
+        """A call whose answer the caller found invalid is booked failed, with its alert."""
+        with self.connection() as conn:
+            if ledger.reject_answer(conn, ledger_id, reason):
+                record = ledger.call_record_of(conn, ledger_id)
+                alert_call(conn, record, "failed", f"InvalidAnswer: {reason[:500]}", ledger_id)
+
+
+def time_left(retrying: Retrying, app_name: str) -> float | None:
+    """What is left of the answer's deadline for the next request; none left ends the call."""
+    left = retrying.remaining()
+    if left is not None and left <= 0:
+        raise AttemptError(
+            "answer deadline passed before the request", kind="permanent", app_name=app_name, code="DeadlineExceeded"
+        )
+    return left
