@@ -5,12 +5,14 @@ a real WebSocket client on loopback.
 - ``since`` after an API restart (what committed while it was down is replayed);
 - two API processes (workers) each deliver to their own subscribers.
 
-The API raises no alert itself today (it acknowledges and ignores them, which are not raises);
-any row inserted into ``biz.ai_alerts`` by any process is pushed by the same trigger.
+- an alert raised by the API itself (its chat's LLM call refused upstream) -> ``alert_created``.
 """
 
 from __future__ import annotations
 
+import requests
+
+from api.settings import Settings
 from tests.api.conftest import SITE
 from tests.api.realtime_support import (
     Ws,
@@ -24,6 +26,8 @@ from tests.api.realtime_support import (
 )
 from tests.defs.ai.venue import load_ai_venue
 from zqyy_assets.core import db
+from zqyy_assets.core.llm.settings import LLMSettings
+from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeDashScope
 
 EVENTS, ALERTS = f"/ws/ai-events/{SITE}", f"/ws/ai-alerts/{SITE}"
 
@@ -69,6 +73,28 @@ def test_an_alert_raised_by_a_run_arrives_on_both_channels(api_settings, db_url,
             )
             assert "InvalidApiKey" in payload["message"] and isinstance(payload["alert_id"], int)
             assert "log_id" in payload
+
+
+def test_an_alert_raised_by_the_api_arrives(api_settings, db_url, make_token) -> None:
+    admin, staff = make_token("admin"), make_token("staff", subject="assistant-1")
+    with FakeDashScope() as fake:
+        llm = LLMSettings(api_key=FAKE_API_KEY, base_url=fake.base_url, app_ids={"app1_chat": "fake-app1_chat"})
+        fake.script("app1_chat", ["data_inspection"])
+        settings = Settings(**{**api_settings.model_dump(exclude={"llm"}), "llm": llm})
+        with api_in_thread(settings) as (base, app), Ws.open(f"{base}{ALERTS}?since=0", token=admin) as alerts:
+            wait_until(lambda: app.state.realtime.subscriber_count() == 1, what="the subscription")
+            http = base.replace("ws://", "http://")
+            me = {"Authorization": f"Bearer {staff}"}
+            chat = requests.get(f"{http}/api/xcx/chat/messages?contextType=member&contextId=7", headers=me, timeout=30)
+            url = f"{http}/api/xcx/chat/{chat.json()['chatId']}/messages"
+            requests.post(url, json={"content": "敏感话题"}, headers=me, timeout=30)  # the upstream refuses it
+            message = alerts.next()
+    with db.connect(db_url) as conn:
+        row = conn.execute("SELECT id, ledger_id FROM biz.ai_alerts WHERE app_type = 'app1_chat'").fetchone()
+    assert (message["type"], message["site_id"]) == ("alert_created", SITE)
+    payload = message["payload"]
+    assert (payload["app_type"], payload["alert_type"], payload["alert_id"]) == ("app1_chat", "failed", row["id"])
+    assert payload["log_id"] == row["ledger_id"] and "DataInspectionFailed" in payload["message"]
 
 
 def test_since_replays_what_committed_while_the_api_was_down(db_url, make_token) -> None:
