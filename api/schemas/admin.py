@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from api.schemas.common import AppType, Area, EventType, Id, TimeDimension
+from api.schemas.common import AppType, Area, CronExpression, EventType, Id, TimeDimension
 from api.schemas.events import check_payload
 
 AlertStatus = Literal["pending", "acknowledged", "ignored"]
@@ -242,7 +242,8 @@ class TriggerItem(BaseModel):
     kind: Literal["sensor", "schedule"]
     trigger_condition: Literal["event", "cron"] = Field(description="event: a sensor; cron: a schedule.")
     trigger_config: dict[str, Any] = Field(
-        description="Schedule: cron_expression, execution_timezone, jobs. "
+        description="Schedule: cron_expression, execution_timezone, jobs, cron_editable, and "
+        "saved_cron_expression while a saved cron is not yet loaded by Dagster. "
         "Sensor: sensor_type, min_interval_seconds, jobs."
     )
     status: Literal["enabled", "disabled", "unknown"] = Field(
@@ -259,8 +260,8 @@ class TriggerItem(BaseModel):
 
 class TriggerUpdateRequest(BaseModel):
     status: Literal["enabled", "disabled"] | None = None
-    cron_expression: str | None = Field(
-        None, max_length=200, description="Schedules only; see the endpoint for when it can change."
+    cron_expression: CronExpression | None = Field(
+        None, description="The prewarm schedule only (trigger_config.cron_editable); see the endpoint."
     )
     description: str | None = Field(None, max_length=2000, description="The admin's note; an empty string clears it.")
 

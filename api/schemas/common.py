@@ -3,10 +3,12 @@ types) are the core's, re-exported here for the schemas and routes."""
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from zqyy_assets.core.apps import APP_TYPES, AppType
+from zqyy_assets.core.schedules import FIELDS as CRON_FIELDS
+from zqyy_assets.core.schedules import check_cron
 from zqyy_assets.core.vocabulary import AREAS, TIME_DIMENSIONS, Area, EventType, TimeDimension
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "AppType",
     "Area",
     "CamelModel",
+    "CronExpression",
     "EventType",
     "Id",
     "Message",
@@ -30,6 +33,13 @@ Id = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
 # A cache target: `{time_dimension}__{area}`, a member id or `{assistant_id}_{member_id}`.
 TARGET_ID_MAX_LENGTH, TARGET_ID_PATTERN = 100, r"^[A-Za-z0-9_]+$"
 TargetId = Annotated[str, Field(min_length=1, max_length=TARGET_ID_MAX_LENGTH, pattern=TARGET_ID_PATTERN)]
+
+# A schedule's cron as Dagster accepts it; a bad one is a 422 naming the field and why.
+CronExpression = Annotated[
+    str,
+    Field(min_length=1, max_length=200, description=f"Five fields: {CRON_FIELDS}, e.g. `0 10 * * *`."),
+    AfterValidator(check_cron),
+]
 
 
 class Message(BaseModel):

@@ -128,6 +128,22 @@ class DagsterRuns:
             }
         return self._repository
 
+    async def reload_location(self) -> None:
+        """Reload the code location (Dagster's "Reload" button): its code server starts again and
+        reads its definitions anew; the daemon picks them up at its next workspace refresh."""
+        location = (await self.repository())["repositoryLocationName"]
+        result = (await self.graphql(q.RELOAD_LOCATION, {"repositoryLocationName": location}))[
+            "reloadRepositoryLocation"
+        ]
+        if result["__typename"] != "WorkspaceLocationEntry":
+            why = result.get("message", result["__typename"])
+            raise DagsterUnavailable(f"Dagster did not reload {location}: {why}")
+        loaded = result.get("locationOrLoadError") or {}
+        if loaded.get("__typename") != "RepositoryLocation":
+            raise DagsterUnavailable(
+                f"code location {location} failed to load again: {loaded.get('message', loaded.get('__typename'))}"
+            )
+
     async def _add_partition(self, name: str, key: str) -> None:
         variables = {"selector": await self.repository(), "name": name, "key": key}
         result = (await self.graphql(q.ADD_DYNAMIC_PARTITION, variables))["addDynamicPartition"]
