@@ -179,10 +179,12 @@ class RunAppRequest(BaseModel):
     assistant_id: Id | None = None
     time_dimension: TimeDimension | None = None
     area: Area | None = None
-    # Accepted for the admin client's sake; App6 reads the member's notes from ODS itself.
-    note_content: str | None = Field(None, max_length=4000)
-    noted_by_name: str | None = Field(None, max_length=200)
-    noted_by_created_at: str | None = Field(None, max_length=64)
+    # App6 (required for it): the note to analyse, instead of the member's newest note in ODS.
+    note_content: str | None = Field(None, max_length=4000, description="app6_note: the note to analyse.")
+    noted_by_name: str | None = Field(None, max_length=200, description="app6_note: who wrote the note.")
+    noted_by_created_at: datetime | None = Field(
+        None, description="app6_note: when the note was written (ISO 8601; without an offset, venue time)."
+    )
 
 
 class RunAppResponse(BaseModel):
