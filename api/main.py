@@ -95,11 +95,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
-    """A value Postgres refused (NUL byte, out of range...): the client's input, so a 422."""
+    """A value Postgres refused (NUL byte, out of range...): the client's input, so a 422, in the
+    validation-error shape the document declares for every 422 (which field is not known here)."""
     first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": f"invalid value: {first_line}"}
-    )
+    error = {"type": "value_error", "loc": [], "msg": f"invalid value: {first_line}"}
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": [error]})
 
 
 def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> FastAPI:

@@ -7,16 +7,14 @@ from fastapi.exceptions import RequestValidationError
 
 from api.deps import AdminDep, PoolDep, SettingsDep, check_site
 from api.schemas.admin import RunAppRequest, RunAppResponse
-from api.schemas.common import AppType, Message
+from api.schemas.common import AUTH_ERRORS, BAD_BODY, AppType
 from api.services import cache_reads
 from api.services.pipeline_runs import DagsterUnavailable, app_target
 from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP, NOTE_APP
 from zqyy_assets.core.chains import ASSISTANT_MEMBER_APPS
 from zqyy_assets.core.prompts import GivenNote
 
-router = APIRouter(
-    prefix="/api/admin/ai", tags=["admin: runs"], responses={401: {"model": Message}, 403: {"model": Message}}
-)
+router = APIRouter(prefix="/api/admin/ai", tags=["admin: runs"], responses=AUTH_ERRORS)
 
 
 def _check_fields(app_type: str, body: RunAppRequest) -> None:
@@ -67,7 +65,7 @@ def _given_note(app_type: str, body: RunAppRequest, venue_timezone: str) -> Give
     return GivenNote(body.note_content.strip(), body.noted_by_name.strip(), at)
 
 
-@router.post("/run/{app_type}", response_model=RunAppResponse)
+@router.post("/run/{app_type}", response_model=RunAppResponse, responses=BAD_BODY)
 async def run_app(
     app_type: AppType, body: RunAppRequest, request: Request, principal: AdminDep, pool: PoolDep, settings: SettingsDep
 ):

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 
 from api.deps import AdminDep, ConnDep, SettingsDep
 from api.schemas.admin import TriggerItem, TriggerUpdateRequest
-from api.schemas.common import Id, Message
+from api.schemas.common import AUTH_ERRORS, BAD_BODY, CONFLICT, DAGSTER_AWAY, NOT_FOUND, Id, Message
 from api.services import triggers
 from api.services.pipeline_runs import DagsterUnavailable
 from zqyy_assets.core.schedules import EDITABLE_SCHEDULES
@@ -16,7 +16,7 @@ from zqyy_assets.core.schedules import EDITABLE_SCHEDULES
 router = APIRouter(
     prefix="/api/admin/ai/triggers",
     tags=["admin: triggers"],
-    responses={401: {"model": Message}, 403: {"model": Message}},
+    responses=AUTH_ERRORS,
 )
 
 DAGSTER_ERROR_HEADER = "X-Dagster-Error"
@@ -50,10 +50,11 @@ def _cron_refused(message: str, cron: str) -> RequestValidationError:
     "/{trigger_id}",
     response_model=TriggerItem,
     responses={
-        404: {"model": Message},
-        409: {"model": Message},
-        502: {"model": Message},
-        503: {"model": Message},
+        **BAD_BODY,
+        **NOT_FOUND,
+        **CONFLICT,
+        502: {"model": Message, "description": "Dagster refused to start or stop the trigger."},
+        **DAGSTER_AWAY,
     },
 )
 async def update_trigger(
