@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictBool, field_validator
 
 from api.schemas.common import AppType, Area, CronExpression, EventType, Id, TimeDimension
 from api.schemas.events import check_payload
@@ -159,7 +159,8 @@ class ManualTriggerRequest(BaseModel):
     member_id: Id | None = None
     assistant_id: Id | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
-    is_forced: bool = Field(True, description="Manual triggers bypass the same-day de-duplication by default.")
+    # Strict: JSON true/false only (0 or "yes" is a 422, as the document says: a boolean).
+    is_forced: StrictBool = Field(True, description="Manual triggers bypass the same-day de-duplication by default.")
 
     @field_validator("payload")
     @classmethod

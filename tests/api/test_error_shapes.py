@@ -74,3 +74,13 @@ def test_the_document_declares_each_error_where_it_occurs(client: TestClient) ->
     assert {"400", "404", "409", "422", "502", "503"} <= set(patch)
     site = next(p for p in paths["/api/admin/ai/prewarm/progress"]["get"]["parameters"] if p["name"] == "site_id")
     assert site["required"] is False and "Required when the token covers several sites" in site["description"]
+
+
+def test_a_method_the_path_does_not_serve_is_a_405_naming_all_it_does(client: TestClient, admin) -> None:
+    for method, path, allowed in [
+        ("TRACE", "/api/health", "GET"),
+        ("DELETE", "/api/xcx/chat/1/messages", "GET, POST"),  # one path, two routes
+        ("PUT", "/api/admin/ai/triggers/1", "PATCH"),
+    ]:
+        response = client.request(method, path, headers=admin)
+        assert (response.status_code, response.headers.get("allow")) == (405, allowed), (method, path)
