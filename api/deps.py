@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import State
 
 from api import auth
-from api.schemas.common import MAX_BIGINT
+from api.schemas.common import MAX_BIGINT, Location, invalid
 from api.services import AsyncConn, Pool, cache_reads
 from api.settings import Settings
 
@@ -104,15 +104,12 @@ async def require_admin(principal: PrincipalDep) -> auth.Principal:
 AdminDep = Annotated[auth.Principal, Depends(require_admin)]
 
 
-def check_site(principal: auth.Principal, site_id: int | None) -> int:
-    """The one site this request works on: the one it names, if the token covers it."""
+def check_site(principal: auth.Principal, site_id: int | None, where: Location = "query") -> int:
+    """The one site this request works on: the one it names (in ``where``), if the token covers it."""
     if site_id is None:
         if len(principal.site_ids) == 1:
             return principal.site_ids[0]
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"site_id is required: this token covers sites {list(principal.site_ids)}",
-        )
+        raise invalid(where, "site_id", f"site_id is required: this token covers sites {list(principal.site_ids)}")
     if site_id not in principal.site_ids:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"this token has no access to site {site_id}")
     return site_id
@@ -120,7 +117,12 @@ def check_site(principal: auth.Principal, site_id: int | None) -> int:
 
 SiteQuery = Annotated[
     int | None,
-    Query(ge=1, le=MAX_BIGINT, description="The site to read; may be omitted when the token covers one site."),
+    Query(
+        ge=1,
+        le=MAX_BIGINT,
+        description="The site to read. Required when the token covers several sites (else a 422 naming "
+        "site_id); may be omitted when it covers one.",
+    ),
 ]
 
 
@@ -143,8 +145,6 @@ FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 def check_date_range(date_from: date | None, date_to: date | None) -> None:
     for name, value in (("date_from", date_from), ("date_to", date_to)):
         if value is not None and not (FIRST_DAY <= value <= LAST_DAY):
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{name} must be between {FIRST_DAY} and {LAST_DAY}"
-            )
+            raise invalid("query", name, f"{name} must be between {FIRST_DAY} and {LAST_DAY}", str(value))
     if date_from is not None and date_to is not None and date_from > date_to:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="date_from must not be after date_to")
+        raise invalid("query", "date_from", "date_from must not be after date_to", str(date_from))

@@ -24,6 +24,7 @@ import re
 
 import psycopg
 from fastapi import HTTPException
+from fastapi.exceptions import RequestValidationError
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -81,5 +82,5 @@ async def _answer(scope: Scope, app_type: str, target_id: str) -> str | None:
         if principal is None:
             return None
         return await latest_answer(state.latest_answers, check_site(principal, site_id), app_type, target_id)
-    except (HTTPException, psycopg.DataError):
+    except (HTTPException, RequestValidationError, psycopg.DataError):
         return None

@@ -9,14 +9,16 @@ and the ledger are the same as in the pipeline. ``tests/api/test_imports.py`` ke
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import psycopg
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Request, status
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from starlette.routing import Match
 
 from api import auth
 from api.fast_read import LatestAnswerFastPath
@@ -95,11 +97,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
-    """A value Postgres refused (NUL byte, out of range...): the client's input, so a 422."""
+    """A value Postgres refused (NUL byte, out of range...): the client's input, so a 422, in the
+    validation-error shape the document declares for every 422 (which field is not known here)."""
     first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": f"invalid value: {first_line}"}
-    )
+    error = {"type": "value_error", "loc": [], "msg": f"invalid value: {first_line}"}
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": [error]})
+
+
+def _method_not_allowed(routers: list[APIRouter]) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """405 naming in ``Allow`` every method the path has: Starlette names only the first route that
+    matched the path (a path's GET and POST are two routes)."""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        methods: set[str] = set()
+        for router in routers:
+            for route in router.routes:
+                match, _ = route.matches(request.scope)
+                if match != Match.NONE and isinstance(route, APIRoute) and route.methods:
+                    methods |= route.methods
+        headers = {"Allow": ", ".join(sorted(methods))} if methods else None
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
+
+    return answer
 
 
 def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> FastAPI:
@@ -111,7 +130,7 @@ def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> F
     app.add_exception_handler(psycopg.DataError, _data_error)
     if fast_read:
         app.add_middleware(LatestAnswerFastPath)
-    for module in (
+    modules = (
         health,
         cache,
         events,
@@ -125,8 +144,10 @@ def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> F
         admin_batch,
         chat,
         realtime,
-    ):
+    )
+    for module in modules:
         app.include_router(module.router)
+    app.add_exception_handler(405, _method_not_allowed([module.router for module in modules]))
     return app
 
 

@@ -2,13 +2,16 @@
 
 Settings are read here and only here, when Dagster loads the code location (``@dg.definitions``
 defers it from import to load): the venue's zone shapes the DWS business-date partitions and
-the prewarm schedule, which Dagster needs as values; resources are bound from ``dg.EnvVar`` so
+the prewarm schedule, which Dagster needs as values (the prewarm's cron is the one an admin saved
+in Postgres, else the setting: see ``core/schedules.py``; the API reloads the location after a
+change); resources are bound from ``dg.EnvVar`` so
 the Dagster UI shows where each value comes from and reads it when a run starts.
 """
 
 import dagster as dg
 
-from zqyy_assets.core.settings import PrewarmScheduleSettings, VenueSettings
+from zqyy_assets.core.schedules import PREWARM_SCHEDULE_NAME, load_cron
+from zqyy_assets.core.settings import DatabaseSettings, PrewarmScheduleSettings, VenueSettings
 from zqyy_assets.defs.ai.definitions import build_ai_defs
 from zqyy_assets.defs.ai.resources import llm_resource_from_env
 from zqyy_assets.defs.dws.definitions import build_dws_defs
@@ -42,10 +45,13 @@ def resources(venue: VenueSettings) -> dict[str, dg.ConfigurableResource]:
 def defs() -> dg.Definitions:
     venue = VenueSettings()
     prewarm = PrewarmScheduleSettings()
+    prewarm_cron = load_cron(
+        DatabaseSettings().database_url, PREWARM_SCHEDULE_NAME, prewarm.app2_prewarm_cron, "APP2_PREWARM_CRON"
+    )
     return dg.Definitions.merge(
         build_ods_defs(),
         build_dws_defs(venue_timezone=venue.venue_timezone),
         build_ai_defs(),
-        build_events_defs(prewarm_cron=prewarm.app2_prewarm_cron, prewarm_timezone=prewarm.timezone(venue)),
+        build_events_defs(prewarm_cron=prewarm_cron, prewarm_timezone=prewarm.timezone(venue)),
         dg.Definitions(resources=resources(venue)),
     )

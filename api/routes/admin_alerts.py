@@ -7,13 +7,13 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from api.deps import AdminDep, AdminSiteDep, ConnDep
 from api.schemas.admin import AlertActionResponse, AlertListResponse, AlertStatus
-from api.schemas.common import Id, Message
+from api.schemas.common import AUTH_ERRORS, NOT_FOUND, Id
 from api.services import admin
 
 router = APIRouter(
     prefix="/api/admin/ai/alerts",
     tags=["admin: alerts"],
-    responses={401: {"model": Message}, 403: {"model": Message}},
+    responses=AUTH_ERRORS,
 )
 
 
@@ -41,11 +41,11 @@ async def _handle(alert_id: int, new_status: str, principal, conn) -> dict:
     return await admin.set_alert_status(conn, alert_id, new_status, principal.subject)
 
 
-@router.post("/{alert_id}/ack", response_model=AlertActionResponse, responses={404: {"model": Message}})
+@router.post("/{alert_id}/ack", response_model=AlertActionResponse, responses=NOT_FOUND)
 async def ack_alert(alert_id: Annotated[Id, Path()], principal: AdminDep, conn: ConnDep):
     return await _handle(alert_id, "acknowledged", principal, conn)
 
 
-@router.post("/{alert_id}/ignore", response_model=AlertActionResponse, responses={404: {"model": Message}})
+@router.post("/{alert_id}/ignore", response_model=AlertActionResponse, responses=NOT_FOUND)
 async def ignore_alert(alert_id: Annotated[Id, Path()], principal: AdminDep, conn: ConnDep):
     return await _handle(alert_id, "ignored", principal, conn)

@@ -15,20 +15,20 @@ from api.schemas.admin import (
     BatchRunEstimate,
     BatchRunReq,
 )
-from api.schemas.common import Message
+from api.schemas.common import AUTH_ERRORS, BAD_BODY, CONFLICT, NOT_FOUND, Message, invalid
 from api.services import batch
 from api.services.pipeline_runs import DagsterUnavailable
 
 router = APIRouter(
     prefix="/api/admin/ai/batch-run",
     tags=["admin: batch runs"],
-    responses={401: {"model": Message}, 403: {"model": Message}},
+    responses=AUTH_ERRORS,
 )
 
 MEMBER_LEVEL = set(batch.MEMBER_APPS) | set(batch.PAIR_APPS)
 
 
-@router.post("", response_model=BatchRunEstimate)
+@router.post("", response_model=BatchRunEstimate, responses=BAD_BODY)
 async def create_batch_run(
     body: BatchRunReq, request: Request, principal: AdminDep, pool: PoolDep, settings: SettingsDep
 ):
@@ -38,12 +38,9 @@ async def create_batch_run(
 
     App2 apps cover the site's time dimension x area combinations (8 for app2_finance, 64 for
     app2a_finance_area); the member apps cover `member_ids` (App4/App5: each of the member's assistants)."""
-    site_id = check_site(principal, body.site_id)
+    site_id = check_site(principal, body.site_id, "body")
     if MEMBER_LEVEL & set(body.app_types) and not body.member_ids:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"member_ids is required for {sorted(MEMBER_LEVEL & set(body.app_types))}",
-        )
+        raise invalid("body", "member_ids", f"member_ids is required for {sorted(MEMBER_LEVEL & set(body.app_types))}")
     batch_id = batch.new_batch_id()
     app_types: list[str] = list(dict.fromkeys(body.app_types))
     est = await asyncio.to_thread(
@@ -94,11 +91,11 @@ async def create_batch_run(
     "/confirm",
     response_model=BatchRunConfirmResponse,
     responses={
-        404: {"model": Message},
-        409: {"model": Message},
-        410: {"model": Message},
-        422: {"model": Message},
-        503: {"model": Message},
+        **BAD_BODY,
+        **NOT_FOUND,
+        **CONFLICT,
+        410: {"model": Message, "description": "The confirmation window has passed: estimate again."},
+        503: {"model": Message, "description": "Dagster refused a run; the batch is failed, naming the runs launched."},
     },
 )
 async def confirm_batch_run(
@@ -112,9 +109,8 @@ async def confirm_batch_run(
     try:
         batch_id = str(uuid.UUID(body.batch_id))
     except ValueError:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail="batch_id must be the UUID POST /api/admin/ai/batch-run answered with",
+        raise invalid(
+            "body", "batch_id", "batch_id must be the UUID POST /api/admin/ai/batch-run answered with", body.batch_id
         ) from None
     async with pool.connection() as conn:
         row = await (

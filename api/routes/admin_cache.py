@@ -8,18 +8,16 @@ from api.schemas.admin import (
     CacheInvalidateResponse,
     PrewarmProgressResponse,
 )
-from api.schemas.common import Message
+from api.schemas.common import AUTH_ERRORS, BAD_BODY
 from api.services import admin
 
-router = APIRouter(
-    prefix="/api/admin/ai", tags=["admin: cache"], responses={401: {"model": Message}, 403: {"model": Message}}
-)
+router = APIRouter(prefix="/api/admin/ai", tags=["admin: cache"], responses=AUTH_ERRORS)
 
 
-@router.post("/cache/invalidate", response_model=CacheInvalidateResponse)
+@router.post("/cache/invalidate", response_model=CacheInvalidateResponse, responses=BAD_BODY)
 async def invalidate_cache(body: CacheInvalidateReq, principal: AdminDep, conn: ConnDep):
     """Mark a site's valid answers invalidated (all, one app's, one member's); history is kept."""
-    site_id = check_site(principal, body.site_id)
+    site_id = check_site(principal, body.site_id, "body")
     return {"affected_count": await admin.invalidate_cache(conn, site_id, body.app_type, body.member_id)}
 
 

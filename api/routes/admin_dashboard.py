@@ -5,16 +5,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Query, Request
 
 from api.deps import AdminDep, AdminSiteDep, ConnDep, SettingsDep, check_date_range
 from api.schemas.admin import BudgetInfo, DashboardResponse
-from api.schemas.common import Message
+from api.schemas.common import AUTH_ERRORS, invalid
 from api.services import dashboard as dashboard_service
 
-router = APIRouter(
-    prefix="/api/admin/ai", tags=["admin: dashboard"], responses={401: {"model": Message}, 403: {"model": Message}}
-)
+router = APIRouter(prefix="/api/admin/ai", tags=["admin: dashboard"], responses=AUTH_ERRORS)
 
 MAX_RANGE_DAYS = 366
 
@@ -45,7 +43,8 @@ async def get_dashboard(
     """Calls, success rate, tokens and latency for a range (today by default), a daily trend
     (at least 7 days), app distribution, budget, recent alerts and each app's last call."""
     if (date_from is None) != (date_to is None):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="date_from and date_to go together")
+        missing = "date_to" if date_to is None else "date_from"
+        raise invalid("query", missing, "date_from and date_to go together")
     if date_from is None:
         date_to = datetime.now(UTC).astimezone(ZoneInfo(settings.venue.venue_timezone)).date()
         date_from = date_to - timedelta(days=range_days - 1)
@@ -53,9 +52,7 @@ async def get_dashboard(
         assert date_to is not None  # checked above: the two go together
         check_date_range(date_from, date_to)
         if (date_to - date_from).days >= MAX_RANGE_DAYS:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"a range covers at most {MAX_RANGE_DAYS} days"
-            )
+            raise invalid("query", "date_to", f"a range covers at most {MAX_RANGE_DAYS} days", str(date_to))
     return await dashboard_service.dashboard(
         conn,
         site_id,

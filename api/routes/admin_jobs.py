@@ -26,14 +26,12 @@ from api.schemas.admin import (
     TriggerJobDetailResponse,
     TriggerJobListResponse,
 )
-from api.schemas.common import EventType, Id, Message
+from api.schemas.common import AUTH_ERRORS, BAD_BODY, NOT_FOUND, EventType, Id
 from api.services import AsyncConn, admin, events
 from api.services.pipeline_runs import DagsterUnavailable
 from zqyy_assets.core.business_date import business_date
 
-router = APIRouter(
-    prefix="/api/admin/ai", tags=["admin: events"], responses={401: {"model": Message}, 403: {"model": Message}}
-)
+router = APIRouter(prefix="/api/admin/ai", tags=["admin: events"], responses=AUTH_ERRORS)
 
 RUN_STATUS_TIMEOUT_S = 3.0  # a listing must not hang on a slow Dagster; statuses are then left empty
 
@@ -107,7 +105,7 @@ async def _event_in_scope(conn: AsyncConn, principal: Principal, event_id: int) 
     raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no trigger job {event_id}")
 
 
-@router.get("/trigger-jobs/{job_id}", response_model=TriggerJobDetailResponse, responses={404: {"model": Message}})
+@router.get("/trigger-jobs/{job_id}", response_model=TriggerJobDetailResponse, responses=NOT_FOUND)
 async def get_trigger_job(request: Request, job_id: Annotated[Id, Path()], principal: AdminDep, conn: ConnDep):
     row = await _event_in_scope(conn, principal, job_id)
     (row,), _ = await _with_runs(request, [row])
@@ -118,7 +116,7 @@ async def get_trigger_job(request: Request, job_id: Annotated[Id, Path()], princ
     "/trigger-jobs/{job_id}/retry",
     response_model=RetryResponse,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={404: {"model": Message}},
+    responses=NOT_FOUND,
 )
 async def retry_trigger_job(job_id: Annotated[Id, Path()], principal: AdminDep, conn: ConnDep, settings: SettingsDep):
     """Queue the event again as a new, forced event pointing back at the original."""
@@ -140,10 +138,12 @@ async def retry_trigger_job(job_id: Annotated[Id, Path()], principal: AdminDep, 
     return {"trigger_job_id": row["id"], "status": row["status"]}
 
 
-@router.post("/trigger-event", response_model=ManualTriggerResponse, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/trigger-event", response_model=ManualTriggerResponse, status_code=status.HTTP_202_ACCEPTED, responses=BAD_BODY
+)
 async def trigger_event(body: ManualTriggerRequest, principal: AdminDep, conn: ConnDep, settings: SettingsDep):
     """Queue an event by hand; forced by default, so the same-day de-duplication is bypassed."""
-    site_id = check_site(principal, body.site_id)
+    site_id = check_site(principal, body.site_id, "body")
     events.require_event_fields(body.event_type, body.model_dump())
     row = await events.insert_event(
         conn,

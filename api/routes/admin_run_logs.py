@@ -16,13 +16,13 @@ from api.deps import (
     check_site,
 )
 from api.schemas.admin import CallStatus, RunLogDetailResponse, RunLogListResponse
-from api.schemas.common import Id, Message
+from api.schemas.common import AUTH_ERRORS, NOT_FOUND, Id
 from api.services import admin
 
 router = APIRouter(
     prefix="/api/admin/ai/run-logs",
     tags=["admin: run logs"],
-    responses={401: {"model": Message}, 403: {"model": Message}},
+    responses=AUTH_ERRORS,
 )
 
 
@@ -59,7 +59,7 @@ async def list_run_logs(
     return {"items": items, "total": total, "page": page, "page_size": page_size}
 
 
-@router.get("/{log_id}", response_model=RunLogDetailResponse, responses={404: {"model": Message}})
+@router.get("/{log_id}", response_model=RunLogDetailResponse, responses=NOT_FOUND)
 async def get_run_log(log_id: Annotated[Id, Path()], principal: AdminDep, conn: ConnDep, settings: SettingsDep):
     """One call in full: the prompt sent and the answer (or error) received."""
     row = await admin.get_run_log(conn, log_id)

@@ -1,23 +1,27 @@
 """Back office: run one AI app for one target now, through Dagster, and answer with the result."""
 
+from zoneinfo import ZoneInfo
+
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 
 from api.deps import AdminDep, PoolDep, SettingsDep, check_site
 from api.schemas.admin import RunAppRequest, RunAppResponse
-from api.schemas.common import AppType, Message
+from api.schemas.common import AUTH_ERRORS, BAD_BODY, AppType
 from api.services import cache_reads
 from api.services.pipeline_runs import DagsterUnavailable, app_target
-from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
+from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP, NOTE_APP
 from zqyy_assets.core.chains import ASSISTANT_MEMBER_APPS
+from zqyy_assets.core.prompts import GivenNote
 
-router = APIRouter(
-    prefix="/api/admin/ai", tags=["admin: runs"], responses={401: {"model": Message}, 403: {"model": Message}}
-)
+router = APIRouter(prefix="/api/admin/ai", tags=["admin: runs"], responses=AUTH_ERRORS)
 
 
 def _check_fields(app_type: str, body: RunAppRequest) -> None:
-    """422 naming each field this app needs but the body left out (or got wrong)."""
+    """422 naming each field this app needs but the body left out (or got wrong), as the old
+    backend's run-one-app listed them: app2_finance time_dimension (area `all`), app2a_finance_area
+    time_dimension and another area, app3/7/8 member_id, app4/5 member_id and assistant_id,
+    app6_note member_id, note_content and noted_by_name (noted_by_created_at optional)."""
     errors = []
 
     def missing(name: str, why: str) -> None:
@@ -42,11 +46,26 @@ def _check_fields(app_type: str, body: RunAppRequest) -> None:
             missing("member_id", f"{app_type} runs for one member")
         if app_type in ASSISTANT_MEMBER_APPS and body.assistant_id is None:
             missing("assistant_id", f"{app_type} runs for one assistant-member pair")
+        if app_type == NOTE_APP:
+            if not (body.note_content or "").strip():
+                missing("note_content", "app6_note analyses the note given in note_content")
+            if not (body.noted_by_name or "").strip():
+                missing("noted_by_name", "app6_note needs who wrote the note")
     if errors:
         raise RequestValidationError(errors)
 
 
-@router.post("/run/{app_type}", response_model=RunAppResponse)
+def _given_note(app_type: str, body: RunAppRequest, venue_timezone: str) -> GivenNote | None:
+    if app_type != NOTE_APP:
+        return None
+    assert body.note_content is not None and body.noted_by_name is not None  # _check_fields
+    at = body.noted_by_created_at
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=ZoneInfo(venue_timezone))
+    return GivenNote(body.note_content.strip(), body.noted_by_name.strip(), at)
+
+
+@router.post("/run/{app_type}", response_model=RunAppResponse, responses=BAD_BODY)
 async def run_app(
     app_type: AppType, body: RunAppRequest, request: Request, principal: AdminDep, pool: PoolDep, settings: SettingsDep
 ):
@@ -62,6 +81,7 @@ async def run_app(
         assistant_id=body.assistant_id,
         time_dimension=body.time_dimension,
         area=body.area or "all",
+        note=_given_note(app_type, body, settings.venue.venue_timezone),
     )
     answer = {"app_type": app_type, "success": False, "result": None, "error": None, "target_id": target.target_id}
     runs = request.app.state.dagster

@@ -9,13 +9,15 @@ from api.deps import ConnDep, LatestAnswersDep, SiteDep
 from api.schemas.cache import CacheEntry, CacheHistory, FinanceInsights, MemberClues
 from api.schemas.common import (
     AREAS,
+    AUTH_ERRORS,
+    NOT_FOUND,
     TIME_DIMENSIONS,
     AppType,
     Area,
     Id,
-    Message,
     TargetId,
     TimeDimension,
+    invalid,
 )
 from api.services import cache_reads
 from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
@@ -25,7 +27,7 @@ from zqyy_assets.core.partition_keys import app2_app_name, app2_target_id
 router = APIRouter(
     prefix="/api/ai",
     tags=["cached answers"],
-    responses={401: {"model": Message}, 403: {"model": Message}, 404: {"model": Message}},
+    responses=AUTH_ERRORS | NOT_FOUND,
 )
 
 _MEMBER = re.compile(r"^[1-9][0-9]{0,18}$")
@@ -44,21 +46,18 @@ def check_target(app_type: str, target_id: str) -> None:
         # An unknown area is the area app's target (its read finds nothing), as it always was.
         if not match or match["td"] not in TIME_DIMENSIONS or _finance_app(match["area"]) != app_type:
             expected = "all" if app_type == "app2_finance" else "an area other than 'all'"
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=f"target_id for {app_type} is '{{time_dimension}}__{{area}}' with area {expected}, "
-                f"got {target_id!r}",
+            raise invalid(
+                "path",
+                "target_id",
+                f"target_id for {app_type} is '{{time_dimension}}__{{area}}' with area {expected}, got {target_id!r}",
+                target_id,
             )
     elif app_type in ASSISTANT_MEMBER_APPS:
         if not _ASSISTANT_MEMBER.match(target_id):
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=f"target_id for {app_type} is '{{assistant_id}}_{{member_id}}', got {target_id!r}",
-            )
+            expected = "'{assistant_id}_{member_id}'"
+            raise invalid("path", "target_id", f"target_id for {app_type} is {expected}, got {target_id!r}", target_id)
     elif not _MEMBER.match(target_id):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"target_id for {app_type} is a member id, got {target_id!r}"
-        )
+        raise invalid("path", "target_id", f"target_id for {app_type} is a member id, got {target_id!r}", target_id)
 
 
 def _not_cached(app_type: str, target_id: str, site_id: int) -> HTTPException:

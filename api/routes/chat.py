@@ -21,7 +21,7 @@ from api.schemas.chat import (
     SendMessageRequest,
     SendMessageResponse,
 )
-from api.schemas.common import Id, Message
+from api.schemas.common import AUTH_ERRORS, BAD_BODY, NOT_FOUND, Id
 from api.services import chat
 from zqyy_assets.core.apps import CHAT_APP
 from zqyy_assets.core.llm.errors import GuardRefused, LLMError
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(
     prefix="/api/xcx/chat",
     tags=["mini-program chat"],
-    responses={401: {"model": Message}, 403: {"model": Message}},
+    responses=AUTH_ERRORS,
 )
 
 ContextType = Annotated[str, Query(alias="contextType", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
@@ -68,7 +68,7 @@ async def messages_by_context(
     return {"chat_id": chat_id, "items": items, "total": total, "page": page, "page_size": page_size}
 
 
-@router.get("/{chat_id}/messages", response_model=ChatMessagesResponse, responses={404: {"model": Message}})
+@router.get("/{chat_id}/messages", response_model=ChatMessagesResponse, responses=NOT_FOUND)
 async def messages_by_chat(
     chat_id: Annotated[Id, Path()],
     principal: PrincipalDep,
@@ -82,7 +82,7 @@ async def messages_by_chat(
     return {"chat_id": chat_id, "items": items, "total": total, "page": page, "page_size": page_size}
 
 
-@router.post("/{chat_id}/messages", response_model=SendMessageResponse, responses={404: {"model": Message}})
+@router.post("/{chat_id}/messages", response_model=SendMessageResponse, responses=BAD_BODY | NOT_FOUND)
 async def send_message(
     chat_id: Annotated[Id, Path()],
     body: SendMessageRequest,
@@ -133,7 +133,8 @@ def sse(event: str, data: dict) -> str:
             "content": {"text/event-stream": {}},
             "description": "SSE: `message` {token}, then `done` {messageId, createdAt} or `error` {message}.",
         },
-        404: {"model": Message},
+        **BAD_BODY,
+        **NOT_FOUND,
     },
 )
 async def chat_stream(

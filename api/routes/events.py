@@ -5,16 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, status
 
 from api.deps import ConnDep, PrincipalDep, SettingsDep, SiteDep, check_site
-from api.schemas.common import Id, Message
+from api.schemas.common import AUTH_ERRORS, BAD_BODY, NOT_FOUND, Id
 from api.schemas.events import EventAccepted, EventIn, EventStatus
 from api.services import events
 
-router = APIRouter(
-    prefix="/api/ai/events", tags=["events"], responses={401: {"model": Message}, 403: {"model": Message}}
-)
+router = APIRouter(prefix="/api/ai/events", tags=["events"], responses=AUTH_ERRORS)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventAccepted)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventAccepted, responses=BAD_BODY)
 async def post_event(body: EventIn, principal: PrincipalDep, conn: ConnDep, settings: SettingsDep):
     """Queue an event for the sensors; 202 with its id. Same-day duplicates are skipped there."""
     check_site(principal, body.site_id)
@@ -31,7 +29,7 @@ async def post_event(body: EventIn, principal: PrincipalDep, conn: ConnDep, sett
     )
 
 
-@router.get("/{event_id}", response_model=EventStatus, responses={404: {"model": Message}})
+@router.get("/{event_id}", response_model=EventStatus, responses=NOT_FOUND)
 async def get_event(event_id: Annotated[Id, Path()], site_id: SiteDep, conn: ConnDep):
     """Where an event is: pending, running (with its Dagster run ids), completed, failed or skipped."""
     row = await events.get_event(conn, site_id, event_id)

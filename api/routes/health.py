@@ -7,7 +7,13 @@ from api.services import one_row
 router = APIRouter(tags=["health"])
 
 
-@router.get("/api/health")
+@router.get(
+    "/api/health",
+    responses={
+        200: {"description": '`{"status": "ok", "database": "ok", "schema_version": N}`'},
+        503: {"description": '`{"status": "error", "database": "unavailable", "detail": "..."}`: the database errs.'},
+    },
+)
 async def health(conn: ConnDep) -> JSONResponse:
     """Liveness plus a real round trip to the database, with the applied schema version."""
     try:

@@ -3,9 +3,9 @@
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictBool, field_validator
 
-from api.schemas.common import AppType, Area, EventType, Id, TimeDimension
+from api.schemas.common import AppType, Area, CronExpression, EventType, Id, TimeDimension
 from api.schemas.events import check_payload
 from zqyy_assets.core.vocabulary import AlertStatus, AlertType, CallStatus, EventStatus
 
@@ -160,7 +160,8 @@ class ManualTriggerRequest(BaseModel):
     member_id: Id | None = None
     assistant_id: Id | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
-    is_forced: bool = Field(True, description="Manual triggers bypass the same-day de-duplication by default.")
+    # Strict: JSON true/false only (0 or "yes" is a 422, as the document says: a boolean).
+    is_forced: StrictBool = Field(True, description="Manual triggers bypass the same-day de-duplication by default.")
 
     @field_validator("payload")
     @classmethod
@@ -180,10 +181,12 @@ class RunAppRequest(BaseModel):
     assistant_id: Id | None = None
     time_dimension: TimeDimension | None = None
     area: Area | None = None
-    # Accepted for the admin client's sake; App6 reads the member's notes from ODS itself.
-    note_content: str | None = Field(None, max_length=4000)
-    noted_by_name: str | None = Field(None, max_length=200)
-    noted_by_created_at: str | None = Field(None, max_length=64)
+    # App6 (required for it): the note to analyse, instead of the member's newest note in ODS.
+    note_content: str | None = Field(None, max_length=4000, description="app6_note: the note to analyse.")
+    noted_by_name: str | None = Field(None, max_length=200, description="app6_note: who wrote the note.")
+    noted_by_created_at: datetime | None = Field(
+        None, description="app6_note: when the note was written (ISO 8601; without an offset, venue time)."
+    )
 
 
 class RunAppResponse(BaseModel):
@@ -243,7 +246,8 @@ class TriggerItem(BaseModel):
     kind: Literal["sensor", "schedule"]
     trigger_condition: Literal["event", "cron"] = Field(description="event: a sensor; cron: a schedule.")
     trigger_config: dict[str, Any] = Field(
-        description="Schedule: cron_expression, execution_timezone, jobs. "
+        description="Schedule: cron_expression, execution_timezone, jobs, cron_editable, and "
+        "saved_cron_expression while a saved cron is not yet loaded by Dagster. "
         "Sensor: sensor_type, min_interval_seconds, jobs."
     )
     status: Literal["enabled", "disabled", "unknown"] = Field(
@@ -260,8 +264,8 @@ class TriggerItem(BaseModel):
 
 class TriggerUpdateRequest(BaseModel):
     status: Literal["enabled", "disabled"] | None = None
-    cron_expression: str | None = Field(
-        None, max_length=200, description="Schedules only; see the endpoint for when it can change."
+    cron_expression: CronExpression | None = Field(
+        None, description="The prewarm schedule only (trigger_config.cron_editable); see the endpoint."
     )
     description: str | None = Field(None, max_length=2000, description="The admin's note; an empty string clears it.")
 

@@ -69,3 +69,25 @@ mutation AddPartition($selector: RepositorySelector!, $name: String!, $key: Stri
 }
 """
 PARTITION_ADDED = frozenset({"AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"})
+
+# dagster_graphql's RELOAD_REPOSITORY_LOCATION_MUTATION (its client's reload_repository_location),
+# with the errors the mutation can also answer (capture_error, the permission check).
+RELOAD_LOCATION = """
+mutation GraphQLClientReloadCodeLocation($repositoryLocationName: String!) {
+  reloadRepositoryLocation(repositoryLocationName: $repositoryLocationName) {
+    __typename
+    ... on WorkspaceLocationEntry {
+      name
+      locationOrLoadError {
+        __typename
+        ... on RepositoryLocation { isReloadSupported repositories { name } }
+        ... on PythonError { message }
+      }
+    }
+    ... on ReloadNotSupported { message }
+    ... on RepositoryLocationNotFound { message }
+    ... on UnauthorizedError { message }
+    ... on PythonError { message }
+  }
+}
+"""

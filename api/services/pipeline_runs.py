@@ -26,7 +26,8 @@ from api.settings import Settings
 from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
 from zqyy_assets.core.chains import ASSISTANT_MEMBER_APPS
 from zqyy_assets.core.partition_keys import App2Key, AssistantMemberKey, MemberKey
-from zqyy_assets.core.tags import FORCE_TAG, PARTITION_TAG, SITE_TAG, TRIGGER_TAG
+from zqyy_assets.core.prompts import GivenNote
+from zqyy_assets.core.tags import FORCE_TAG, NOTE_TAG, PARTITION_TAG, SITE_TAG, TRIGGER_TAG
 from zqyy_assets.core.vocabulary import ASSISTANT_MEMBERS, MEMBERS, TERMINAL_RUN_STATUSES
 
 ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit job holding every asset: any single asset can be selected
@@ -59,11 +60,14 @@ def app_target(
     assistant_id: int | None = None,
     time_dimension: str | None = None,
     area: str | None = None,
+    note: GivenNote | None = None,
 ) -> AppTarget:
     """The partition and cache target of a request already validated by the router."""
     # An admin asking to run an app wants a fresh answer: force past the input-hash memo. The
     # site tag narrows App2 (which otherwise answers for every active site) to this site.
     tags = {TRIGGER_TAG: ADMIN_MANUAL_TRIGGER, FORCE_TAG: "true", SITE_TAG: str(site_id)}
+    if note is not None:  # App6 analyses this note (core.prompts.target_builder reads the tag)
+        tags[NOTE_TAG] = note.to_tag()
     if app_type in (APP2_SITE_APP, APP2_AREA_APP):
         assert time_dimension is not None and area is not None
         key = App2Key(time_dimension, area)
@@ -127,6 +131,22 @@ class DagsterRuns:
                 "repositoryName": nodes[0]["name"],
             }
         return self._repository
+
+    async def reload_location(self) -> None:
+        """Reload the code location (Dagster's "Reload" button): its code server starts again and
+        reads its definitions anew; the daemon picks them up at its next workspace refresh."""
+        location = (await self.repository())["repositoryLocationName"]
+        result = (await self.graphql(q.RELOAD_LOCATION, {"repositoryLocationName": location}))[
+            "reloadRepositoryLocation"
+        ]
+        if result["__typename"] != "WorkspaceLocationEntry":
+            why = result.get("message", result["__typename"])
+            raise DagsterUnavailable(f"Dagster did not reload {location}: {why}")
+        loaded = result.get("locationOrLoadError") or {}
+        if loaded.get("__typename") != "RepositoryLocation":
+            raise DagsterUnavailable(
+                f"code location {location} failed to load again: {loaded.get('message', loaded.get('__typename'))}"
+            )
 
     async def _add_partition(self, name: str, key: str) -> None:
         variables = {"selector": await self.repository(), "name": name, "key": key}

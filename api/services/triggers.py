@@ -9,6 +9,12 @@ Ids: the client's ``TriggerItem.id`` is a number, Dagster names triggers by stri
 (kind, name) gets a row in ``biz.admin_triggers`` (migration 0010) the first time it is listed;
 its identity id never changes, so ids are stable across restarts, API workers and code
 reloads, and a renamed sensor is a new trigger with a new id.
+
+The prewarm schedule's cron is the one exception to "Dagster's API changes it": Dagster fixes a
+cron when the code location loads, so the admin's cron is saved in ``biz.schedule_crons``, which
+the code location reads when it loads (``zqyy_assets.core.schedules``), and the location is then
+reloaded through ``reloadRepositoryLocation``. A saved cron Dagster has not loaded yet (it could
+not be reloaded) shows as ``trigger_config.saved_cron_expression`` with a ``last_error`` saying so.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, Literal
 
 from api.services import AsyncConn
 from api.services.pipeline_runs import DagsterRuns, DagsterUnavailable
+from zqyy_assets.core import schedules
 
 Kind = Literal["sensor", "schedule"]
 
@@ -168,8 +175,38 @@ async def _ids(conn: AsyncConn, items: list[dict]) -> dict[tuple[str, str], dict
     return {(r["kind"], r["name"]): r for r in rows}
 
 
-def _public(item: dict, row: dict) -> dict:
+async def saved_crons(conn: AsyncConn) -> dict[str, dict]:
+    """The admins' saved crons by schedule name."""
+    rows = await (
+        await conn.execute("SELECT schedule_name, cron_expression, updated_by, updated_at FROM biz.schedule_crons")
+    ).fetchall()
+    return {r["schedule_name"]: r for r in rows}
+
+
+async def save_cron(conn: AsyncConn, schedule_name: str, cron: str, updated_by: str) -> None:
+    """Save the schedule's cron (already checked) for the code location's next load."""
+    await conn.execute(schedules.SAVE_SQL, (schedule_name, cron, updated_by))
+
+
+def _with_cron(item: dict, saved: dict | None) -> dict:
+    """A schedule's item with whether its cron is editable and any saved cron Dagster has not loaded."""
+    if item["kind"] != "schedule":
+        return item
+    config = item["trigger_config"] | {"cron_editable": item["job_name"] in schedules.EDITABLE_SCHEDULES}
+    current = config.get("cron_expression")
+    if saved is not None and saved["cron_expression"] != current:
+        config["saved_cron_expression"] = saved["cron_expression"]
+        pending = (
+            f"the cron {saved['cron_expression']!r} saved by {saved['updated_by']} applies when Dagster next "
+            "loads the code location" + (f"; Dagster still has {current!r}" if current else "")
+        )
+        item = item | {"last_error": f"{item['last_error']}; {pending}" if item["last_error"] else pending}
+    return item | {"trigger_config": config}
+
+
+def _public(item: dict, row: dict, saved: dict[str, dict]) -> dict:
     item = {k: v for k, v in item.items() if not k.startswith("_")}
+    item = _with_cron(item, saved.get(item["job_name"]))
     return item | {"id": row["id"], "description": row["description"] or item["dagster_description"]}
 
 
@@ -177,7 +214,8 @@ async def list_triggers(conn: AsyncConn, runs: DagsterRuns, ui_base: str) -> lis
     """Every sensor and schedule of the code location, by id. Raises DagsterUnavailable."""
     items = await _live_items(runs, ui_base)
     rows = await _ids(conn, items)
-    return sorted((_public(i, rows[(i["kind"], i["job_name"])]) for i in items), key=lambda i: i["id"])
+    saved = await saved_crons(conn)
+    return sorted((_public(i, rows[(i["kind"], i["job_name"])], saved) for i in items), key=lambda i: i["id"])
 
 
 async def _live_items(runs: DagsterRuns, ui_base: str) -> list[dict]:
@@ -186,28 +224,37 @@ async def _live_items(runs: DagsterRuns, ui_base: str) -> list[dict]:
     return _dagster_items(data, repository, ui_base)
 
 
-async def known_triggers(conn: AsyncConn, why: str) -> list[dict]:
-    """What this service last saw, for when Dagster cannot be asked: ids and names, state unknown."""
+async def known_triggers(conn: AsyncConn, why: str, trigger_id: int | None = None) -> list[dict]:
+    """What this service last saw, for when Dagster cannot be asked: ids and names, state unknown
+    (one trigger's with ``trigger_id``)."""
     rows = await (
-        await conn.execute("SELECT id, kind, name, description FROM biz.admin_triggers ORDER BY id")
+        await conn.execute(
+            "SELECT id, kind, name, description FROM biz.admin_triggers WHERE %(id)s::bigint IS NULL OR id = %(id)s "
+            "ORDER BY id",
+            {"id": trigger_id},
+        )
     ).fetchall()
+    saved = await saved_crons(conn)
     return [
-        {
-            "id": r["id"],
-            "kind": r["kind"],
-            "job_name": r["name"],
-            "job_type": r["kind"],
-            "trigger_condition": "event" if r["kind"] == "sensor" else "cron",
-            "trigger_config": {},
-            "status": "unknown",
-            "description": r["description"],
-            "dagster_description": None,
-            "last_run_at": None,
-            "next_run_at": None,
-            "last_error": why,
-            "last_tick_status": None,
-            "dagster_url": None,
-        }
+        _with_cron(
+            {
+                "id": r["id"],
+                "kind": r["kind"],
+                "job_name": r["name"],
+                "job_type": r["kind"],
+                "trigger_condition": "event" if r["kind"] == "sensor" else "cron",
+                "trigger_config": {},
+                "status": "unknown",
+                "description": r["description"],
+                "dagster_description": None,
+                "last_run_at": None,
+                "next_run_at": None,
+                "last_error": why,
+                "last_tick_status": None,
+                "dagster_url": None,
+            },
+            saved.get(r["name"]),
+        )
         for r in rows
     ]
 
@@ -223,7 +270,7 @@ async def live_trigger(conn: AsyncConn, runs: DagsterRuns, ui_base: str, row: di
     match = next((i for i in items if (i["kind"], i["job_name"]) == (row["kind"], row["name"])), None)
     if match is None:
         return None
-    return _public(match, row) | {"_state_id": match["_state_id"]}
+    return _public(match, row, await saved_crons(conn)) | {"_state_id": match["_state_id"]}
 
 
 async def set_description(conn: AsyncConn, trigger_id: int, description: str | None) -> None:

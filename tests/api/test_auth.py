@@ -196,7 +196,9 @@ def test_site_may_be_omitted_only_by_a_single_site_token(client: TestClient, db_
     single, multi = bearer(make_token("staff")), bearer(make_token("staff", sites=(SITE, OTHER_SITE)))
     assert client.get("/api/ai/cache/app3_clue/7", headers=single).json()["result"] == {"who": "site 1"}
     response = client.get("/api/ai/cache/app3_clue/7", headers=multi)
-    assert response.status_code == 422 and "site_id is required" in response.json()["detail"]
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["query", "site_id"] and "site_id is required" in error["msg"]
     assert client.get("/api/ai/cache/app3_clue/7?site_id=2", headers=multi).json()["result"] == {"who": "site 2"}
 
 

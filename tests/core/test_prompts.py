@@ -5,7 +5,7 @@ The venue is shared by the module; tests that add cache rows do it in a transact
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -196,6 +196,30 @@ def test_app6_newest_note_with_earlier_ones(shared_venue: str) -> None:
         {"content": "喜欢周末晚上来打中式八球，常带朋友一起", "noted_by_name": "小美", "noted_at": "2026-03-02 23:00"}
     ]
     assert p["member_summary"]["visits_90d"] == 2
+
+
+def test_app6_analyses_a_given_note_with_the_members_notes_as_context(shared_venue: str) -> None:
+    given = prompts.GivenNote("最近想办张储值卡，问有没有活动", "王教练", datetime(2026, 3, 4, 2, 15, tzinfo=UTC))
+    # Through the run tag, as run/app6_note hands it to the asset.
+    build = prompts.target_builder("app6_note", {"zqyy/note": given.to_tag()})
+    assert prompts.target_builder("app6_note", {}) is prompts.build_app6_prompt
+    with rolled_back(shared_venue) as conn:
+        p = build(conn, MemberKey(1, 100), tz="Asia/Shanghai")
+        # A member with no note in ODS can still have a given note analysed.
+        lone = build(conn, MemberKey(1, 101), tz="Asia/Shanghai")
+    assert (p["note_id"], p["note_content"], p["noted_by_name"], p["noted_at"]) == (
+        None,
+        "最近想办张储值卡，问有没有活动",
+        "王教练",
+        "2026-03-04 10:15",
+    )
+    assert [n["content"] for n in p["earlier_notes"]] == [
+        "反映VIP包厢空调太冷",
+        "喜欢周末晚上来打中式八球，常带朋友一起",
+    ]
+    assert (lone["note_content"], lone["earlier_notes"]) == ("最近想办张储值卡，问有没有活动", [])
+    with pytest.raises(ValueError, match="not a note"):
+        prompts.target_builder("app6_note", {"zqyy/note": "{}"})
 
 
 def test_app8_reads_latest_app3_and_app6_clues_and_manual_ones(shared_venue: str) -> None:

@@ -63,6 +63,7 @@ def test_blank_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
         ("VENUE_TIMEZONE", "Mars/Olympus_Mons", VenueSettings),
         ("APP2_PREWARM_TIMEZONE", "Mars/Olympus_Mons", PrewarmScheduleSettings),
         ("BUSINESS_DAY_CUTOFF_HOURS", "24", VenueSettings),
+        ("APP2_PREWARM_CRON", "0 25 * * *", PrewarmScheduleSettings),
     ],
 )
 def test_bad_values_fail_naming_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, model) -> None:

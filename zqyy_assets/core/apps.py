@@ -56,6 +56,7 @@ APP_NAMES: tuple[str, ...] = tuple(APPS)
 APP2_SITE_APP = "app2_finance"  # finance insights for area 'all'
 APP2_AREA_APP = "app2a_finance_area"  # the other eight areas
 CHAT_APP = "app1_chat"
+NOTE_APP = "app6_note"  # analyses one note: the member's newest, or one given to run/app6_note
 
 # The apps whose answers are cached (every app but the chat): the API's `app_type`.
 AppType = Literal[

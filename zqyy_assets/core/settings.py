@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zqyy_assets.core.business_date import DEFAULT_CUTOFF_HOURS, DEFAULT_TIMEZONE
+from zqyy_assets.core.schedules import check_cron
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +63,8 @@ class VenueSettings(BaseSettings):
 
 
 class PrewarmScheduleSettings(BaseSettings):
-    """When the daily app2 prewarm runs: a cron in a zone (default the venue's)."""
+    """When the daily app2 prewarm runs: a cron in a zone (default the venue's). The cron is the
+    default: one an admin saved (``core/schedules.py``) wins when the code location loads."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
@@ -71,6 +73,14 @@ class PrewarmScheduleSettings(BaseSettings):
 
     _blank = field_validator("app2_prewarm_timezone", mode="before")(blank_is_unset)
     _known_zone = field_validator("app2_prewarm_timezone")(_iana_zone("APP2_PREWARM_TIMEZONE"))
+
+    @field_validator("app2_prewarm_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        try:
+            return check_cron(value)
+        except ValueError as exc:
+            raise ValueError(f"APP2_PREWARM_CRON: {exc}") from None
 
     def timezone(self, venue: VenueSettings) -> str:
         return self.app2_prewarm_timezone or venue.venue_timezone

@@ -15,6 +15,7 @@ EVENT_COUNT_TAG = "zqyy/event_count"
 PARTITION_KEYS_TAG = "zqyy/partition_keys"  # a range run: its keys, comma-separated, in order
 SPLIT_FROM_TAG = "zqyy/split_from"  # a run that replaces its event's share of a failed range run
 BATCH_ID_TAG = "zqyy/batch_id"  # a run started by an admin batch
+NOTE_TAG = "zqyy/note"  # run/app6_note: the note App6 analyses, as JSON (core/prompts/member.py GivenNote)
 
 DEFAULT_TRIGGER = "manual"
 

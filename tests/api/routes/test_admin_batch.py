@@ -145,7 +145,10 @@ def test_confirm_rejects_unknown_expired_and_repeated_batches(client: TestClient
     )
     assert unknown.status_code == 404 and "no batch" in unknown.json()["detail"]
     malformed = client.post("/api/admin/ai/batch-run/confirm", json={"batch_id": "not-a-batch"}, headers=admin)
-    assert malformed.status_code == 422 and "UUID" in malformed.json()["detail"]
+    assert malformed.status_code == 422
+    assert (
+        malformed.json()["detail"][0]["loc"] == ["body", "batch_id"] and "UUID" in malformed.json()["detail"][0]["msg"]
+    )
 
     fresh = client.post("/api/admin/ai/batch-run", json=body, headers=admin).json()
     assert fresh["estimated_calls"] == 0

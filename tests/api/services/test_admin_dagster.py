@@ -108,6 +108,7 @@ def test_triggers_are_dagsters_sensors_and_schedules_started_and_stopped_through
         "cron_expression": "0 10 * * *",
         "execution_timezone": "Asia/Shanghai",
         "jobs": ["app2_prewarm_job"],
+        "cron_editable": True,
     }
     assert schedule["next_run_at"] is not None and schedule["last_run_at"] is None  # no daemon: never ticked
     assert (
@@ -129,13 +130,13 @@ def test_triggers_are_dagsters_sensors_and_schedules_started_and_stopped_through
     assert (off["status"], off["next_run_at"]) == ("disabled", None)
     assert _dagster_status(dagster_url, "schedule", SCHEDULE) == "STOPPED"
 
-    # A different cron is refused and nothing in the request is applied (the schedule stays stopped).
+    # A bad cron is refused, naming the field, and nothing in the request is applied (the schedule stays stopped).
     refused = client.patch(
         f"/api/admin/ai/triggers/{schedule['id']}",
-        json={"status": "enabled", "cron_expression": "0 9 * * *"},
+        json={"status": "enabled", "cron_expression": "0 25 * * *"},
         headers=admin,
     )
-    assert refused.status_code == 409 and "defined in code" in refused.json()["detail"]
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "cron_expression"]
     assert _dagster_status(dagster_url, "schedule", SCHEDULE) == "STOPPED"
     on = client.patch(
         f"/api/admin/ai/triggers/{schedule['id']}",
@@ -148,7 +149,9 @@ def test_triggers_are_dagsters_sensors_and_schedules_started_and_stopped_through
     no_cron = client.patch(
         f"/api/admin/ai/triggers/{sensor['id']}", json={"cron_expression": "* * * * *"}, headers=admin
     )
-    assert no_cron.status_code == 422 and "sensor" in no_cron.json()["detail"]
+    assert no_cron.status_code == 422
+    (error,) = no_cron.json()["detail"]
+    assert error["loc"] == ["body", "cron_expression"] and "is a sensor" in error["msg"]
     assert client.patch("/api/admin/ai/triggers/999999", json={"status": "enabled"}, headers=admin).status_code == 404
     assert (
         client.patch(f"/api/admin/ai/triggers/{sensor['id']}", json={"status": "paused"}, headers=admin).status_code

@@ -94,7 +94,10 @@ def test_app2a_runs_the_app2_asset_partition_and_assistant_member_apps_their_own
 
 
 def test_failed_run_and_timeout_answer_success_false(client, admin) -> None:
-    failed = client.post("/api/admin/ai/run/app6_note", json={"site_id": SITE, "member_id": 42}, headers=admin).json()
+    note = {"note_content": "想办储值卡", "noted_by_name": "前台"}
+    failed = client.post(
+        "/api/admin/ai/run/app6_note", json={"site_id": SITE, "member_id": 42, **note}, headers=admin
+    ).json()
     assert failed["success"] is False and failed["run_status"] == "FAILURE"
     assert failed["error"] == f"run {failed['run_id']} ended FAILURE; see the run's logs in Dagster"
     client.app.state.settings.run_app_timeout_s = 1.0  # app7_customer sleeps 4 s

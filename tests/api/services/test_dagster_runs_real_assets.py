@@ -73,3 +73,19 @@ def test_real_member_and_finance_apps_run_and_answer(client: TestClient, venue_d
             for r in conn.execute("SELECT site_id FROM biz.ai_cache WHERE dagster_run_id = %s", (finance["run_id"],))
         }
     assert sites == {1}
+
+    # App6 analyses the note it is given (the member's ODS notes are context), as the old backend did.
+    note = client.post(
+        "/api/admin/ai/run/app6_note",
+        json={
+            "site_id": 1,
+            "member_id": 100,
+            "note_content": "最近想办张储值卡，问有没有充值活动",
+            "noted_by_name": "王教练",
+            "noted_by_created_at": "2026-03-04T10:15:00+08:00",
+        },
+        headers=admin,
+    ).json()
+    assert note["success"] is True, note
+    details = [c["detail"] for c in note["result"]["clues"]]
+    assert "来自王教练的备注：最近想办张储值卡" in details, details

@@ -12,9 +12,10 @@ from tests.defs.events.conftest import code_location, tick
 from zqyy_assets.core import db
 from zqyy_assets.core.business_date import business_date
 from zqyy_assets.core.partition_keys import app2_full_range_tags
+from zqyy_assets.core.schedules import PREWARM_SCHEDULE_NAME, SAVE_SQL, ScheduleCron
 from zqyy_assets.definitions import defs
 from zqyy_assets.defs.events.dws_sensor import dws_completion_sensor
-from zqyy_assets.defs.events.schedules import PREWARM_SCHEDULE_NAME, build_prewarm_schedule
+from zqyy_assets.defs.events.schedules import build_prewarm_schedule
 from zqyy_assets.defs.resources import VenueCalendarResource
 from zqyy_assets.tools.dws_refresh import materialize_dws
 
@@ -73,7 +74,7 @@ def schedule_at(instance, postgres, moment: datetime):
     with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=moment, resources={"postgres": postgres}
     ) as context:
-        return build_prewarm_schedule("0 10 * * *", "Asia/Shanghai").evaluate_tick(context)
+        return build_prewarm_schedule(ScheduleCron("0 10 * * *", "test"), "Asia/Shanghai").evaluate_tick(context)
 
 
 def test_daily_schedule_prewarms_every_active_site_in_one_run(instance, postgres, venue, db_url, monkeypatch) -> None:
@@ -128,6 +129,17 @@ def test_schedule_time_and_zone_are_settings(monkeypatch) -> None:
         APP2_PREWARM_CRON="30 9 * * *",
     )
     assert (own.cron_schedule, own.execution_timezone) == ("30 9 * * *", "Asia/Hong_Kong")
+
+
+def test_the_loaded_schedule_runs_at_the_admins_saved_cron(monkeypatch, db_url) -> None:
+    """What Dagster's daemon and UI get each time the code location loads: the saved cron,
+    the source shown as the schedule's metadata."""
+    assert loaded_schedule(monkeypatch, DATABASE_URL=db_url).cron_schedule == "0 10 * * *"
+    with db.transaction(db_url) as conn:
+        conn.execute(SAVE_SQL, (PREWARM_SCHEDULE_NAME, "30 9 * * 1-5", "店长"))
+    schedule = loaded_schedule(monkeypatch, DATABASE_URL=db_url, APP2_PREWARM_CRON="0 11 * * *")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 9 * * 1-5", "Asia/Shanghai")
+    assert schedule.metadata["cron_source"].value.startswith("set by 店长 at ")
 
 
 def test_dws_event_business_date_is_the_venues(instance, postgres, venue, db_url) -> None:

@@ -18,13 +18,20 @@ which the caller passes as ``tz`` (``VenueSettings.venue_timezone``).
 from zqyy_assets.core.prompts.assistant_member import build_app4_prompt, build_app5_prompt
 from zqyy_assets.core.prompts.common import NothingToAsk
 from zqyy_assets.core.prompts.finance import SiteFinance, build_app2_prompt, load_site_finance
-from zqyy_assets.core.prompts.member import build_app3_prompt, build_app6_prompt, build_app7_prompt, build_app8_prompt
+from zqyy_assets.core.prompts.member import (
+    GivenNote,
+    build_app3_prompt,
+    build_app6_prompt,
+    build_app7_prompt,
+    build_app8_prompt,
+)
 from zqyy_assets.core.prompts.references import REFERENCES_KEY, References
 from zqyy_assets.core.prompts.registry import (
     ASSISTANT_MEMBER_BUILDERS,
     MEMBER_BUILDERS,
     PROMPT_VERSIONS,
     TARGET_BUILDERS,
+    target_builder,
 )
 from zqyy_assets.core.prompts.windows import period_pair
 
@@ -34,6 +41,7 @@ __all__ = [
     "PROMPT_VERSIONS",
     "REFERENCES_KEY",
     "TARGET_BUILDERS",
+    "GivenNote",
     "NothingToAsk",
     "References",
     "SiteFinance",
@@ -46,4 +54,5 @@ __all__ = [
     "build_app8_prompt",
     "load_site_finance",
     "period_pair",
+    "target_builder",
 ]

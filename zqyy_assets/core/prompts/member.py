@@ -4,6 +4,9 @@ and App8 (clue consolidation), each about one member of one site.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from zqyy_assets.core import cache
@@ -135,10 +138,40 @@ def build_app7_prompt(
     return prompt
 
 
+@dataclass(frozen=True)
+class GivenNote:
+    """A note handed to App6 by the caller (the admin's ``run/app6_note``: ``note_content``,
+    ``noted_by_name``, ``noted_by_created_at``), analysed instead of the member's newest ODS note,
+    which then only gives context. It travels to the run as the run tag ``zqyy/note``."""
+
+    content: str
+    noted_by_name: str
+    noted_at: datetime | None = None  # aware
+
+    def to_tag(self) -> str:
+        at = self.noted_at.isoformat() if self.noted_at else None
+        return json.dumps({"content": self.content, "noted_by_name": self.noted_by_name, "noted_at": at})
+
+    @classmethod
+    def from_tag(cls, value: str) -> GivenNote:
+        try:
+            data = json.loads(value)
+            at = data.get("noted_at")
+            return cls(str(data["content"]), str(data["noted_by_name"]), datetime.fromisoformat(at) if at else None)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"the run's note tag is not a note: {type(exc).__name__}: {exc}") from None
+
+
 def build_app6_prompt(
-    conn: DictConnection, key: MemberKey, *, tz: str = DEFAULT_TIMEZONE, refs: References | None = None
+    conn: DictConnection,
+    key: MemberKey,
+    *,
+    tz: str = DEFAULT_TIMEZONE,
+    note: GivenNote | None = None,
+    refs: References | None = None,
 ) -> dict[str, Any]:
-    """App6 (note analysis): the newest note about the member, earlier notes as context."""
+    """App6 (note analysis): the newest note about the member (or the ``note`` given), earlier
+    notes as context."""
     refs = refs if refs is not None else References()
     core = member_core(conn, key.site_id, key.member_id)
     notes = conn.execute(
@@ -148,20 +181,32 @@ def build_app6_prompt(
            ORDER BY n.created_at DESC, n.note_id DESC LIMIT %s""",
         (key.site_id, key.member_id, RECENT_NOTES),
     ).fetchall()
-    if not notes:
+    if note is not None:
+        analysed = {
+            "note_id": None,
+            "note_content": note.content,
+            "noted_by_name": note.noted_by_name,
+            "noted_at": local_time(note.noted_at, tz),
+        }
+        earlier = notes[: RECENT_NOTES - 1]
+    elif notes:
+        latest, earlier = notes[0], notes[1:]
+        analysed = {
+            "note_id": latest["note_id"],
+            "note_content": latest["content"],
+            "noted_by_name": latest["author"] or FRONT_DESK,
+            "noted_at": local_time(latest["created_at"], tz),
+        }
+    else:
         raise NothingToAsk("the member has no notes")
-    latest, earlier = notes[0], notes[1:]
     profile = profile_block(core, tz)
     _member_refs(refs, key, core)
-    refs.note(note_id=latest["note_id"])
+    refs.note(note_id=analysed["note_id"])  # None for a note given by the caller
     refs.table("ods.notes", len(notes))
     return {
         "site_id": key.site_id,
         "member": member_block(core, key.member_id, tz),
-        "note_id": latest["note_id"],
-        "note_content": latest["content"],
-        "noted_by_name": latest["author"] or FRONT_DESK,
-        "noted_at": local_time(latest["created_at"], tz),
+        **analysed,
         "earlier_notes": [note_entry(n, tz) for n in earlier],
         "member_summary": None
         if profile is None

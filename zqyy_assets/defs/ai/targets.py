@@ -74,7 +74,7 @@ def _answer_targets(
     Prompts are built on this thread while earlier calls are already in flight (``iter_answers``
     with ``config.concurrency``); each answer is cached the moment it validates, with the
     ``_references`` its builder noted, so a failed target takes nothing from the others."""
-    build = prompts.TARGET_BUILDERS[app_name]
+    build = prompts.target_builder(app_name, context.run.tags)  # App6 may be given its note
     run = run_info(context, config, llm)
     by_target = {(k.site_id, k.target_id): k for k in keys}
     outcomes: dict[str, Outcome] = {}

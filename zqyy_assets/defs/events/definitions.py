@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from zqyy_assets.core.schedules import ScheduleCron
 from zqyy_assets.defs.events.dws_sensor import dws_completion_sensor
 from zqyy_assets.defs.events.schedules import build_prewarm_schedule
 from zqyy_assets.defs.events.sensors import ai_events_sensor
@@ -14,7 +15,7 @@ from zqyy_assets.defs.events.status_sensors import (
 )
 
 
-def build_events_defs(*, prewarm_cron: str, prewarm_timezone: str) -> dg.Definitions:
+def build_events_defs(*, prewarm_cron: ScheduleCron, prewarm_timezone: str) -> dg.Definitions:
     return dg.Definitions(
         sensors=[ai_events_sensor, dws_completion_sensor, ai_event_status_sensor, ai_run_failure_alert_sensor],
         schedules=[build_prewarm_schedule(prewarm_cron, prewarm_timezone)],
