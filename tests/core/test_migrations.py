@@ -89,7 +89,7 @@ def test_0013_moves_old_rows_to_the_seeds_words_and_folds_open_alerts(
         )
         outbox_before = conn.execute("SELECT count(*) AS n FROM biz.realtime_outbox").fetchone()["n"]
 
-    assert apply_migrations(url) == ["0013_alerts_statuses"]
+    assert apply_migrations(url)[0] == "0013_alerts_statuses"  # then any later ones
 
     with db.connect(url) as conn:
         assert conn.execute("SELECT status FROM biz.ai_events WHERE id = %s", (launched,)).fetchone()["status"] == (
