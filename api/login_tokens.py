@@ -125,7 +125,7 @@ class LoginTokens:
         return Principal(
             token_id=None,
             subject=str(user).strip(),
-            role=role,  # type: ignore[arg-type]  # role_of answers admin or staff
+            role=role,
             site_ids=self._sites(claims),
             nickname=nickname.strip()[:NICKNAME_MAX_CHARS] if isinstance(nickname, str) else "",
             platform_role=str(platform_role),

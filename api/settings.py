@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zqyy_assets.core.llm.settings import LLMSettings, app_ids_from_env
 from zqyy_assets.core.settings import DatabaseSettings, RealtimeSettings, VenueSettings, blank_is_unset
+from zqyy_assets.core.tokens import Role
 
 ENV_FILE = ".env"
 
@@ -77,7 +78,7 @@ class LoginTokenSettings(BaseSettings):
     def audiences(self) -> list[str]:
         return sorted(_names(self.jwt_audience or ""))
 
-    def role_of(self, value: object) -> str | None:
+    def role_of(self, value: object) -> Role | None:
         """``admin`` / ``staff`` for a platform role value, None for any other."""
         if not isinstance(value, str):
             return None
