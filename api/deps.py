@@ -4,6 +4,7 @@ Authentication runs as the first sub-dependency of every protected route, so a r
 no valid token gets 401 before anything about it is validated or read.
 """
 
+import time
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated
@@ -13,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import State
 
 from api import auth
+from api.login_tokens import JWT_MAX_LENGTH, LoginTokens, looks_like_jwt
 from api.schemas.common import MAX_BIGINT, Location, invalid
 from api.services import AsyncConn, Pool, cache_reads
 from api.settings import Settings
@@ -53,31 +55,38 @@ PoolDep = Annotated[Pool, Depends(get_pool)]
 LatestAnswersDep = Annotated[cache_reads.LatestAnswers, Depends(get_latest_answers)]
 
 _bearer = HTTPBearer(
-    auto_error=False, description="`Authorization: Bearer <token>`; tokens come from `zqyy token issue`."
+    auto_error=False,
+    description="`Authorization: Bearer <token>`: the platform's login token (a JWT), or one from `zqyy token issue`.",
 )
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+async def authenticate(state: State, token: str) -> auth.Principal:
+    """The principal of a bearer token; raises ``auth.AuthError`` (401 / 403 / 503) for any other.
 
-
-async def authenticate(state: State, token: str) -> auth.Principal | None:
-    """The principal of a bearer token, or None for a malformed, unknown, revoked or expired one.
-
-    From the app's per-process cache (``auth.PrincipalCache``), else one lookup on its own short
-    checkout (so routes that wait long, a run or a chat reply, pin no connection), then cached.
-    The one place a token is verified: ``get_principal`` and the latest-answer fast path
-    (``api.fast_read``) both call it."""
-    if not token or len(token) > auth.MAX_TOKEN_LENGTH:
-        return None
+    A login JWT (``api.login_tokens``, when configured) is verified by signature and claims, an
+    opaque token looked up on its own short checkout (so routes that wait long, a run or a chat
+    reply, pin no connection). Either is then kept in the app's per-process cache
+    (``auth.PrincipalCache``, by the token's hash; a JWT never past its expiry). The one place a
+    token is verified: ``get_principal``, the WebSocket channels and the latest-answer fast path
+    (``api.fast_read``) all call it."""
+    login: LoginTokens = state.login_tokens
+    is_jwt = login.enabled and looks_like_jwt(token)
+    if not token or len(token) > (JWT_MAX_LENGTH if is_jwt else auth.MAX_TOKEN_LENGTH):
+        raise auth.AuthError(401, "invalid, expired or revoked token")
     token_hash = auth.hash_token(token)
     cache: auth.PrincipalCache = state.principals
     principal = cache.get(token_hash)
+    if principal is not None:
+        return principal
+    if is_jwt:
+        principal, expires = await login.verify(token)
+        cache.put(token_hash, principal, valid_for_s=expires - time.time())
+        return principal
+    async with state.pool.connection() as conn:
+        principal = await auth.lookup_hash(conn, token_hash)
     if principal is None:
-        async with state.pool.connection() as conn:
-            principal = await auth.lookup_hash(conn, token_hash)
-        if principal is not None:
-            cache.put(token_hash, principal)
+        raise auth.AuthError(401, "invalid, expired or revoked token")
+    cache.put(token_hash, principal)
     return principal
 
 
@@ -85,11 +94,16 @@ async def get_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> auth.Principal:
     if credentials is None:
-        raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    principal = await authenticate(request.app.state, credentials.credentials)
-    if principal is None:
-        raise _unauthorized("invalid, expired or revoked token")
-    return principal
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing bearer token (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        return await authenticate(request.app.state, credentials.credentials)
+    except auth.AuthError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == status.HTTP_401_UNAUTHORIZED else None
+        raise HTTPException(exc.status_code, detail=exc.detail, headers=headers) from None
 
 
 PrincipalDep = Annotated[auth.Principal, Depends(get_principal)]

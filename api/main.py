@@ -21,7 +21,9 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.routing import Match
 
 from api import auth
+from api.cors import SettingsCORS
 from api.fast_read import LatestAnswerFastPath
+from api.login_tokens import LoginTokens
 from api.routes import (
     admin_alerts,
     admin_batch,
@@ -50,8 +52,9 @@ Cached AI answers, business-event intake, the AI back office (`/api/admin/ai/*`)
 mini-program chat (`/api/xcx/chat/*`), and the realtime WebSocket channels
 (`/ws/ai-alerts/{site_id}`, `/ws/ai-events/{site_id}`; see the README's "Realtime").
 
-Every endpoint but `/api/health` needs `Authorization: Bearer <token>` (issue one with
-`zqyy token issue`). A token has a role (`admin` or `staff`) and a set of sites; a request
+Every endpoint but `/api/health` needs `Authorization: Bearer <token>`: the platform's login
+token (a JWT from its auth service; a user not approved gets 403), or one issued with
+`zqyy token issue`. A token has a role (`admin` or `staff`) and a set of sites; a request
 works on exactly one of them (`site_id`, which a single-site token may omit).
 """
 
@@ -71,6 +74,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.pool = pool
     app.state.latest_answers = cache_reads.LatestAnswers(pool)
     app.state.principals = auth.PrincipalCache(settings.auth_cache_ttl_s)
+    app.state.login_tokens = LoginTokens(settings.login)
     app.state.dagster = DagsterRuns(settings)
     app.state.llm = LLMService(settings.llm)
     # One LISTEN connection per worker, fanned out to this worker's WebSocket subscribers.
@@ -130,6 +134,7 @@ def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> F
     app.add_exception_handler(psycopg.DataError, _data_error)
     if fast_read:
         app.add_middleware(LatestAnswerFastPath)
+    app.add_middleware(SettingsCORS)  # added last: outermost, so the fast path's answers get CORS too
     modules = (
         health,
         cache,

@@ -14,13 +14,77 @@ import os
 from functools import lru_cache
 
 from dotenv import dotenv_values
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zqyy_assets.core.llm.settings import LLMSettings, app_ids_from_env
-from zqyy_assets.core.settings import DatabaseSettings, RealtimeSettings, VenueSettings
+from zqyy_assets.core.settings import DatabaseSettings, RealtimeSettings, VenueSettings, blank_is_unset
+from zqyy_assets.core.tokens import Role
 
 ENV_FILE = ".env"
+
+
+def _names(value: str) -> frozenset[str]:
+    return frozenset(v.strip() for v in value.split(",") if v.strip())
+
+
+class LoginTokenSettings(BaseSettings):
+    """The platform's own login tokens (JWTs its auth service issues), accepted next to the
+    project's opaque tokens. ``ZQYY_AUTH_*``; neither a secret nor a JWKS URL: JWTs are refused.
+
+    HS256 with the shared secret, RS256 / ES256 with the public keys of the JWKS URL. Issuer and
+    audience are checked when set; ``exp`` is required and honoured (with ``jwt_leeway_s`` of
+    clock skew). Each claim's name is a setting; an empty status claim name turns the approval
+    check off."""
+
+    model_config = SettingsConfigDict(env_prefix="ZQYY_AUTH_", extra="ignore")
+
+    jwt_secret: SecretStr | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None  # comma-separated: any one of them
+    jwt_leeway_s: float = Field(30.0, ge=0, le=600)
+    # The JWKS is kept this long; a token whose key id is not in it fetches it again, at most
+    # once per cooldown (so tokens with made-up key ids cannot hammer the auth service).
+    jwks_lifespan_s: float = Field(300.0, gt=0)
+    jwks_cooldown_s: float = Field(10.0, ge=0)
+    jwks_timeout_s: float = Field(5.0, gt=0, le=60)
+
+    claim_user_id: str = "sub"
+    claim_site_id: str = "site_id"
+    claim_site_ids: str = "site_ids"
+    claim_role: str = "role"
+    claim_nickname: str = "nickname"
+    claim_status: str = "status"
+    approved_status: str = "approved"
+    # The platform's role values that map to this API's two roles (comma-separated); any other: 403.
+    admin_roles: str = "admin"
+    staff_roles: str = "staff"
+
+    _blank = field_validator("jwt_secret", "jwks_url", "jwt_issuer", "jwt_audience", mode="before")(blank_is_unset)
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("ZQYY_AUTH_JWKS_URL must be an http(s) URL")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.jwt_secret is not None or self.jwks_url is not None
+
+    @property
+    def audiences(self) -> list[str]:
+        return sorted(_names(self.jwt_audience or ""))
+
+    def role_of(self, value: object) -> Role | None:
+        """``admin`` / ``staff`` for a platform role value, None for any other."""
+        if not isinstance(value, str):
+            return None
+        if value in _names(self.admin_roles):
+            return "admin"
+        return "staff" if value in _names(self.staff_roles) else None
 
 
 class Settings(BaseSettings):
@@ -36,12 +100,15 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=lambda: LLMSettings())
     # REALTIME_*: the WebSocket channels' replay window, purge interval and per-client bound.
     realtime: RealtimeSettings = Field(default_factory=lambda: RealtimeSettings())
+    # ZQYY_AUTH_*: the platform's login tokens (JWTs).
+    login: LoginTokenSettings = Field(default_factory=lambda: LoginTokenSettings())
 
     db_pool_min_size: int = Field(2, ge=1)
     db_pool_max_size: int = Field(10, ge=1)
 
     # A verified token is remembered this long by each API process, so a read costs one database
     # round trip, not two. A revoked token therefore keeps working for at most this long. 0: off.
+    # A login JWT is remembered as long, never past its expiry.
     auth_cache_ttl_s: float = Field(10.0, ge=0, le=300)
 
     # Dagster's GraphQL endpoint (the webserver started by `dagster dev` / `make demo`).
@@ -53,8 +120,9 @@ class Settings(BaseSettings):
     run_app_timeout_s: float = Field(120.0, gt=0)
     run_app_poll_interval_s: float = Field(0.5, gt=0)
 
-    # Browser origins allowed (comma-separated, e.g. `https://admin.example.com`). Empty: no check.
-    # Used by the WebSocket channels: a browser sends `Origin` and cannot be stopped by CORS there.
+    # Browser origins allowed (comma-separated, e.g. `https://admin.example.com`), the one allowlist:
+    # CORS for HTTP (preflights answered, `Authorization` allowed; empty: no CORS header at all,
+    # so a browser on another origin is refused) and the WebSocket `Origin` check (empty: none).
     api_cors_origins: str = ""
 
     chat_context_messages: int = Field(20, ge=1, le=200)
@@ -101,4 +169,5 @@ def get_settings() -> Settings:
         venue=VenueSettings(_env_file=ENV_FILE),
         llm=LLMSettings(_env_file=ENV_FILE, app_ids=app_ids),
         realtime=RealtimeSettings(_env_file=ENV_FILE),
+        login=LoginTokenSettings(_env_file=ENV_FILE),
     )

@@ -18,6 +18,7 @@ from api.schemas.chat import (
     ChatHistoryResponse,
     ChatMessagesResponse,
     ChatStreamRequest,
+    ReferenceCard,
     SendMessageRequest,
     SendMessageResponse,
 )
@@ -104,6 +105,7 @@ async def send_message(
             chat.build_prompt(turns),
             site_id=session["site_id"],
             session_id=session["bailian_session_id"],
+            biz_params=principal.biz_params(),
             target_id=str(chat_id),
             trigger_type="chat",
         )
@@ -131,7 +133,8 @@ def sse(event: str, data: dict) -> str:
     responses={
         200: {
             "content": {"text/event-stream": {}},
-            "description": "SSE: `message` {token}, then `done` {messageId, createdAt} or `error` {message}.",
+            "description": "SSE: `message` {token}, then `done` {messageId, createdAt, referenceCard when the"
+            " reply drew on the page's cached answers} or `error` {message}.",
         },
         **BAD_BODY,
         **NOT_FOUND,
@@ -148,26 +151,33 @@ async def chat_stream(
             conn, body.chat_id, site_id_scope=principal.site_ids, owner=principal.subject
         )
         await chat.save_message(conn, body.chat_id, "user", body.content)
-    stream = _reply_stream(request.app, pool, session, body, context_messages=settings.chat_context_messages)
+    stream = _reply_stream(
+        request.app, pool, session, body, principal.biz_params(), context_messages=settings.chat_context_messages
+    )
     return StreamingResponse(
         stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
 
 
 async def _reply_stream(
-    app, pool, session: dict, body: ChatStreamRequest, *, context_messages: int
+    app, pool, session: dict, body: ChatStreamRequest, biz_params: dict[str, str], *, context_messages: int
 ) -> AsyncIterator[str]:
     chat_id, site_id = session["id"], session["site_id"]
     parts: list[str] = []
     bailian_session = session["bailian_session_id"]
     settled = False  # the reply (whole or partial) is saved
+    page = chat.PageContext()
     try:
         async with pool.connection() as conn:
             turns = await chat.recent_turns(conn, chat_id, context_messages)
-            page = await chat.page_text(conn, site_id, body.source_page, body.page_context, session)
+            page = await chat.page_context(conn, site_id, body.source_page, body.page_context, session)
         tokens = 0
         async for delta in app.state.llm.astream_chat(
-            chat.build_prompt(turns, page), site_id=site_id, session_id=bailian_session, target_id=str(chat_id)
+            chat.build_prompt(turns, page.text),
+            site_id=site_id,
+            session_id=bailian_session,
+            biz_params=biz_params,
+            target_id=str(chat_id),
         ):
             bailian_session = delta.session_id or bailian_session
             if delta.done:
@@ -177,10 +187,19 @@ async def _reply_stream(
                 yield sse("message", {"token": delta.text})
         async with pool.connection() as conn:
             saved = await chat.save_message(
-                conn, chat_id, "assistant", "".join(parts), tokens_used=tokens, bailian_session_id=bailian_session
+                conn,
+                chat_id,
+                "assistant",
+                "".join(parts),
+                tokens_used=tokens,
+                bailian_session_id=bailian_session,
+                reference_card=page.card,
             )
         settled = True
-        yield sse("done", {"messageId": saved["id"], "createdAt": saved["created_at"].isoformat()})
+        done = {"messageId": saved["id"], "createdAt": saved["created_at"].isoformat()}
+        if page.card is not None:
+            done["referenceCard"] = page.card.model_dump(mode="json", by_alias=True)
+        yield sse("done", done)
     except Exception as exc:  # the upstream (or the ledger) failed: keep what arrived, say so in-band
         log.warning("chat %s: stream failed after %d chunks: %s", chat_id, len(parts), exc)
         if parts:
@@ -192,6 +211,7 @@ async def _reply_stream(
                     "".join(parts),
                     message_status="partial",
                     bailian_session_id=bailian_session,
+                    reference_card=page.card,
                 )
         settled = True
         error = {"message": chat.AI_UNAVAILABLE}
@@ -204,16 +224,24 @@ async def _reply_stream(
         if not settled and parts:
             # The client went away mid-stream: this task is being cancelled, so the partial
             # reply is saved by a task of its own.
-            task = asyncio.get_running_loop().create_task(_save_partial(pool, chat_id, "".join(parts), bailian_session))
+            task = asyncio.get_running_loop().create_task(
+                _save_partial(pool, chat_id, "".join(parts), bailian_session, page.card)
+            )
             app.state.background.add(task)
             task.add_done_callback(app.state.background.discard)
 
 
-async def _save_partial(pool, chat_id: int, text: str, bailian_session: str | None) -> None:
+async def _save_partial(pool, chat_id: int, text: str, bailian_session: str | None, card: ReferenceCard | None) -> None:
     try:
         async with pool.connection() as conn:
             await chat.save_message(
-                conn, chat_id, "assistant", text, message_status="partial", bailian_session_id=bailian_session
+                conn,
+                chat_id,
+                "assistant",
+                text,
+                message_status="partial",
+                bailian_session_id=bailian_session,
+                reference_card=card,
             )
     except Exception as exc:
         log.warning("chat %s: could not save the partial reply of a closed stream: %s", chat_id, exc)

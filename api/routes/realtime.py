@@ -5,13 +5,16 @@ One JSON text message per event, the seed's envelope ``{"type", "site_id", "payl
 client reconnecting with ``?since=<seq>`` first gets every message after it still in the
 outbox (24 h by default), then live ones.
 
-Auth: the API's bearer tokens, in ``Authorization: Bearer``, as the WebSocket subprotocols
-``["bearer", "<token>"]`` (the server answers with ``bearer``), or as ``?token=``. The
+Auth: the API's bearer tokens (the platform's login JWTs or the opaque ones), in
+``Authorization: Bearer``, as the WebSocket subprotocols ``["bearer", "<token>"]`` (the server
+answers with ``bearer``), or as ``?token=``. The
 connection is accepted and then closed with a code the client can read:
 
-- 4401: no token, or an unknown, revoked or expired one;
-- 4403: the token does not cover the site; a staff token on the alerts channel; a browser
+- 4401: no token, or an unknown, revoked, expired or otherwise invalid one;
+- 4403: the token does not cover the site; a staff token on the alerts channel; a login
+  token of a user not approved (or of a role with no access); a browser
   ``Origin`` not on ``API_CORS_ORIGINS`` (when that is set);
+- 1013: the login service's signing keys cannot be fetched just now (try again later);
 - 4408: the client read too slowly and its queue (``REALTIME_QUEUE_MAX``) filled up: reconnect
   with ``since``.
 """
@@ -25,6 +28,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from api.auth import AuthError
 from api.deps import authenticate
 from api.schemas.common import MAX_BIGINT
 from api.services import Pool
@@ -35,6 +39,8 @@ from zqyy_assets.core import outbox
 router = APIRouter(tags=["realtime"])
 
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_TOO_SLOW = 4401, 4403, 4408
+CLOSE_TRY_AGAIN_LATER = 1013  # the login service's keys cannot be fetched
+_CLOSE_CODES = {401: CLOSE_UNAUTHORIZED, 403: CLOSE_FORBIDDEN}
 SUBPROTOCOL = "bearer"
 _REPLAY_PAGE = 500
 
@@ -67,9 +73,10 @@ async def _refusal(websocket: WebSocket, site_id: int, query_token: str | None, 
     token, _ = _token(websocket, query_token)
     if not token:
         return CLOSE_UNAUTHORIZED
-    principal = await authenticate(websocket.app.state, token)
-    if principal is None:
-        return CLOSE_UNAUTHORIZED
+    try:
+        principal = await authenticate(websocket.app.state, token)
+    except AuthError as exc:
+        return _CLOSE_CODES.get(exc.status_code, CLOSE_TRY_AGAIN_LATER)
     if site_id not in principal.site_ids or (alerts_only and not principal.is_admin):
         return CLOSE_FORBIDDEN
     return None

@@ -39,13 +39,34 @@ class ChatHistoryResponse(CamelModel):
     page_size: int
 
 
+class ReferenceSource(CamelModel):
+    """A cached answer a reply drew on."""
+
+    cache_id: int
+    cache_type: str = Field(description="The app whose answer it is, e.g. `app2a_finance_area`.")
+    target_id: str
+    generated_at: datetime
+    title: str = Field(description="The app's label, e.g. 财务洞察(区域).")
+
+
+class ReferenceCard(ReferenceSource):
+    """Under a reply that drew on the page's cached answers: the first one (its fields and a line
+    of it), and every one used in `sources`."""
+
+    summary: str
+    source_page: str
+    sources: list[ReferenceSource]
+
+
 class ChatMessageItem(CamelModel):
     id: int
     role: str
     content: str
     status: str = Field(description="complete | partial (the stream broke; what arrived) | error (a notice)")
     created_at: datetime
-    reference_card: dict[str, Any] | None = None
+    reference_card: ReferenceCard | None = Field(
+        None, description="Set on a reply that drew on cached answers (a chat opened from a board page)."
+    )
 
 
 class ChatMessagesResponse(CamelModel):

@@ -13,18 +13,22 @@ import re
 from typing import Any
 
 from fastapi import HTTPException, status
+from psycopg.types.json import Jsonb
 
+from api.schemas.chat import ReferenceCard, ReferenceSource
 from api.schemas.common import (
     AREAS,
     TIME_DIMENSIONS,
 )
 from api.services import AsyncConn, cache_reads, one_row
+from zqyy_assets.core.apps import get_app
 from zqyy_assets.core.partition_keys import app2_app_name, app2_target_id
 
 NOT_FOUND = "对话不存在"
 NOT_YOURS = "无权访问该对话"
 AI_UNAVAILABLE = "AI 服务暂时不可用，请稍后再试"
 PAGE_TEXT_MAX_CHARS = 6000
+CARD_SUMMARY_MAX_CHARS = 80
 _SESSION_COLUMNS = """id, site_id, owner, title, context_type, context_id, bailian_session_id, last_message,
                       last_message_at, message_count, created_at"""
 _MESSAGE_COLUMNS = "id, role, content, status, created_at, reference_card"
@@ -90,13 +94,15 @@ async def save_message(
     message_status: str = "complete",
     tokens_used: int | None = None,
     bailian_session_id: str | None = None,
+    reference_card: ReferenceCard | None = None,
 ) -> dict:
     """Store one message and update the session's summary (and Bailian session id) with it."""
+    card = None if reference_card is None else Jsonb(reference_card.model_dump(mode="json", by_alias=True))
     async with conn.transaction():
         cur = await conn.execute(
-            """INSERT INTO biz.chat_messages (chat_id, role, content, status, tokens_used)
-               VALUES (%s, %s, %s, %s, %s) RETURNING id, role, content, status, created_at""",
-            (chat_id, role, content, message_status, tokens_used),
+            """INSERT INTO biz.chat_messages (chat_id, role, content, status, tokens_used, reference_card)
+               VALUES (%s, %s, %s, %s, %s, %s) RETURNING id, role, content, status, created_at""",
+            (chat_id, role, content, message_status, tokens_used, card),
         )
         row = await one_row(cur)
         await conn.execute(
@@ -143,21 +149,30 @@ def _pick(context: dict[str, Any], *names: str) -> str | None:
     return None
 
 
-async def page_text(
+class PageContext:
+    """What the page the chat was opened from adds: the prompt's text and the reply's reference card."""
+
+    def __init__(self, text: str | None = None, card: ReferenceCard | None = None) -> None:
+        self.text = text
+        self.card = card
+
+
+async def page_context(
     conn: AsyncConn,
     site_id: int,
     source_page: str | None,
     page_context: dict[str, Any] | None,
     session: dict,
-) -> str | None:
-    """The cached answers describing the page the chat was opened from, as labelled JSON.
+) -> PageContext:
+    """The cached answers describing the page the chat was opened from, as labelled JSON, and the
+    reference card naming them (the mini-program shows it under the reply).
 
     Read from the page's filters: a finance board (timeDimension + area) gives App2's insights;
     a member (memberId, or the session's numeric contextId) gives App7's analysis and App8's
     clues; an assistant with a member adds App4 and App5. Nothing cached adds nothing.
     """
     if not source_page:
-        return None
+        return PageContext()
     ctx = page_context or {}
     wanted: list[tuple[str, str]] = []
     time_dimension = _pick(ctx, "timeDimension", "time_dimension")
@@ -173,13 +188,49 @@ async def page_text(
         if assistant is not None and _DIGITS.match(assistant):
             wanted += [("app4_analysis", f"{assistant}_{member}"), ("app5_tactics", f"{assistant}_{member}")]
     found = {}
+    rows = []
     for app_type, target_id in wanted:
         row = await cache_reads.latest_valid(conn, site_id, app_type, target_id)
         if row is not None:
             found[f"{app_type}:{target_id}"] = row["result"]
+            rows.append(row)
     if not found:
-        return None
+        return PageContext()
     body = json.dumps(found, ensure_ascii=False, default=str)
     if len(body) > PAGE_TEXT_MAX_CHARS:
         body = body[:PAGE_TEXT_MAX_CHARS] + "…"
-    return f"[页面上下文: {source_page}]\n{body}"
+    return PageContext(f"[页面上下文: {source_page}]\n{body}", reference_card(source_page, rows))
+
+
+def reference_card(source_page: str, rows: list[dict]) -> ReferenceCard:
+    """The card of a reply that drew on cached answers: the first one named, every one listed."""
+    sources = [
+        ReferenceSource(
+            cache_id=row["id"],
+            cache_type=row["app_type"],
+            target_id=row["target_id"],
+            generated_at=row["created_at"],
+            title=get_app(row["app_type"]).title,
+        )
+        for row in rows
+    ]
+    first = sources[0]
+    return ReferenceCard(
+        **first.model_dump(),
+        summary=_summary(rows[0]["result"]),
+        source_page=source_page,
+        sources=sources,
+    )
+
+
+def _summary(result: Any) -> str:
+    """A line of the answer: its summary, else its first insight's title or first clue's summary."""
+    text = ""
+    if isinstance(result, dict):
+        candidates = [result.get("summary"), result.get("opening_line")]
+        for key, field in (("insights", "title"), ("clues", "summary")):
+            items = result.get(key)
+            if isinstance(items, list) and items and isinstance(items[0], dict):
+                candidates.append(items[0].get(field))
+        text = next((c.strip() for c in candidates if isinstance(c, str) and c.strip()), "")
+    return text if len(text) <= CARD_SUMMARY_MAX_CHARS else text[: CARD_SUMMARY_MAX_CHARS - 1] + "…"

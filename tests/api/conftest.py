@@ -37,10 +37,19 @@ def client(api_settings: Settings) -> Iterator[TestClient]:
 def make_token(db_url: str) -> Callable[..., str]:
     """Issue a real token (hashed into biz.api_tokens) and return it in clear."""
 
-    def make(role: token_store.Role = "staff", sites: tuple[int, ...] = (SITE,), subject: str | None = None) -> str:
+    def make(
+        role: token_store.Role = "staff",
+        sites: tuple[int, ...] = (SITE,),
+        subject: str | None = None,
+        nickname: str = "",
+    ) -> str:
         with db.transaction(db_url) as conn:
             return token_store.issue(
-                conn, subject=subject or f"{role}-{'-'.join(map(str, sites))}", role=role, site_ids=list(sites)
+                conn,
+                subject=subject or f"{role}-{'-'.join(map(str, sites))}",
+                role=role,
+                site_ids=list(sites),
+                nickname=nickname,
             ).token
 
     return make

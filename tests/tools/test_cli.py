@@ -22,7 +22,7 @@ import pytest
 from psycopg import sql
 
 from tests.tools.helpers import ods_counts, ods_digests, scratch_db
-from zqyy_assets.core import db
+from zqyy_assets.core import db, tokens
 from zqyy_assets.tools.cli import main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -231,6 +231,17 @@ def test_token_issue_list_revoke(database: str, capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().out.split()[2] == "revoked"
     assert run(["token", "revoke", token_id]) == 1
     assert "no active token matched" in capsys.readouterr().err
+
+
+def test_token_issue_with_a_nickname(database: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["token", "issue", "--subject", "1024", "--role", "staff", "--site", "1", "--nickname", " 小王 "]
+    assert run(argv) == 0
+    token = capsys.readouterr().out.strip()
+    assert run(["token", "list"]) == 0
+    assert "[小王]" in capsys.readouterr().out
+    with db.connect(database) as conn:
+        row = conn.execute(tokens.LOOKUP_SQL, (tokens.hash_token(token),)).fetchone()
+    assert (row["subject"], row["nickname"]) == ("1024", "小王")
 
 
 # --------------------------------------------------------------------------- bad arguments

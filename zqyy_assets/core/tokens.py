@@ -1,6 +1,7 @@
 """The API's bearer-token store (biz.api_tokens): hashing, issue, revoke, list and the lookup.
 
-A token is shown once, when issued; only its SHA-256 is stored, with a role and a set of sites.
+A token is shown once, when issued; only its SHA-256 is stored, with a role, a set of sites and
+an optional nickname (the holder's display name, sent to the chat app).
 The CLI (``zqyy token``) and the API share this module: the API runs :data:`LOOKUP_SQL` on
 its async connection, the CLI and the tests call the sync helpers on a dict-row connection
 (:func:`zqyy_assets.core.db.connect`), which leave committing to the caller.
@@ -23,7 +24,7 @@ MAX_TOKEN_LENGTH = 200
 
 # The live token with this hash: not revoked, not expired.
 LOOKUP_SQL: LiteralString = """
-    SELECT id, subject, role, site_ids FROM biz.api_tokens
+    SELECT id, subject, role, site_ids, nickname FROM biz.api_tokens
     WHERE token_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
 """
 
@@ -50,6 +51,7 @@ def issue(
     role: Role,
     site_ids: list[int],
     note: str = "",
+    nickname: str = "",
     expires_at: datetime | None = None,
 ) -> IssuedToken:
     """Store a new token's hash and return the token itself (the only time it exists in clear)."""
@@ -62,9 +64,9 @@ def issue(
     token = new_token()
     prefix = token[: len(TOKEN_PREFIX) + 6]
     row = conn.execute(
-        """INSERT INTO biz.api_tokens (token_hash, token_prefix, subject, role, site_ids, note, expires_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-        (hash_token(token), prefix, subject.strip(), role, sorted(set(site_ids)), note, expires_at),
+        """INSERT INTO biz.api_tokens (token_hash, token_prefix, subject, role, site_ids, note, nickname, expires_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (hash_token(token), prefix, subject.strip(), role, sorted(set(site_ids)), note, nickname.strip(), expires_at),
     ).fetchone()
     assert row is not None  # INSERT ... RETURNING always returns the row
     return IssuedToken(id=row["id"], token=token, prefix=prefix)
@@ -89,6 +91,6 @@ def revoke(conn: DictConnection, *, token_id: int | None = None, token: str | No
 def list_tokens(conn: DictConnection) -> list[dict[str, Any]]:
     """Every token, newest last: prefixes and states only (the tokens themselves are not stored)."""
     return conn.execute(
-        """SELECT id, token_prefix, subject, role, site_ids, note, created_at, expires_at, revoked_at
+        """SELECT id, token_prefix, subject, role, site_ids, nickname, note, created_at, expires_at, revoked_at
            FROM biz.api_tokens ORDER BY id"""
     ).fetchall()

@@ -1,6 +1,7 @@
 """`zqyy token ...`: issue, list and revoke the API's bearer tokens.
 
     zqyy token issue --subject 王店长 --role admin --site 1
+    zqyy token issue --subject 1024 --role staff --site 1 --nickname 小王
     zqyy token issue --subject assistant-1024 --role staff --site 1 --expires-days 90
     zqyy token list
     zqyy token revoke 7            # by id (from `list`)
@@ -38,7 +39,13 @@ def cmd_issue(args: argparse.Namespace) -> int:
     try:
         with db.transaction(_database_url(args)) as conn:
             issued = tokens.issue(
-                conn, subject=args.subject, role=args.role, site_ids=args.site, note=args.note, expires_at=expires
+                conn,
+                subject=args.subject,
+                role=args.role,
+                site_ids=args.site,
+                note=args.note,
+                nickname=args.nickname,
+                expires_at=expires,
             )
     except ValueError as exc:
         print(f"zqyy token issue: {exc}", file=sys.stderr)
@@ -65,6 +72,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         sites = ",".join(map(str, r["site_ids"]))
         print(
             f"{r['id']:>5}  {r['token_prefix']}...  {state:<8} {r['role']:<6} sites={sites:<12} {r['subject']}"
+            + (f" [{r['nickname']}]" if r["nickname"] else "")
             + (f"  ({r['note']})" if r["note"] else "")
         )
     return 0
@@ -98,6 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--role", required=True, choices=tokens.ROLES)
     p.add_argument("--site", type=int, action="append", required=True, help="a site it may use (repeat for more)")
     p.add_argument("--note", default="", help="free text shown by `list`")
+    p.add_argument("--nickname", default="", help="the holder's display name (the chat app receives it)")
     p.add_argument("--expires-days", type=int, default=None, help="default: never expires")
     p.set_defaults(func=lambda a: sys.exit(cmd_issue(a)))
 

@@ -7,8 +7,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
+from api.settings import LoginTokenSettings, Settings
 from tests.api.conftest import OTHER_SITE, SITE, bearer, put_cache
+from tests.api.login_support import SECRET, mint
 from zqyy_assets.core import db
 from zqyy_assets.core.llm.settings import LLMSettings
 from zqyy_assets.core.settings import DatabaseSettings
@@ -22,23 +23,35 @@ def fake() -> Iterator[FakeDashScope]:
 
 
 @pytest.fixture
-def client(db_url: str, fake: FakeDashScope, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def chat_settings(db_url: str, fake: FakeDashScope, monkeypatch: pytest.MonkeyPatch) -> Settings:
     # The LLM layer reads its retry settings from the environment; keep retries quick here.
     monkeypatch.setenv("ZQYY_LLM_RETRY_BASE_DELAY_SECONDS", "0.01")
     monkeypatch.setenv("ZQYY_LLM_RETRY_MAX_DELAY_SECONDS", "0.02")
-    settings = Settings(
+    return Settings(
         database=DatabaseSettings(database_url=db_url),
         db_pool_min_size=1,
         db_pool_max_size=4,
         llm=LLMSettings(api_key=FAKE_API_KEY, base_url=fake.base_url, app_ids={"app1_chat": "fake-app1_chat"}),
     )
-    with TestClient(create_app(settings)) as test_client:
+
+
+@pytest.fixture
+def client(chat_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(chat_settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api_login_client(chat_settings: Settings) -> Iterator[TestClient]:
+    """The chat with the platform's login tokens accepted (HS256), `coach` a staff role."""
+    login = LoginTokenSettings(jwt_secret=SECRET, staff_roles="staff,coach")
+    with TestClient(create_app(chat_settings.model_copy(update={"login": login}))) as test_client:
         yield test_client
 
 
 @pytest.fixture
 def me(make_token) -> dict[str, str]:
-    return bearer(make_token("staff", subject="assistant-1024"))
+    return bearer(make_token("staff", subject="assistant-1024", nickname="小王"))
 
 
 def new_chat(client: TestClient, headers: dict[str, str], context: str = "member:7") -> int:
@@ -121,13 +134,14 @@ def test_bailian_session_is_reused_and_last_20_messages_are_the_context(client, 
     assert "出错提示" not in prompt
 
 
-def test_page_context_comes_from_cached_answers(client, fake, me, db_url) -> None:
-    put_cache(
+def test_page_context_comes_from_cached_answers_and_the_reply_cites_them(client, fake, me, db_url) -> None:
+    cache_id = put_cache(
         db_url,
         site=SITE,
         app="app2a_finance_area",
         target="last_month__vip",
         result={"insights": [{"title": "包厢营收下滑12%"}]},
+        created_at="2026-11-29T10:00:00+08:00",
     )
     chat_id = new_chat(client, me, "board:finance")
     body = {
@@ -136,10 +150,82 @@ def test_page_context_comes_from_cached_answers(client, fake, me, db_url) -> Non
         "sourcePage": "board-finance",
         "pageContext": {"timeDimension": "last_month", "area": "vip"},
     }
-    assert client.post("/api/xcx/chat/stream", json=body, headers=me).status_code == 200
+    response = client.post("/api/xcx/chat/stream", json=body, headers=me)
+    assert response.status_code == 200
     prompt = fake.requests("app1_chat")[0]["prompt"]
     assert prompt.startswith("[页面上下文: board-finance]")
     assert "包厢营收下滑12%" in prompt and prompt.endswith("为什么下滑？")
+    source = {
+        "cacheId": cache_id,
+        "cacheType": "app2a_finance_area",
+        "targetId": "last_month__vip",
+        "generatedAt": "2026-11-29T02:00:00Z",
+        "title": "财务洞察(区域)",
+    }
+    card = {**source, "summary": "包厢营收下滑12%", "sourcePage": "board-finance", "sources": [source]}
+    event, done = parse_sse(response.text)[-1]
+    assert event == "done" and done["referenceCard"] == card
+    user, reply = client.get(f"/api/xcx/chat/{chat_id}/messages", headers=me).json()["items"]
+    assert user["referenceCard"] is None and reply["referenceCard"] == card
+
+
+def test_a_member_page_card_names_every_answer_used(client, fake, me, db_url) -> None:
+    app7 = put_cache(db_url, site=SITE, app="app7_customer", target="7", result={"summary": "高价值常客，近期到店减少"})
+    app8 = put_cache(
+        db_url, site=SITE, app="app8_consolidation", target="7", result={"clues": [{"summary": "周末常来"}]}
+    )
+    put_cache(db_url, site=OTHER_SITE, app="app4_analysis", target="5_7", result={"summary": "另一家店"})
+    chat_id = new_chat(client, me, "member:7")
+    body = {
+        "chatId": chat_id,
+        "content": "怎么维护？",
+        "sourcePage": "member-detail",
+        "pageContext": {"assistantId": 5},
+    }
+    _, done = parse_sse(client.post("/api/xcx/chat/stream", json=body, headers=me).text)[-1]
+    card = done["referenceCard"]
+    assert (card["cacheId"], card["cacheType"], card["summary"]) == (app7, "app7_customer", "高价值常客，近期到店减少")
+    assert [(s["cacheId"], s["cacheType"], s["targetId"]) for s in card["sources"]] == [
+        (app7, "app7_customer", "7"),
+        (app8, "app8_consolidation", "7"),
+    ]
+    # No page context, or nothing cached for it: no card.
+    _, plain = parse_sse(
+        client.post("/api/xcx/chat/stream", json={"chatId": chat_id, "content": "嗯"}, headers=me).text
+    )[-1]
+    assert "referenceCard" not in plain
+    body = {**body, "pageContext": {"memberId": 8}}
+    _, nothing = parse_sse(client.post("/api/xcx/chat/stream", json=body, headers=me).text)[-1]
+    assert "referenceCard" not in nothing
+    assert [
+        m["referenceCard"] is not None
+        for m in client.get(f"/api/xcx/chat/{chat_id}/messages", headers=me).json()["items"]
+    ] == [False, True, False, False, False, False]
+
+
+def test_biz_params_name_the_caller_as_the_seed_sent_them(client, fake, me, make_token) -> None:
+    chat_id = new_chat(client, me)
+    client.post("/api/xcx/chat/stream", json={"chatId": chat_id, "content": "你好"}, headers=me)
+    client.post(f"/api/xcx/chat/{chat_id}/messages", json={"content": "再问"}, headers=me)
+    expected = {"User_ID": "assistant-1024", "Role": "staff", "Nickname": "小王"}
+    assert [r["biz_params"] for r in fake.requests("app1_chat")] == [expected, expected]
+    nameless = bearer(make_token("admin", subject="店长"))
+    client.post("/api/xcx/chat/stream", json={"chatId": new_chat(client, nameless), "content": "hi"}, headers=nameless)
+    assert fake.requests("app1_chat")[-1]["biz_params"] == {"User_ID": "店长", "Role": "admin", "Nickname": ""}
+
+
+def test_biz_params_from_a_platform_login_token(fake, api_login_client) -> None:
+    token = mint(sub="10024", role="coach", nickname="小李")
+    headers = bearer(token)
+    chat_id = new_chat(api_login_client, headers)
+    api_login_client.post("/api/xcx/chat/stream", json={"chatId": chat_id, "content": "你好"}, headers=headers)
+    assert fake.requests("app1_chat")[-1]["biz_params"] == {"User_ID": "10024", "Role": "coach", "Nickname": "小李"}
+    # The chat is the login user's: the same user id with another token finds it, another user does not.
+    again = bearer(mint(sub="10024", role="coach", nickname="小李", iat=1))
+    assert new_chat(api_login_client, again) == chat_id
+    assert (
+        api_login_client.get(f"/api/xcx/chat/{chat_id}/messages", headers=bearer(mint(sub="10025"))).status_code == 403
+    )
 
 
 def test_partial_reply_is_saved_when_the_upstream_cuts_the_stream(client, fake, me, db_url) -> None:

@@ -5,6 +5,7 @@ messages are read with the real client of ``tests/api/realtime_support.py`` (dea
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,9 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from api.main import create_app
+from api.settings import LoginTokenSettings
 from tests.api.conftest import OTHER_SITE, SITE
+from tests.api.login_support import SECRET, jwks_server, mint, rsa_key
 from tests.api.realtime_support import Ws, api_in_thread, put_cache, wait_until
 from zqyy_assets.core import db
 from zqyy_assets.core import tokens as token_store
@@ -136,3 +139,36 @@ def test_event_status_from_an_api_write_and_the_sensors(api_settings, client, db
                 conn.execute(f"UPDATE biz.ai_events SET {update} WHERE id = %s", (event_id,))
         statuses = [(m["type"], m["payload"]["event_id"], m["payload"]["status"]) for m in ws.take(3)]
         assert statuses == [("event_status", event_id, s) for s in ("pending", "running", "failed")]
+
+
+@pytest.mark.parametrize("signed", ["HS256", "RS256"])
+def test_login_tokens_on_both_channels(api_settings, signed: str) -> None:
+    """The platform's JWTs are accepted as the opaque tokens are: header, subprotocol, ?token=."""
+    key = rsa_key("k1")
+    with jwks_server(key) as jwks:
+        login = LoginTokenSettings(jwt_secret=SECRET) if signed == "HS256" else LoginTokenSettings(jwks_url=jwks.url)
+        with TestClient(create_app(api_settings.model_copy(update={"login": login}))) as client:
+
+            def token(**claims) -> str:
+                return mint(key if signed == "RS256" else None, **claims)
+
+            admin, staff = token(role="admin"), token()
+            for path, accepted in ((ALERTS, admin), (EVENTS, admin), (EVENTS, staff)):
+                for kwargs in (
+                    {"headers": {"Authorization": f"Bearer {accepted}"}},
+                    {"subprotocols": ["bearer", accepted]},
+                    {},
+                ):
+                    url = path if kwargs else f"{path}?token={accepted}"
+                    with client.websocket_connect(url, **kwargs) as ws:
+                        wait_until(lambda: client.app.state.realtime.subscriber_count() == 1, what="the subscription")
+                        ws.close()
+                    wait_until(lambda: client.app.state.realtime.subscriber_count() == 0, what="the unsubscription")
+            expired = token(role="admin", exp=int(time.time()) - 120)
+            for path in (ALERTS, EVENTS):
+                assert close_code(client, path, subprotocols=["bearer", expired]) == 4401
+                assert close_code(client, f"{path}?token={token(role='admin', status='pending')}") == 4403
+                assert close_code(client, path, headers={"Authorization": f"Bearer {token(site_id=OTHER_SITE)}"}) == (
+                    4403
+                )
+            assert close_code(client, f"{ALERTS}?token={staff}") == 4403  # staff on the alerts channel
