@@ -14,8 +14,8 @@ verified JWT is kept by its hash for ``AUTH_CACHE_TTL_S``, bounded, never past i
 (``api.routes.cache.latest_answer``, the route's own read). The body is the route's, built by
 Postgres. Anything else (no or bad token, another site, a bad app type or target, an extra
 query parameter, nothing cached, a value Postgres refuses) goes on to the FastAPI route
-unchanged, which answers with its usual 401 / 403 / 404 / 422; a database outage still raises
-to the server error middleware (a 500), as it would in the route. The route stays declared, so
+unchanged, which answers with its usual 401 / 403 / 404 / 422; a database outage is answered
+here with the routes' 503 (``api.database_away``). The route stays declared, so
 the OpenAPI document is unchanged; tests compare both paths' answers request by request.
 """
 
@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import AuthError
+from api.database_away import unavailable_response
 from api.deps import authenticate, check_site
 from api.routes.cache import latest_answer
 from api.schemas.common import (
@@ -56,7 +57,11 @@ class LatestAnswerFastPath:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
             match = _PATH.fullmatch(scope["path"])
             if match is not None:
-                body = await _answer(scope, match[1], match[2])
+                try:
+                    body = await _answer(scope, match[1], match[2])
+                except psycopg.OperationalError as exc:  # outside the app's exception handlers
+                    await unavailable_response(scope["app"].state, exc)(scope, receive, send)
+                    return
                 if body is not None:
                     await Response(content=body, media_type="application/json")(scope, receive, send)
                     return

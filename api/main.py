@@ -22,6 +22,7 @@ from starlette.routing import Match
 
 from api import auth
 from api.cors import SettingsCORS
+from api.database_away import DATABASE_AWAY, database_unavailable
 from api.fast_read import LatestAnswerFastPath
 from api.login_tokens import LoginTokens
 from api.routes import (
@@ -68,6 +69,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         kwargs={"autocommit": True, "row_factory": dict_row},
+        timeout=settings.db_pool_timeout_s,
         open=False,
     )
     await pool.open()
@@ -132,6 +134,7 @@ def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> F
     app = FastAPI(title="zqyy AI assets API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings  # None: read from the environment when the app starts
     app.add_exception_handler(psycopg.DataError, _data_error)
+    app.add_exception_handler(psycopg.OperationalError, database_unavailable)
     if fast_read:
         app.add_middleware(LatestAnswerFastPath)
     app.add_middleware(SettingsCORS)  # added last: outermost, so the fast path's answers get CORS too
@@ -151,7 +154,7 @@ def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> F
         realtime,
     )
     for module in modules:
-        app.include_router(module.router)
+        app.include_router(module.router, responses=DATABASE_AWAY)
     app.add_exception_handler(405, _method_not_allowed([module.router for module in modules]))
     return app
 

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
 
     db_pool_min_size: int = Field(2, ge=1)
     db_pool_max_size: int = Field(10, ge=1)
+    # How long a request waits for a pooled connection before answering 503 (the database is away
+    # or every connection is busy); psycopg_pool's own default is 30 s.
+    db_pool_timeout_s: float = Field(5.0, gt=0, le=60)
 
     # A verified token is remembered this long by each API process, so a read costs one database
     # round trip, not two. A revoked token therefore keeps working for at most this long. 0: off.

@@ -1,6 +1,7 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from api.database_away import RETRY_AFTER_S
 from api.deps import ConnDep
 from api.services import one_row
 
@@ -20,6 +21,8 @@ async def health(conn: ConnDep) -> JSONResponse:
         row = await one_row(await conn.execute("SELECT max(version) AS schema_version FROM public.schema_migrations"))
     except Exception as exc:  # the database answered with an error: report it, don't crash
         return JSONResponse(
-            status_code=503, content={"status": "error", "database": "unavailable", "detail": str(exc)[:200]}
+            status_code=503,
+            content={"status": "error", "database": "unavailable", "detail": str(exc)[:200]},
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     return JSONResponse(content={"status": "ok", "database": "ok", "schema_version": row["schema_version"]})
