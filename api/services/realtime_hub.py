@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 _READ_BATCH = 1000
 _RECONNECT_DELAY_S = 1.0  # a retry delay after a lost LISTEN connection, not a synchronisation
 _CATCH_UP_INTERVAL_S = 5.0  # belt and braces: re-read tracked sites even with no notification
+_STOP_RECANCEL_S = 0.2
 
 
 class Subscriber:
@@ -83,6 +84,12 @@ class RealtimeHub:
         for task in [*self._tasks, *drains]:
             task.cancel()
         for task in [*self._tasks, *drains]:
+            # A cancellation landing inside a driver or pool call can come back as the driver's own
+            # error, which the loops log and survive (seen: an app stopped during its first purge
+            # never stopped): cancel again until the task has ended.
+            while not task.done():
+                await asyncio.wait([task], timeout=_STOP_RECANCEL_S)
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 

@@ -5,6 +5,7 @@ messages are read with the real client of ``tests/api/realtime_support.py`` (dea
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -172,3 +173,15 @@ def test_login_tokens_on_both_channels(api_settings, signed: str) -> None:
                     4403
                 )
             assert close_code(client, f"{ALERTS}?token={staff}") == 4403  # staff on the alerts channel
+
+
+def test_an_app_stopped_as_soon_as_it_started_stops(api_settings) -> None:
+    """Stopping the hub during its first outbox purge once left its housekeeping task running
+    (the cancellation came back as a driver error and was survived): the app never stopped."""
+    for _ in range(20):
+        client = TestClient(create_app(api_settings))
+        client.__enter__()
+        closer = threading.Thread(target=client.__exit__, args=(None, None, None), daemon=True)
+        closer.start()
+        closer.join(timeout=30)
+        assert not closer.is_alive(), "the app did not stop"
