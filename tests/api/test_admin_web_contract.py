@@ -16,7 +16,7 @@ import requests
 from api.main import create_app
 from api.settings import Settings
 from tests.api.realtime_support import api_in_thread
-from tests.api.services.conftest import dagster_webserver, module_database
+from tests.api.services.conftest import api_settings_for, dagster_webserver, module_database, offline_location_env
 from tests.defs.ai.venue import load_ai_venue
 from zqyy_assets.core import db
 from zqyy_assets.core import tokens as token_store
@@ -284,24 +284,10 @@ def served(pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPa
         with db.transaction(url) as conn:
             load_ai_venue(conn)
             admin = token_store.issue(conn, subject="店长", role="admin", site_ids=[1]).token
-        env = {
-            "DATABASE_URL": url,
-            "VENUE_TIMEZONE": "Asia/Shanghai",
-            "BUSINESS_DAY_CUTOFF_HOURS": "6",
-            "ZQYY_LLM_PROVIDER": "offline",
-            "DASHSCOPE_API_KEY": "",
-        }
+        env = offline_location_env(url)
         home = tmp_path_factory.mktemp("contract_dagster_home")
         with dagster_webserver(pg_server_url, home, ["-m", "zqyy_assets.definitions"], env) as graphql:
-            settings = Settings(
-                database=DatabaseSettings(database_url=url),
-                db_pool_min_size=1,
-                db_pool_max_size=4,
-                dagster_graphql_url=graphql,
-                run_app_timeout_s=90,
-                run_app_poll_interval_s=0.3,
-                auth_cache_ttl_s=0,
-            )
+            settings = api_settings_for(url, graphql)
             with api_in_thread(settings) as (ws_base, _):
                 yield url, ws_base.replace("ws://", "http://") + BASE_URL, {"Authorization": f"Bearer {admin}"}
 

@@ -1,5 +1,6 @@
-"""A real dagster-webserver for the run/{app_type} tests: a subprocess on a free loopback port,
-with its own DAGSTER_HOME and Postgres storage database on the test server."""
+"""A real dagster-webserver for the tests that reach Dagster over GraphQL: a subprocess on a free
+loopback port, with its own DAGSTER_HOME and Postgres storage database on the test server; and
+the venue database, location environment and API settings those tests share."""
 
 import contextlib
 import os
@@ -14,8 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from api.settings import Settings
 from tests.databases import cloned_database, drop_database
+from tests.defs.ai.venue import load_ai_venue
 from zqyy_assets.core import db
+from zqyy_assets.core.settings import DatabaseSettings
 
 
 def _free_port() -> int:
@@ -34,6 +38,42 @@ def module_database(pg_server_url: str, template_db: str, label: str) -> Iterato
     """A migrated app database for a module (the webserver's run processes write into it)."""
     with cloned_database(pg_server_url, template_db, prefix=f"zqyy_t_{label}") as url:
         yield url
+
+
+@contextmanager
+def venue_database_for(pg_server_url: str, template_db: str, label: str) -> Iterator[str]:
+    """``module_database`` with the AI test venue loaded."""
+    with module_database(pg_server_url, template_db, label) as url:
+        with db.transaction(url) as conn:
+            load_ai_venue(conn)
+        yield url
+
+
+def offline_location_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The real code location's environment here: the venue's database and zone, the offline analyst."""
+    return {
+        "DATABASE_URL": database_url,
+        "VENUE_TIMEZONE": "Asia/Shanghai",
+        "BUSINESS_DAY_CUTOFF_HOURS": "6",
+        "ZQYY_LLM_PROVIDER": "offline",
+        "DASHSCOPE_API_KEY": "",
+        **extra,
+    }
+
+
+def api_settings_for(database_url: str, dagster_graphql_url: str, **overrides: object) -> Settings:
+    """The API's settings against that database and webserver: a small pool, no token cache."""
+    fields: dict[str, object] = {
+        "db_pool_min_size": 1,
+        "db_pool_max_size": 4,
+        "run_app_timeout_s": 90,
+        "run_app_poll_interval_s": 0.3,
+        "auth_cache_ttl_s": 0,
+        **overrides,
+    }
+    return Settings(
+        database=DatabaseSettings(database_url=database_url), dagster_graphql_url=dagster_graphql_url, **fields
+    )
 
 
 @contextmanager

@@ -10,13 +10,10 @@ import requests
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
 from tests.api.conftest import bearer
-from tests.api.services.conftest import dagster_webserver, module_database
-from tests.defs.ai.venue import load_ai_venue
+from tests.api.services.conftest import api_settings_for, dagster_webserver, offline_location_env, venue_database_for
 from zqyy_assets.core import db
 from zqyy_assets.core import tokens as token_store
-from zqyy_assets.core.settings import DatabaseSettings
 
 SENSORS = {"ai_events_sensor", "dws_completion_sensor", "ai_event_status_sensor", "ai_run_failure_alert_sensor"}
 SCHEDULE = "app2_daily_prewarm_schedule"
@@ -24,22 +21,13 @@ SCHEDULE = "app2_daily_prewarm_schedule"
 
 @pytest.fixture(scope="module")
 def venue_database(pg_server_url: str, template_db: str) -> Iterator[str]:
-    with module_database(pg_server_url, template_db, "admindg") as url:
-        with db.transaction(url) as conn:
-            load_ai_venue(conn)
+    with venue_database_for(pg_server_url, template_db, "admindg") as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def dagster_url(pg_server_url: str, venue_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {
-        "DATABASE_URL": venue_database,
-        "VENUE_TIMEZONE": "Asia/Shanghai",
-        "BUSINESS_DAY_CUTOFF_HOURS": "6",
-        "ZQYY_LLM_PROVIDER": "offline",
-        "DASHSCOPE_API_KEY": "",
-        "APP2_PREWARM_CRON": "0 10 * * *",
-    }
+    env = offline_location_env(venue_database, APP2_PREWARM_CRON="0 10 * * *")
     with dagster_webserver(
         pg_server_url, tmp_path_factory.mktemp("dagster_home"), ["-m", "zqyy_assets.definitions"], env
     ) as url:
@@ -52,14 +40,7 @@ def client(venue_database: str, dagster_url: str) -> Iterator[TestClient]:
         # The API hashes prompts with the pipeline's provider: both offline here.
         env.setenv("ZQYY_LLM_PROVIDER", "offline")
         env.delenv("DASHSCOPE_API_KEY", raising=False)
-        settings = Settings(
-            database=DatabaseSettings(database_url=venue_database),
-            db_pool_min_size=1,
-            db_pool_max_size=4,
-            dagster_graphql_url=dagster_url,
-            dagster_ui_url="http://dagster.example:3000",
-            auth_cache_ttl_s=0,
-        )
+        settings = api_settings_for(venue_database, dagster_url, dagster_ui_url="http://dagster.example:3000")
         with TestClient(create_app(settings)) as test_client:
             yield test_client
 

@@ -7,44 +7,25 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
 from tests.api.conftest import bearer
-from tests.api.services.conftest import dagster_webserver, module_database
-from tests.defs.ai.venue import load_ai_venue
+from tests.api.services.conftest import api_settings_for, dagster_webserver, offline_location_env, venue_database_for
 from zqyy_assets.core import db
 from zqyy_assets.core import tokens as token_store
-from zqyy_assets.core.settings import DatabaseSettings
 
 
 @pytest.fixture(scope="module")
 def venue_database(pg_server_url: str, template_db: str) -> Iterator[str]:
-    with module_database(pg_server_url, template_db, "realruns") as url:
-        with db.transaction(url) as conn:
-            load_ai_venue(conn)
+    with venue_database_for(pg_server_url, template_db, "realruns") as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def client(pg_server_url: str, venue_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    env = {
-        "DATABASE_URL": venue_database,
-        "VENUE_TIMEZONE": "Asia/Shanghai",
-        "BUSINESS_DAY_CUTOFF_HOURS": "6",
-        "ZQYY_LLM_PROVIDER": "offline",
-        "DASHSCOPE_API_KEY": "",
-    }
+    env = offline_location_env(venue_database)
     with dagster_webserver(
         pg_server_url, tmp_path_factory.mktemp("dagster_home"), ["-m", "zqyy_assets.definitions"], env
     ) as url:
-        settings = Settings(
-            database=DatabaseSettings(database_url=venue_database),
-            db_pool_min_size=1,
-            db_pool_max_size=4,
-            dagster_graphql_url=url,
-            run_app_timeout_s=90,
-            run_app_poll_interval_s=0.3,
-            auth_cache_ttl_s=0,
-        )
+        settings = api_settings_for(venue_database, url)
         with TestClient(create_app(settings)) as test_client:
             yield test_client
 

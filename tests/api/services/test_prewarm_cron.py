@@ -12,14 +12,11 @@ import requests
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
 from tests.api.conftest import bearer
-from tests.api.services.conftest import dagster_webserver, module_database
-from tests.defs.ai.venue import load_ai_venue
+from tests.api.services.conftest import api_settings_for, dagster_webserver, offline_location_env, venue_database_for
 from zqyy_assets.core import db
 from zqyy_assets.core import tokens as token_store
 from zqyy_assets.core.schedules import PREWARM_SCHEDULE_NAME
-from zqyy_assets.core.settings import DatabaseSettings
 from zqyy_assets.definitions import defs
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -27,35 +24,20 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 @pytest.fixture(scope="module")
 def venue_database(pg_server_url: str, template_db: str) -> Iterator[str]:
-    with module_database(pg_server_url, template_db, "cron") as url:
-        with db.transaction(url) as conn:
-            load_ai_venue(conn)
+    with venue_database_for(pg_server_url, template_db, "cron") as url:
         yield url
 
 
 @contextmanager
 def dagster(pg_server_url: str, venue_database: str, home) -> Iterator[str]:
-    env = {
-        "DATABASE_URL": venue_database,
-        "VENUE_TIMEZONE": "Asia/Shanghai",
-        "BUSINESS_DAY_CUTOFF_HOURS": "6",
-        "ZQYY_LLM_PROVIDER": "offline",
-        "DASHSCOPE_API_KEY": "",
-        "APP2_PREWARM_CRON": "0 10 * * *",
-    }
+    env = offline_location_env(venue_database, APP2_PREWARM_CRON="0 10 * * *")
     with dagster_webserver(pg_server_url, home, ["-m", "zqyy_assets.definitions"], env) as url:
         yield url
 
 
 @contextmanager
 def api(venue_database: str, dagster_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        database=DatabaseSettings(database_url=venue_database),
-        db_pool_min_size=1,
-        db_pool_max_size=2,
-        dagster_graphql_url=dagster_url,
-        auth_cache_ttl_s=0,
-    )
+    settings = api_settings_for(venue_database, dagster_url, db_pool_max_size=2)
     with TestClient(create_app(settings)) as client:
         yield client
 
