@@ -8,9 +8,10 @@
 - ``alert <member_key>``: a run of ``app3_clue`` that fails, then the real
   ``ai_run_failure_alert_sensor`` evaluated on it (what the daemon does): an alert row, pushed
   as ``alert_created``.
-- ``bench <site_id> <count> <interval_ms> <out.json>``: one run whose asset caches ``count``
-  answers, one transaction each, ``interval_ms`` apart, and writes each row's commit time
-  (``time.time()`` right after the commit) to ``out.json`` keyed by cache id.
+- ``bench <site_id> <count> <interval_ms> <out.jsonl>``: one run whose asset caches ``count``
+  answers, one transaction each, ``interval_ms`` apart, and appends each row's commit time
+  (``time.time()`` right after the commit) to ``out.jsonl`` as it goes, one ``[cache_id, time]``
+  line each, so a reader (or a bench that stops the run) sees every commit so far.
 
 Each prints one JSON line (run id, success) and exits non-zero on an unexpected failure.
 """
@@ -82,8 +83,7 @@ class BenchConfig(dg.Config):
 @dg.asset(name="bench_answers")
 def bench_answers(context: dg.AssetExecutionContext, config: BenchConfig) -> None:
     """Caches ``count`` answers, one transaction each, and notes each commit's time."""
-    commits: dict[int, float] = {}
-    with db.connect(config.database_url) as conn:
+    with db.connect(config.database_url) as conn, open(config.out, "a", encoding="utf-8") as commits:
         for i in range(config.count):
             with conn.transaction():
                 row = cache.insert_answer(
@@ -103,10 +103,9 @@ def bench_answers(context: dg.AssetExecutionContext, config: BenchConfig) -> Non
                     latency_ms=None,
                     dagster_run_id=context.run.run_id,
                 )
-            commits[row.id] = time.time()
+            commits.write(f"[{row.id}, {time.time()!r}]\n")
+            commits.flush()
             time.sleep(config.interval_ms / 1000)  # the pace of the answers, not a synchronisation
-    with open(config.out, "w", encoding="utf-8") as f:
-        json.dump(commits, f)
 
 
 def _bench(url: str, site_id: int, count: int, interval_ms: float, out: str) -> dict[str, Any]:
