@@ -132,7 +132,8 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         if self._enabled is None:
-            self._enabled = scope["app"].state.settings.metrics_enabled
+            settings = scope["app"].state.settings  # None only for an app used without its lifespan
+            self._enabled = settings is None or settings.metrics_enabled
         if not self._enabled:
             await self.app(scope, receive, send)
             return

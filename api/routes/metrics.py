@@ -5,19 +5,17 @@ out of the OpenAPI document: it is for Prometheus, not for the API's clients."""
 
 import asyncio
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import AdminDep
-from api.metrics import Metrics
+from api.deps import AdminDep, MetricsDep
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request, _admin: AdminDep) -> Response:
-    scrape: Metrics | None = request.app.state.metrics
+async def metrics(_admin: AdminDep, scrape: MetricsDep) -> Response:
     if scrape is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="metrics are off (METRICS_ENABLED=false)")
     body = await asyncio.to_thread(scrape.scrape)  # reads Postgres with a blocking connection

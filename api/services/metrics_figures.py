@@ -33,12 +33,12 @@ log = logging.getLogger(__name__)
 BREAKER_STATES = ("closed", "open", "half_open")
 
 _CALLS = """
-SELECT app_name, site_id, status, count(*) AS calls, COALESCE(sum(tokens_in), 0) AS tokens_in,
-       COALESCE(sum(tokens_out), 0) AS tokens_out
+SELECT app_name, site_id, status, count(*) AS calls, COALESCE(sum(tokens_in), 0)::bigint AS tokens_in,
+       COALESCE(sum(tokens_out), 0)::bigint AS tokens_out
   FROM biz.ai_call_ledger GROUP BY app_name, site_id, status
 """
 _MEMO = """
-SELECT app_name, site_id, sum(hits) AS hits, sum(tokens_saved) AS tokens_saved
+SELECT app_name, site_id, sum(hits)::bigint AS hits, sum(tokens_saved)::bigint AS tokens_saved
   FROM biz.ai_memo_hits GROUP BY app_name, site_id
 """
 _BREAKERS = "SELECT app_name, state, consecutive_failures FROM biz.ai_circuit_breaker"
