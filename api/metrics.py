@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ROUTE_KEY = "zqyy.route"  # the scope key a route answered outside FastAPI's routing sets (the fast path)
 UNMATCHED = "<unmatched>"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # any other: "OTHER"
 
 _PROCESS = CollectorRegistry()
 HTTP_DURATION = Histogram(
@@ -151,8 +152,9 @@ class HttpMetrics:
         finally:
             route = scope.get("route")
             template = route.path if route is not None else scope.get(ROUTE_KEY, UNMATCHED)
-            key = (scope["method"], template, status)
+            method = scope["method"]
+            key = (method if method in _METHODS else "OTHER", template, status)  # made-up methods make no series
             series = self._series.get(key)
             if series is None:
-                series = self._series[key] = HTTP_DURATION.labels(scope["method"], template, str(status))
+                series = self._series[key] = HTTP_DURATION.labels(key[0], template, str(status))
             series.observe(time.perf_counter() - started)
