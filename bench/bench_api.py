@@ -303,7 +303,8 @@ def overhead(args: argparse.Namespace, url: str, fake: FakeDashScope, staff: str
         rps, p50, p99 = med(r["rps"] for r in runs), med(r["p50"] for r in runs), med(r["p99"] for r in runs)
         base = base or rps
         errors = sum(r["errors"] for r in runs)
-        print(f"{name:<44}{rps:>9.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}   x{rps / base:.3f} of the first")
+        rounds = " ".join(f"{r['rps']:.0f}" for r in runs)
+        print(f"{name:<44}{rps:>9.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}   x{rps / base:.3f} of the first ({rounds})")
     on = med(r["rps"] for r in results["metrics on"]) / med(r["rps"] for r in results["metrics off"])
     print(f"goal: reads/s with metrics on within 10 % of off: x{on:.3f}, {'met' if on >= 0.9 else 'NOT met'}")
     if counted is not None:
