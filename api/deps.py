@@ -15,6 +15,7 @@ from starlette.datastructures import State
 
 from api import auth
 from api.login_tokens import JWT_MAX_LENGTH, LoginTokens, looks_like_jwt
+from api.metrics import Metrics
 from api.schemas.common import MAX_BIGINT, Location, invalid
 from api.services import AsyncConn, Pool, cache_reads
 from api.settings import Settings
@@ -50,6 +51,12 @@ async def get_latest_answers(request: Request) -> cache_reads.LatestAnswers:
     return request.app.state.latest_answers
 
 
+async def get_metrics(request: Request) -> Metrics | None:
+    """The app's metrics scrape (built in main.lifespan), None when metrics are off."""
+    return request.app.state.metrics
+
+
+MetricsDep = Annotated[Metrics | None, Depends(get_metrics)]
 ConnDep = Annotated[AsyncConn, Depends(get_conn)]
 PoolDep = Annotated[Pool, Depends(get_pool)]
 LatestAnswersDep = Annotated[cache_reads.LatestAnswers, Depends(get_latest_answers)]

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.auth import AuthError
 from api.database_away import unavailable_response
 from api.deps import authenticate, check_site
+from api.metrics import ROUTE_KEY
 from api.routes.cache import latest_answer
 from api.schemas.common import (
     APP_TYPES,
@@ -41,6 +42,7 @@ from api.schemas.common import (
     TARGET_ID_PATTERN,
 )
 
+TEMPLATE = "/api/ai/cache/{app_type}/{target_id}"
 _PATH = re.compile(r"/api/ai/cache/([^/]+)/([^/]+)")
 _TARGET_ID = re.compile(TARGET_ID_PATTERN)
 _SITE_QUERY = re.compile(rb"site_id=([1-9][0-9]{0,18})")
@@ -63,6 +65,7 @@ class LatestAnswerFastPath:
                     await unavailable_response(scope["app"].state, exc)(scope, receive, send)
                     return
                 if body is not None:
+                    scope[ROUTE_KEY] = TEMPLATE  # the route's template, for the request metrics
                     await Response(content=body, media_type="application/json")(scope, receive, send)
                     return
         await self.app(scope, receive, send)

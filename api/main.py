@@ -25,6 +25,7 @@ from api.cors import SettingsCORS
 from api.database_away import DATABASE_AWAY, database_unavailable
 from api.fast_read import LatestAnswerFastPath
 from api.login_tokens import LoginTokens
+from api.metrics import HttpMetrics, Metrics, check_mode
 from api.routes import (
     admin_alerts,
     admin_batch,
@@ -38,6 +39,7 @@ from api.routes import (
     chat,
     events,
     health,
+    metrics,
     realtime,
 )
 from api.services import Pool, cache_reads
@@ -82,6 +84,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One LISTEN connection per worker, fanned out to this worker's WebSocket subscribers.
     app.state.realtime = RealtimeHub(settings.database_url, pool, settings.realtime)
     await app.state.realtime.start()
+    app.state.metrics = _start_metrics(settings)
     app.state.background = set()  # tasks that must outlive a request (saving a closed stream's reply)
     # The startup heap (pydantic models, routes, the LLM layer) lives as long as the app; frozen,
     # the collector stops scanning it. Without Dagster it is ~81k tracked objects (was ~162k), and
@@ -97,9 +100,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.background:
             await asyncio.wait(app.state.background, timeout=5)
         await app.state.realtime.stop()
+        if app.state.metrics is not None:
+            app.state.metrics.close(settings)
         await asyncio.to_thread(app.state.llm.close)
         await app.state.dagster.aclose()
         await pool.close()
+
+
+def _start_metrics(settings: Settings) -> Metrics | None:
+    """The scrape of ``/metrics`` (and of ``METRICS_PORT`` when set), or None when metrics are off."""
+    if not settings.metrics_enabled:
+        return None
+    check_mode(settings)
+    scrape = Metrics(settings)
+    if settings.metrics_port is not None:
+        scrape.serve_port(settings.metrics_host, settings.metrics_port)
+    return scrape
 
 
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
@@ -137,7 +153,8 @@ def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> F
     app.add_exception_handler(psycopg.OperationalError, database_unavailable)
     if fast_read:
         app.add_middleware(LatestAnswerFastPath)
-    app.add_middleware(SettingsCORS)  # added last: outermost, so the fast path's answers get CORS too
+    app.add_middleware(SettingsCORS)  # outside the fast path, so its answers get CORS too
+    app.add_middleware(HttpMetrics)  # added last: outermost, so every request is timed, fast path included
     modules = (
         health,
         cache,
@@ -152,6 +169,7 @@ def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> F
         admin_batch,
         chat,
         realtime,
+        metrics,
     )
     for module in modules:
         app.include_router(module.router, responses=DATABASE_AWAY)

@@ -129,11 +129,28 @@ class Settings(BaseSettings):
     api_cors_origins: str = ""
 
     chat_context_messages: int = Field(20, ge=1, le=200)
+    # While the model is silent the chat stream sends an SSE comment this often: the mini-program's
+    # client (and proxies) drop a connection that stays idle.
+    chat_sse_ping_s: float = Field(10.0, gt=0, le=300)
+
+    # Prometheus metrics (README "Metrics and SSE"). `/metrics` on the API needs an admin token;
+    # METRICS_PORT also serves them without a token on a port of their own (for a scraper inside
+    # the cluster), from one worker: the first that binds it. METRICS_ENABLED=false: no request
+    # metrics and no /metrics (the benchmark's baseline).
+    metrics_enabled: bool = True
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "0.0.0.0"
+    # Several API workers: an empty directory shared by them (wiped before the API starts), in the
+    # process environment itself (prometheus_client reads it when imported); each worker writes its
+    # request histograms and WebSocket gauges there and a scrape of any worker adds them up.
+    prometheus_multiproc_dir: str | None = None
 
     # Batch runs: how long an estimate can be confirmed, and the tokens a call is assumed to
     # cost when the ledger has no recent successful call of the app (the old service's figure).
     batch_confirm_window_s: float = Field(600.0, gt=0)
     batch_default_tokens_per_call: int = Field(2000, ge=1)
+
+    _blank = field_validator("metrics_port", "prometheus_multiproc_dir", mode="before")(blank_is_unset)
 
     @model_validator(mode="after")
     def _one_database(self) -> Settings:

@@ -7,7 +7,12 @@
    directly (baseline) and through POST /api/xcx/chat/stream; the added time per chunk is the
    difference of their first-to-last chunk spans divided by the chunks in between. Goal: < 5 ms.
 
-    .venv/bin/python bench/bench_api.py [--seconds 8] [--connections 64]
+3. Observability overhead: the cached read against API processes with metrics off and on
+   (``OVERHEAD_VARIANTS``), alternated for ``--overhead-rounds`` rounds in the same run, medians
+   compared. Goal: reads/s with metrics on within 10 % of off. The "on" process is then scraped
+   (``/metrics``) to check it counted what was sent.
+
+    .venv/bin/python bench/bench_api.py [--seconds 8] [--connections 64] [--overhead-rounds 2]
 
 Uses DATABASE_URL's server when set, else the embedded one (.pgdata/bench), in a fresh
 database that is dropped at the end. Every loop is bounded in time or count; the API and the
@@ -33,6 +38,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 import uvloop  # noqa: E402
 from _raw_http import chunked_post, get, load, read_response, sse_chunk_times  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from api.serving import UVICORN_OPTIONS  # noqa: E402
 from zqyy_assets.core import db, embedded_pg, tokens  # noqa: E402
@@ -82,7 +88,9 @@ def seed(url: str) -> tuple[str, str]:
     return staff, admin
 
 
-def start_api(url: str, port: int, fake: FakeDashScope, pool_size: int) -> subprocess.Popen:
+def start_api(
+    url: str, port: int, fake: FakeDashScope, pool_size: int, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -97,6 +105,7 @@ def start_api(url: str, port: int, fake: FakeDashScope, pool_size: int) -> subpr
         "ZQYY_LLM_RATE_BURST": "100000",
         "ZQYY_LLM_DAILY_TOKEN_LIMIT": "1000000000",
         "ZQYY_LLM_MONTHLY_TOKEN_LIMIT": "1000000000",
+        **(extra_env or {}),
     }
     proc = subprocess.Popen(
         [
@@ -193,14 +202,7 @@ async def main_async(args: argparse.Namespace, port: int, fake: FakeDashScope, s
         seconds=args.seconds,
         warmup=args.warmup,
     )
-    # Each answer must be the member's own (the body as Postgres's json_build_object writes it).
-    reads = [
-        (get(f"/api/ai/cache/app3_clue/{m}", host, staff), f'"target_id" : "{m}"'.encode())
-        for m in range(1, MEMBERS + 1)
-    ]
-    cached = await load(
-        "127.0.0.1", port, reads, connections=args.connections, seconds=args.seconds, warmup=args.warmup
-    )
+    cached = await cached_reads(port, staff, args)
     print(f"{'scenario':<44}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for name, r in (
         ("baseline: GET /api/health (1 DB round trip)", health),
@@ -238,6 +240,77 @@ async def main_async(args: argparse.Namespace, port: int, fake: FakeDashScope, s
         )
 
 
+# The API as served with each kind of observability off or on (the same process options otherwise).
+OVERHEAD_VARIANTS: dict[str, dict[str, str]] = {
+    "metrics off": {"METRICS_ENABLED": "false"},
+    "metrics on": {"METRICS_ENABLED": "true"},
+}
+CACHE_ROUTE = "/api/ai/cache/{app_type}/{target_id}"
+
+
+async def cached_reads(port: int, staff: str, args: argparse.Namespace) -> dict:
+    host = f"127.0.0.1:{port}"
+    # Each answer must be the member's own (the body as Postgres's json_build_object writes it).
+    reads = [
+        (get(f"/api/ai/cache/app3_clue/{m}", host, staff), f'"target_id" : "{m}"'.encode())
+        for m in range(1, MEMBERS + 1)
+    ]
+    return await load("127.0.0.1", port, reads, connections=args.connections, seconds=args.seconds, warmup=args.warmup)
+
+
+def counted_reads(port: int, admin: str) -> float:
+    """The cached reads the API's /metrics counted (status 200 on the latest-answer route)."""
+    body = uvloop.run(_fetch(port, get("/metrics", f"127.0.0.1:{port}", admin)))
+    wanted = {"method": "GET", "route": CACHE_ROUTE, "status": "200"}
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+        if s.name == "zqyy_http_request_duration_seconds_count" and s.labels == wanted
+    )
+
+
+async def _fetch(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    _, body = await read_response(reader)
+    writer.close()
+    return body
+
+
+def overhead(args: argparse.Namespace, url: str, fake: FakeDashScope, staff: str, admin: str) -> None:
+    """Cached reads with each variant, alternated round by round; medians against the first variant."""
+    results: dict[str, list[dict]] = {name: [] for name in OVERHEAD_VARIANTS}
+    counted: float | None = None
+    for _ in range(args.overhead_rounds):
+        for name, env in OVERHEAD_VARIANTS.items():
+            port = free_port()
+            proc = start_api(url, port, fake, args.pool, env)
+            try:
+                r = uvloop.run(cached_reads(port, staff, args))
+                results[name].append(r)
+                if name == "metrics on":
+                    counted = counted_reads(port, admin)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+    med = statistics.median
+    print()
+    print(f"observability overhead: cached reads, median of {args.overhead_rounds} alternated round(s)")
+    print(f"{'variant':<44}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    base: float | None = None
+    for name, runs in results.items():
+        rps, p50, p99 = med(r["rps"] for r in runs), med(r["p50"] for r in runs), med(r["p99"] for r in runs)
+        base = base or rps
+        errors = sum(r["errors"] for r in runs)
+        rounds = " ".join(f"{r['rps']:.0f}" for r in runs)
+        print(f"{name:<44}{rps:>9.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}   x{rps / base:.3f} of the first ({rounds})")
+    on = med(r["rps"] for r in results["metrics on"]) / med(r["rps"] for r in results["metrics off"])
+    print(f"goal: reads/s with metrics on within 10 % of off: x{on:.3f}, {'met' if on >= 0.9 else 'NOT met'}")
+    if counted is not None:
+        print(f"/metrics of the last 'metrics on' process counted {counted:.0f} cached reads (warm-up included)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -247,6 +320,7 @@ def main() -> None:
     # On two cores every extra Postgres backend competes with the API for CPU: a small pool wins.
     parser.add_argument("--pool", type=int, default=4, help="the API's database pool size")
     parser.add_argument("--reads-only", action="store_true", help="skip the chat SSE part")
+    parser.add_argument("--overhead-rounds", type=int, default=2, help="0: skip the metrics on/off comparison")
     args = parser.parse_args()
 
     server = os.environ.get("DATABASE_URL") or embedded_pg.start("bench")
@@ -256,11 +330,16 @@ def main() -> None:
     proc = None
     try:
         apply_migrations(url)
-        staff, _admin = seed(url)
+        staff, admin = seed(url)
         with FakeDashScope() as fake:
             port = free_port()
             proc = start_api(url, port, fake, args.pool)
             uvloop.run(main_async(args, port, fake, staff))
+            proc.terminate()
+            proc.wait(timeout=20)
+            proc = None
+            if args.overhead_rounds > 0:
+                overhead(args, url, fake, staff, admin)
     finally:
         if proc is not None:
             proc.terminate()

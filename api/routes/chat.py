@@ -4,28 +4,23 @@ Every endpoint works on the caller's own chats: someone else's chat is a 403, a 
 404. Replies come from the Bailian chat app through the LLM layer's guards and ledger.
 """
 
-import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse
 
 from api.deps import ConnDep, PoolDep, PrincipalDep, SettingsDep, SiteDep
 from api.schemas.chat import (
     ChatHistoryResponse,
     ChatMessagesResponse,
     ChatStreamRequest,
-    ReferenceCard,
     SendMessageRequest,
     SendMessageResponse,
 )
 from api.schemas.common import AUTH_ERRORS, BAD_BODY, NOT_FOUND, Id
-from api.services import chat
+from api.services import chat, chat_stream_replies
 from zqyy_assets.core.apps import CHAT_APP
-from zqyy_assets.core.llm.errors import GuardRefused, LLMError
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +118,6 @@ async def send_message(
     return {"user_message": user_message, "ai_reply": ai_message}
 
 
-def sse(event: str, data: dict) -> str:
-    """One SSE frame; JSON keeps the data on one line."""
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
 @router.post(
     "/stream",
     responses={
@@ -144,104 +134,22 @@ async def chat_stream(
     body: ChatStreamRequest, request: Request, principal: PrincipalDep, pool: PoolDep, settings: SettingsDep
 ):
     """Send a message and stream the reply as Server-Sent Events. Ownership and empty content
-    are checked before the stream starts (plain 403 / 422). If the upstream breaks mid-answer,
-    what arrived is saved (status `partial`) and an `error` event ends the stream."""
+    are checked before the stream starts (plain 403 / 422). While the model is silent a comment
+    (`: ping`) comes every `CHAT_SSE_PING_S` seconds. If the upstream breaks mid-answer, what
+    arrived is saved (status `partial`) and an `error` event ends the stream; if the client
+    leaves, the upstream call is stopped and what arrived is saved the same way."""
     async with pool.connection() as conn:
         session = await chat.owned_session(
             conn, body.chat_id, site_id_scope=principal.site_ids, owner=principal.subject
         )
         await chat.save_message(conn, body.chat_id, "user", body.content)
-    stream = _reply_stream(
+    stream = chat_stream_replies.reply_events(
         request.app, pool, session, body, principal.biz_params(), context_messages=settings.chat_context_messages
     )
-    return StreamingResponse(
-        stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return EventSourceResponse(
+        stream,
+        headers={"Cache-Control": "no-cache"},
+        ping=settings.chat_sse_ping_s,
+        sep=chat_stream_replies.SEP,
+        ping_message_factory=chat_stream_replies.keep_alive,
     )
-
-
-async def _reply_stream(
-    app, pool, session: dict, body: ChatStreamRequest, biz_params: dict[str, str], *, context_messages: int
-) -> AsyncIterator[str]:
-    chat_id, site_id = session["id"], session["site_id"]
-    parts: list[str] = []
-    bailian_session = session["bailian_session_id"]
-    settled = False  # the reply (whole or partial) is saved
-    page = chat.PageContext()
-    try:
-        async with pool.connection() as conn:
-            turns = await chat.recent_turns(conn, chat_id, context_messages)
-            page = await chat.page_context(conn, site_id, body.source_page, body.page_context, session)
-        tokens = 0
-        async for delta in app.state.llm.astream_chat(
-            chat.build_prompt(turns, page.text),
-            site_id=site_id,
-            session_id=bailian_session,
-            biz_params=biz_params,
-            target_id=str(chat_id),
-        ):
-            bailian_session = delta.session_id or bailian_session
-            if delta.done:
-                tokens = delta.tokens_in + delta.tokens_out
-            elif delta.text:
-                parts.append(delta.text)
-                yield sse("message", {"token": delta.text})
-        async with pool.connection() as conn:
-            saved = await chat.save_message(
-                conn,
-                chat_id,
-                "assistant",
-                "".join(parts),
-                tokens_used=tokens,
-                bailian_session_id=bailian_session,
-                reference_card=page.card,
-            )
-        settled = True
-        done = {"messageId": saved["id"], "createdAt": saved["created_at"].isoformat()}
-        if page.card is not None:
-            done["referenceCard"] = page.card.model_dump(mode="json", by_alias=True)
-        yield sse("done", done)
-    except Exception as exc:  # the upstream (or the ledger) failed: keep what arrived, say so in-band
-        log.warning("chat %s: stream failed after %d chunks: %s", chat_id, len(parts), exc)
-        if parts:
-            async with pool.connection() as conn:
-                await chat.save_message(
-                    conn,
-                    chat_id,
-                    "assistant",
-                    "".join(parts),
-                    message_status="partial",
-                    bailian_session_id=bailian_session,
-                    reference_card=page.card,
-                )
-        settled = True
-        error = {"message": chat.AI_UNAVAILABLE}
-        if isinstance(exc, LLMError) and exc.code:
-            error["code"] = exc.code
-        if isinstance(exc, GuardRefused):
-            error["code"] = exc.reason
-        yield sse("error", error)
-    finally:
-        if not settled and parts:
-            # The client went away mid-stream: this task is being cancelled, so the partial
-            # reply is saved by a task of its own.
-            task = asyncio.get_running_loop().create_task(
-                _save_partial(pool, chat_id, "".join(parts), bailian_session, page.card)
-            )
-            app.state.background.add(task)
-            task.add_done_callback(app.state.background.discard)
-
-
-async def _save_partial(pool, chat_id: int, text: str, bailian_session: str | None, card: ReferenceCard | None) -> None:
-    try:
-        async with pool.connection() as conn:
-            await chat.save_message(
-                conn,
-                chat_id,
-                "assistant",
-                text,
-                message_status="partial",
-                bailian_session_id=bailian_session,
-                reference_card=card,
-            )
-    except Exception as exc:
-        log.warning("chat %s: could not save the partial reply of a closed stream: %s", chat_id, exc)

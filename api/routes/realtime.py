@@ -30,6 +30,7 @@ from starlette.websockets import WebSocketState
 
 from api.auth import AuthError
 from api.deps import authenticate
+from api.metrics import WS_SUBSCRIBERS
 from api.schemas.common import MAX_BIGINT
 from api.services import Pool
 from api.services.realtime_hub import RealtimeHub, Subscriber
@@ -128,6 +129,8 @@ async def _serve(websocket: WebSocket, site_id: int, since: int | None, token: s
     hub: RealtimeHub = websocket.app.state.realtime
     types = frozenset({outbox.ALERT_CREATED} if alerts_only else outbox.TYPES)
     subscriber = await hub.subscribe(site_id, types)
+    subscribed = WS_SUBSCRIBERS.labels("alerts" if alerts_only else "events", str(site_id))
+    subscribed.inc()
     tasks = {
         asyncio.create_task(_send(websocket, websocket.app.state.pool, subscriber, since)),
         asyncio.create_task(_receive(websocket)),
@@ -137,6 +140,7 @@ async def _serve(websocket: WebSocket, site_id: int, since: int | None, token: s
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         hub.unsubscribe(subscriber)
+        subscribed.dec()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -266,6 +266,8 @@ def iter_answers(
                 latest = cache.latest_valid(reads, ask.site_id, ask.app_name, ask.target_id)
                 hit = memo_hit(prepared, latest, run)
                 if hit:
+                    assert latest is not None  # a hit is the latest answer
+                    cache.record_memo_hit(reads, latest)
                     yield hit
                     continue
                 workers.submit(answer_one, llm, writes.connection, prepared, run).add_done_callback(finished.put)

@@ -23,7 +23,7 @@ from zqyy_assets.core.partition_keys import App2Key, parse_app2_key
 from zqyy_assets.core.tags import FAILED_PARTITIONS_METADATA
 from zqyy_assets.defs.ai import checks
 from zqyy_assets.defs.ai.config import App2Config, requested_sites, run_info
-from zqyy_assets.defs.ai.metadata import as_metadata, summary_metadata
+from zqyy_assets.defs.ai.metadata import as_metadata, sites_preview, summary_metadata
 from zqyy_assets.defs.ai.partitions import app2_partitions
 from zqyy_assets.defs.ai.resources import LLMResource
 from zqyy_assets.defs.dws.assets import dws_finance_area_daily
@@ -116,6 +116,7 @@ def app2_finance(
                 **summary_metadata(progress.outcomes[key]),
                 "app": dg.MetadataValue.text(key.app_name),
                 "target_id": dg.MetadataValue.text(key.target_id),
+                **sites_preview(progress.outcomes[key]),
             },
         )
 

@@ -1,4 +1,5 @@
-"""Materialization metadata of the AI assets, from the plain figures ``core.answering`` sums up."""
+"""Materialization metadata of the AI assets, from the plain figures ``core.answering`` sums up,
+and a short markdown preview of what was produced (``core.answer_preview``), bounded in size."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 
+from zqyy_assets.core.answer_preview import answer_preview, bounded
 from zqyy_assets.core.answering import Outcome, summarise
 from zqyy_assets.core.partition_keys import AssistantMemberKey, MemberKey
 
@@ -47,5 +49,20 @@ def target_metadata(key: TargetKey, outcome: Outcome, extra: dict[str, Any]) -> 
         metadata["skip_reason"] = dg.MetadataValue.text(outcome.reason)
     if outcome.answer is not None:
         metadata["cache_row_id"] = dg.MetadataValue.int(outcome.answer.id)
+        if preview := answer_preview(outcome.answer.cache_type, outcome.answer.result_json):
+            metadata["preview"] = dg.MetadataValue.md(preview)
     metadata.update(extra)
     return metadata
+
+
+def sites_preview(outcomes: Iterable[Outcome]) -> dict[str, dg.MetadataValue]:
+    """A partition answered for several sites (App2): the preview of the first site's answer, naming
+    the site and how many others answered; nothing when no site has an answer."""
+    answered = sorted((o for o in outcomes if o.answer is not None), key=lambda o: o.site_id)
+    if not answered:
+        return {}
+    first = answered[0]
+    assert first.answer is not None
+    others = f" (and {len(answered) - 1} more site(s))" if len(answered) > 1 else ""
+    body = answer_preview(first.answer.cache_type, first.answer.result_json)
+    return {"preview": dg.MetadataValue.md(bounded(f"**site {first.site_id}**{others}\n{body}"))}
