@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.routing import Match
 
-from api import auth
+from api import auth, tracing
 from api.cors import SettingsCORS
 from api.fast_read import LatestAnswerFastPath
 from api.login_tokens import LoginTokens
@@ -63,6 +63,7 @@ works on exactly one of them (`site_id`, which a single-site token may omit).
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings or get_settings()
     app.state.settings = settings
+    tracing.start(app, settings.telemetry)  # OpenTelemetry: requests and LLM calls as spans, when on (api/tracing.py)
     pool: Pool = AsyncConnectionPool(
         settings.database_url,
         min_size=settings.db_pool_min_size,
