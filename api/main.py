@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.routing import Match
 
-from api import auth
+from api import auth, tracing
 from api.cors import SettingsCORS
 from api.database_away import DATABASE_AWAY, database_unavailable
 from api.fast_read import LatestAnswerFastPath
@@ -66,6 +66,7 @@ works on exactly one of them (`site_id`, which a single-site token may omit).
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings or get_settings()
     app.state.settings = settings
+    tracing.start(app, settings.telemetry)  # OpenTelemetry: requests and LLM calls as spans, when on (api/tracing.py)
     pool: Pool = AsyncConnectionPool(
         settings.database_url,
         min_size=settings.db_pool_min_size,
@@ -147,7 +148,16 @@ def create_app(settings: Settings | None = None, *, fast_read: bool = True) -> F
     """``settings`` is for tests; the served app reads the environment when it starts.
 
     ``fast_read=False`` leaves the latest-answer read to its FastAPI route alone (tests compare the two)."""
-    app = FastAPI(title="zqyy AI assets API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="zqyy AI assets API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks (active whenever opentelemetry is installed) off: requests
+        # are traced by the instrumentation of api/tracing.py when tracing is on, and measured by
+        # api/metrics.py; left on, every request would also look up the global providers.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.settings = settings  # None: read from the environment when the app starts
     app.add_exception_handler(psycopg.DataError, _data_error)
     app.add_exception_handler(psycopg.OperationalError, database_unavailable)

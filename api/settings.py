@@ -18,7 +18,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zqyy_assets.core.llm.settings import LLMSettings, app_ids_from_env
-from zqyy_assets.core.settings import DatabaseSettings, RealtimeSettings, VenueSettings, blank_is_unset
+from zqyy_assets.core.settings import (
+    DatabaseSettings,
+    RealtimeSettings,
+    TelemetrySettings,
+    VenueSettings,
+    blank_is_unset,
+)
 from zqyy_assets.core.tokens import Role
 
 ENV_FILE = ".env"
@@ -102,6 +108,8 @@ class Settings(BaseSettings):
     realtime: RealtimeSettings = Field(default_factory=lambda: RealtimeSettings())
     # ZQYY_AUTH_*: the platform's login tokens (JWTs).
     login: LoginTokenSettings = Field(default_factory=lambda: LoginTokenSettings())
+    # OTEL_*: traces of the requests and the LLM calls (off unless an OTLP endpoint is set).
+    telemetry: TelemetrySettings = Field(default_factory=lambda: TelemetrySettings())
 
     db_pool_min_size: int = Field(2, ge=1)
     db_pool_max_size: int = Field(10, ge=1)
@@ -190,4 +198,5 @@ def get_settings() -> Settings:
         llm=LLMSettings(_env_file=ENV_FILE, app_ids=app_ids),
         realtime=RealtimeSettings(_env_file=ENV_FILE),
         login=LoginTokenSettings(_env_file=ENV_FILE),
+        telemetry=TelemetrySettings(_env_file=ENV_FILE),
     )

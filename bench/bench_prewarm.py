@@ -7,9 +7,15 @@ DashScope server in its own process (500 ms a call) and runs the prewarm through
 - the serial baseline: calls x latency, what the old dispatcher's one-call-at-a-time loop cost;
 - the limit: ceil(calls / concurrency) x latency, the best bounded concurrency can do.
 
-Then prewarms again on unchanged data and prints the calls and tokens it spent (memoization).
-Goals: at concurrency 8, at least 5x faster than serial and within limit + 5 s; the second
-prewarm makes 0 calls and spends 0 tokens.
+Then prewarms again on unchanged data and prints the calls and tokens it spent (memoization)
+and what memoization saved (tokens, CNY). Goals: at concurrency 8, at least 5x faster than
+serial and within limit + 5 s; the second prewarm makes 0 calls and spends 0 tokens.
+
+Tracing overhead, in the same run: forced prewarms (every answer asked again) with tracing off,
+on, off again (A, B, A'), then memoized prewarms likewise. "On" is the production setup: the
+SDK's batching processor exporting over OTLP/HTTP (protobuf) to a local sink in its own process
+(``bench/_otlp_sink.py``, which counts what arrives). Goal: B's wall time within 10 % of the
+mean of A and A'.
 
     .venv/bin/python bench/bench_prewarm.py [--sites 2] [--days 365] [--latency-ms 500] [--concurrency 8]
 
@@ -20,12 +26,14 @@ and dropped afterwards; the fake server process is stopped.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -36,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import dagster as dg  # noqa: E402
 from _db import postgres_dagster_instance, scratch_database  # noqa: E402
 
-from zqyy_assets.core import db  # noqa: E402
+from zqyy_assets.core import db, telemetry  # noqa: E402
 from zqyy_assets.core.apps import APP_NAMES  # noqa: E402
 from zqyy_assets.defs.ai.jobs import materialize_app2_prewarm  # noqa: E402
 from zqyy_assets.defs.ai.resources import LLMResource  # noqa: E402
@@ -49,17 +57,26 @@ from zqyy_assets.tools.dws_refresh import materialize_dws, ods_date_range  # noq
 @contextmanager
 def fake_server(latency_ms: float) -> Iterator[str]:
     """The fake DashScope server as its own process (as in a real deployment, not sharing our GIL)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zqyy_assets.testing.fake_dashscope", "--port", "0", "--latency-ms", str(latency_ms)],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command = ["-m", "zqyy_assets.testing.fake_dashscope", "--port", "0", "--latency-ms", str(latency_ms)]
+    with _process(command, r"(http://\S+/api/v1)", "the fake server") as url:
+        yield url
+
+
+@contextmanager
+def otlp_sink() -> Iterator[str]:
+    """The local OTLP/HTTP trace sink (``bench/_otlp_sink.py``) as its own process, as a collector would be."""
+    with _process([str(ROOT / "bench" / "_otlp_sink.py")], r"(http://\S+)", "the OTLP sink") as url:
+        yield url
+
+
+@contextmanager
+def _process(args: list[str], pattern: str, what: str) -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline() if proc.stderr else ""
-        match = re.search(r"(http://\S+/api/v1)", line)
+        match = re.search(pattern, line)
         if not match:
-            raise RuntimeError(f"the fake server did not start: {line!r}")
+            raise RuntimeError(f"{what} did not start: {line!r}")
         yield match.group(1)
     finally:
         proc.terminate()
@@ -78,14 +95,64 @@ def ledger_totals(url: str) -> tuple[int, int]:
     return row["calls"], row["tokens"]
 
 
-def run_totals(result: dg.ExecuteInProcessResult) -> dict[str, int]:
-    totals = {"partitions": 0, "calls": 0, "cache_hits": 0, "tokens_in": 0, "tokens_out": 0}
+TOTALS = ("calls", "cache_hits", "tokens_in", "tokens_out", "cost_cny", "memo_tokens_avoided", "memo_cost_avoided_cny")
+
+
+def run_totals(result: dg.ExecuteInProcessResult) -> dict[str, float]:
+    totals: dict[str, float] = dict.fromkeys(("partitions", *TOTALS), 0)
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
         totals["partitions"] += 1
-        for key in ("calls", "cache_hits", "tokens_in", "tokens_out"):
+        for key in TOTALS:
             totals[key] += metadata[key].value
     return totals
+
+
+@contextmanager
+def tracing_to(sink_url: str) -> Iterator[None]:
+    """Tracing on as in production (batching processor, OTLP/HTTP exporter), into the sink."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench-prewarm"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{sink_url}/v1/traces")))
+    telemetry.use_provider(provider)
+    try:
+        yield
+    finally:
+        telemetry.reset()
+        provider.shutdown()  # flushes what is left to the sink
+
+
+def sink_counts(sink_url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{sink_url}/count", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def overhead(label: str, prewarm: Callable[[], dg.ExecuteInProcessResult], sink_url: str) -> None:
+    """A (off), B (on), A' (off): B's wall time against the mean of A and A'."""
+    walls: dict[str, float] = {}
+    before = sink_counts(sink_url)["spans"]
+    for name in ("A", "B", "A'"):
+        t0 = time.perf_counter()
+        if name == "B":
+            with tracing_to(sink_url):
+                result = prewarm()
+        else:
+            result = prewarm()
+        walls[name] = time.perf_counter() - t0
+        assert result.success, f"prewarm {label} {name} failed"
+    exported = sink_counts(sink_url)["spans"] - before
+    base = (walls["A"] + walls["A'"]) / 2
+    ratio = walls["B"] / base
+    off_again = walls["A'"]
+    print(
+        f"  {label}: off {walls['A']:.2f} s, on {walls['B']:.2f} s, off again {off_again:.2f} s | "
+        f"on / off {ratio:.3f} (goal <= 1.10: {'met' if ratio <= 1.10 else 'NOT met'}); "
+        f"{exported} spans exported"
+    )
 
 
 def main() -> None:
@@ -179,6 +246,26 @@ def main() -> None:
                 f"{again['cache_hits']} cache hits (goal 0 calls, 0 tokens: "
                 f"{'met' if calls2 == 0 and tokens2 == 0 else 'NOT met'})"
             )
+            print(
+                f"  cost: prewarm 1 {totals['cost_cny']:.4f} CNY; memoization saved prewarm 2 "
+                f"{again['memo_tokens_avoided']:,} tokens, {again['memo_cost_avoided_cny']:.4f} CNY"
+            )
+
+            with otlp_sink() as sink_url:
+                print("tracing overhead (same run; on = batching OTLP/HTTP export to a local sink process):")
+
+                def forced() -> dg.ExecuteInProcessResult:
+                    return materialize_app2_prewarm(
+                        instance, database_url=url, llm=llm, trigger="bench", force=True, concurrency=args.concurrency
+                    )
+
+                def memoized() -> dg.ExecuteInProcessResult:
+                    return materialize_app2_prewarm(
+                        instance, database_url=url, llm=llm, trigger="bench", concurrency=args.concurrency
+                    )
+
+                overhead(f"forced prewarm ({calls} calls each)", forced, sink_url)
+                overhead(f"memoized prewarm ({calls} hits each)", memoized, sink_url)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ database name is unique to the run (``tests/databases.py``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -57,3 +58,23 @@ def scratch_database(pg_server_url: str) -> Iterator[Callable[[str], str]]:
     yield name
     for created in names:
         drop_database(pg_server_url, created)
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    """Tracing on for one test, into the SDK's in-memory exporter (``spans.get_finished_spans()``)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from zqyy_assets.core import telemetry
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry.use_provider(provider)
+    try:
+        yield exporter
+    finally:
+        telemetry.reset()
+        provider.shutdown()

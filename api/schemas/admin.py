@@ -26,12 +26,32 @@ class AppDistItem(BaseModel):
 
 
 class BudgetInfo(BaseModel):
-    daily_used: int
+    daily_used: int = Field(description="Tokens today (in-flight reservations included), all sites.")
     daily_limit: int
     daily_pct: float
     monthly_used: int
     monthly_limit: int
     monthly_pct: float
+    daily_cost_cny: float = Field(0.0, description="CNY spent today (in-flight reservations included), all sites.")
+    daily_cost_limit_cny: float | None = Field(None, description="ZQYY_LLM_DAILY_COST_LIMIT_CNY; None: no CNY limit.")
+    monthly_cost_cny: float = 0.0
+    monthly_cost_limit_cny: float | None = Field(None, description="ZQYY_LLM_MONTHLY_COST_LIMIT_CNY; None: no limit.")
+
+
+class AppCostItem(BaseModel):
+    app_type: str
+    calls: int
+    tokens: int
+    cost_cny: float = Field(description="What the app's calls cost (each priced from its model's tokens).")
+    memo_hits: int = Field(description="Answers memoization gave (unchanged input, no call).")
+    memo_tokens_avoided: int
+    memo_cost_avoided_cny: float = Field(description="What those calls would have cost (the app's recent average).")
+
+
+class MemoSavings(BaseModel):
+    hits: int
+    tokens_avoided: int
+    cost_avoided_cny: float
 
 
 class AlertItem(BaseModel):
@@ -59,6 +79,9 @@ class DashboardResponse(BaseModel):
     today_calls: int = Field(description="Calls in the selected range (today by default).")
     today_success_rate: float
     today_tokens: int
+    today_cost_cny: float = Field(description="CNY the range's calls cost (rows priced when they ended).")
+    cost_by_app: list[AppCostItem] = Field(description="Tokens and cost per app, with what memoization saved.")
+    memo_savings: MemoSavings = Field(description="What memoization saved in the range, all apps.")
     today_avg_latency_ms: float
     trend_7d: list[DailyTrend] = Field(description="One point a day: the selected range, at least the last 7 days.")
     app_distribution: list[AppDistItem]
@@ -209,6 +232,7 @@ class RunLogItem(BaseModel):
     )
     target_id: str | None
     tokens_used: int
+    cost_cny: float | None = Field(description="What the call cost (CNY); None for a call booked before costs were.")
     latency_ms: int | None
     status: CallStatus
     site_id: int

@@ -164,7 +164,7 @@ async def event_site(conn: AsyncConn, event_id: int) -> tuple[bool, int | None]:
 _RUN_LOG_COLUMNS = r"""id, app_name AS app_type, trigger_type, target_id,
     CASE WHEN target_id ~ '^[0-9]{1,18}$' THEN target_id::bigint
          WHEN target_id ~ '^[0-9]{1,18}_[0-9]{1,18}$' THEN split_part(target_id, '_', 2)::bigint END AS member_id,
-    tokens_used, latency_ms, status, site_id, called_at AS created_at, dagster_run_id"""
+    tokens_used, cost_cny::float8 AS cost_cny, latency_ms, status, site_id, called_at AS created_at, dagster_run_id"""
 
 
 async def list_run_logs(

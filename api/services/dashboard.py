@@ -1,13 +1,15 @@
-"""The AI dashboard: calls, success rate, tokens and latency from the LLM call ledger.
+"""The AI dashboard: calls, success rate, tokens, cost and latency from the LLM call ledger.
 
 Days are calendar days in the venue's timezone. Every figure is for one site, except the
-token budget, which the LLM layer enforces for all sites together (it is the Bailian
-account's budget), so it is shown as the account-wide total.
+budget (tokens and CNY), which the LLM layer enforces for all sites together (it is the Bailian
+account's budget), so it is shown as the account-wide total. Cost is each call's ``cost_cny``
+(priced from its model's tokens, ``core/pricing.py``); what memoization saved comes from
+``biz.ai_memo_hits`` (each hit's avoided call, priced from the app's recent calls).
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from api.services import AsyncConn, one_row
 from api.services.admin import local_day_bounds, recent_alerts
@@ -23,6 +25,7 @@ async def dashboard(conn: AsyncConn, site_id: int, *, date_from: date, date_to: 
             """SELECT count(*) AS calls,
                       count(*) FILTER (WHERE status = 'success') AS successes,
                       COALESCE(sum(tokens_used), 0)::bigint AS tokens,
+                      COALESCE(sum(cost_cny), 0)::float8 AS cost,
                       COALESCE(avg(latency_ms), 0)::float8 AS avg_latency
                FROM biz.ai_call_ledger
                WHERE site_id = %s AND called_at >= %s AND called_at < %s""",
@@ -74,10 +77,14 @@ async def dashboard(conn: AsyncConn, site_id: int, *, date_from: date, date_to: 
     )
     health = await cur.fetchall()
 
+    cost_by_app, memo = await _cost_by_app(conn, site_id, start, end)
     return {
         "today_calls": totals["calls"],
         "today_success_rate": _rate(totals["successes"], totals["calls"]),
         "today_tokens": int(totals["tokens"]),
+        "today_cost_cny": round(totals["cost"], 6),
+        "cost_by_app": cost_by_app,
+        "memo_savings": memo,
         "today_avg_latency_ms": round(totals["avg_latency"], 2),
         "trend_7d": trend,
         "app_distribution": distribution,
@@ -88,6 +95,40 @@ async def dashboard(conn: AsyncConn, site_id: int, *, date_from: date, date_to: 
         "date_from": date_from,
         "date_to": date_to,
     }
+
+
+async def _cost_by_app(conn: AsyncConn, site_id: int, start: datetime, end: datetime) -> tuple[list[dict], dict]:
+    """Per app: calls, tokens and CNY spent, and the memo hits with what they saved; and the totals saved."""
+    cur = await conn.execute(
+        """WITH spent AS (
+               SELECT app_name, count(*) AS calls, COALESCE(sum(tokens_used), 0)::bigint AS tokens,
+                      COALESCE(sum(cost_cny), 0)::float8 AS cost_cny
+               FROM biz.ai_call_ledger WHERE site_id = %(site)s AND called_at >= %(start)s AND called_at < %(end)s
+               GROUP BY app_name),
+           saved AS (
+               SELECT app_name, count(*) AS hits,
+                      COALESCE(sum(tokens_in_avoided + tokens_out_avoided), 0)::bigint AS tokens,
+                      COALESCE(sum(cost_avoided_cny), 0)::float8 AS cost_cny
+               FROM biz.ai_memo_hits WHERE site_id = %(site)s AND hit_at >= %(start)s AND hit_at < %(end)s
+               GROUP BY app_name)
+           SELECT COALESCE(s.app_name, m.app_name) AS app_type,
+                  COALESCE(s.calls, 0) AS calls, COALESCE(s.tokens, 0) AS tokens, COALESCE(s.cost_cny, 0) AS cost_cny,
+                  COALESCE(m.hits, 0) AS memo_hits, COALESCE(m.tokens, 0) AS memo_tokens_avoided,
+                  COALESCE(m.cost_cny, 0) AS memo_cost_avoided_cny
+           FROM spent s FULL JOIN saved m ON m.app_name = s.app_name
+           ORDER BY cost_cny DESC, app_type""",
+        {"site": site_id, "start": start, "end": end},
+    )
+    rows = [
+        {**r, "cost_cny": round(r["cost_cny"], 6), "memo_cost_avoided_cny": round(r["memo_cost_avoided_cny"], 6)}
+        for r in await cur.fetchall()
+    ]
+    memo = {
+        "hits": sum(r["memo_hits"] for r in rows),
+        "tokens_avoided": sum(r["memo_tokens_avoided"] for r in rows),
+        "cost_avoided_cny": round(sum(r["memo_cost_avoided_cny"] for r in rows), 6),
+    }
+    return rows, memo
 
 
 def _rate(part: int, whole: int) -> float:

@@ -38,7 +38,8 @@ SELECT app_name, site_id, status, count(*) AS calls, COALESCE(sum(tokens_in), 0)
   FROM biz.ai_call_ledger GROUP BY app_name, site_id, status
 """
 _MEMO = """
-SELECT app_name, site_id, sum(hits)::bigint AS hits, sum(tokens_saved)::bigint AS tokens_saved
+SELECT app_name, site_id, count(*)::bigint AS hits,
+       sum(tokens_in_avoided + tokens_out_avoided)::bigint AS tokens_saved
   FROM biz.ai_memo_hits GROUP BY app_name, site_id
 """
 _BREAKERS = "SELECT app_name, state, consecutive_failures FROM biz.ai_circuit_breaker"
@@ -109,7 +110,9 @@ def _memo(rows: list[dict]) -> Iterator[Metric]:
         "zqyy_memo_hits", "Answers reused because their input was unchanged (no call made).", labels=["app", "site"]
     )
     saved = CounterMetricFamily(
-        "zqyy_memo_tokens_saved", "Tokens the reused answers cost when they were asked.", labels=["app", "site"]
+        "zqyy_memo_tokens_saved",
+        "Tokens the calls memoization avoided would have cost (the app's recent average).",
+        labels=["app", "site"],
     )
     for r in rows:
         labels = [r["app_name"], str(r["site_id"])]

@@ -132,14 +132,28 @@ def put_call(
     tokens_out: int = 0,
     latency_ms: int | None = None,
     called_at: str | None = None,
+    cost_cny: float = 0.0,
 ) -> int:
     """A finished LLM call in the ledger (what the LLM layer writes)."""
     with db.transaction(db_url) as conn:
         return conn.execute(
             """INSERT INTO biz.ai_call_ledger (site_id, app_name, provider, status, tokens_in, tokens_out, latency_ms,
-                                               called_at, finished_at)
+                                               called_at, finished_at, cost_cny)
                VALUES (%s, %s, 'dashscope', %s, %s, %s, %s,
-                       COALESCE(%s::timestamptz, now()), COALESCE(%s::timestamptz, now()))
+                       COALESCE(%s::timestamptz, now()), COALESCE(%s::timestamptz, now()), %s)
                RETURNING id""",
-            (site, app, status, tokens_in, tokens_out, latency_ms, called_at, called_at),
+            (site, app, status, tokens_in, tokens_out, latency_ms, called_at, called_at, cost_cny),
         ).fetchone()["id"]
+
+
+def put_memo_hit(
+    db_url: str, *, site: int, app: str, tokens_in: int, tokens_out: int, cost_cny: float, hit_at: str | None = None
+) -> None:
+    """An answer memoization gave, with what it saved (what ``core/memo_savings.py`` writes)."""
+    with db.transaction(db_url) as conn:
+        conn.execute(
+            """INSERT INTO biz.ai_memo_hits (site_id, app_name, target_id, trigger_type, tokens_in_avoided,
+                                             tokens_out_avoided, cost_avoided_cny, hit_at)
+               VALUES (%s, %s, '42', 'manual', %s, %s, %s, COALESCE(%s::timestamptz, now()))""",
+            (site, app, tokens_in, tokens_out, cost_cny, hit_at),
+        )

@@ -105,8 +105,10 @@ def test_llm_budget_breaker_inbox_and_memo_figures_come_from_postgres(
                       ('consumption', 1, 101, current_date, now() - interval '30 seconds')"""
         )
         conn.execute(
-            """INSERT INTO biz.ai_memo_hits (day, site_id, app_name, hits, tokens_saved)
-               VALUES (current_date - 1, 1, 'app3_clue', 4, 600), (current_date, 1, 'app3_clue', 1, 150)"""
+            """INSERT INTO biz.ai_memo_hits (site_id, app_name, target_id, trigger_type, tokens_in_avoided,
+                                             tokens_out_avoided, hit_at)
+               SELECT 1, 'app3_clue', '100', 'event', 100, 50, now() - n * interval '1 hour'
+               FROM generate_series(1, 5) n"""
         )
     s = scrape(client, admin)
 

@@ -40,6 +40,9 @@ from zqyy_assets.core.llm.errors import AttemptError, TransientLLMError
 from zqyy_assets.core.llm.retry import RetriesExhausted, Retrying
 from zqyy_assets.core.llm.service import AppAnswer
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER
+from zqyy_assets.core.llm.tracing import memo_hit_span
+from zqyy_assets.core.memo_savings import MemoSavings
+from zqyy_assets.core.pricing import PriceTable
 from zqyy_assets.core.prompts.references import REFERENCES_KEY
 
 # Calls per answer when the model keeps answering outside the schema; each one is a full call
@@ -98,6 +101,9 @@ class Outcome:
     latency_ms: list[int] = field(default_factory=list)
     reason: str | None = None  # why skipped or failed
     error: BaseException | None = None
+    cost_cny: float = 0.0  # what its calls cost
+    tokens_avoided: int = 0  # a memo hit: what the call it saved would have cost (``memo_savings.py``)
+    cost_avoided_cny: float = 0.0
 
 
 def app_version_for(ask: Ask, provider: str) -> str:
@@ -198,9 +204,12 @@ def answer_one(llm: AnswerSource, connect: Connect, prepared: Prepared, run: Run
         for attempt in retrying:
             with attempt:
                 outcome.calls += 1  # a failed call is a call too
-                answer = llm.call_app(ask.app_name, prepared.prompt_text, **_call_kwargs(ask, run))
+                answer = llm.call_app(
+                    ask.app_name, prepared.prompt_text, **_call_kwargs(ask, run), input_hash=prepared.hash
+                )
                 outcome.tokens_in += answer.tokens_in
                 outcome.tokens_out += answer.tokens_out
+                outcome.cost_cny += answer.cost_cny
                 outcome.latency_ms.append(answer.latency_ms)
                 requests += answer.attempts
                 try:
@@ -234,6 +243,7 @@ def iter_answers(
     run: RunInfo,
     *,
     concurrency: int,
+    prices: PriceTable | None = None,
 ) -> Iterator[Outcome]:
     """Many asks, at most ``concurrency`` calls in flight; each outcome is yielded as it lands.
 
@@ -243,6 +253,8 @@ def iter_answers(
     materialization, a log line) while the rest are in flight. Calls go out in the order of
     ``asks`` (the pool's queue is FIFO); each worker writes through its own pooled connection.
     Closing the iterator early cancels the asks not yet started and waits for those in flight.
+    Each memo hit is booked with what it saved (``memo_savings.py``, priced with ``prices``) and
+    traced (``llm/tracing.py``).
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -256,6 +268,7 @@ def iter_answers(
         open=False,
         name="zqyy-ai-answers",
     )
+    savings = MemoSavings(prices or PriceTable(), run.provider, run.trigger, run.dagster_run_id)
     with db.connect(database_url, autocommit=True) as reads, writes:
         workers = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="zqyy-llm")
         submitted = received = 0
@@ -266,8 +279,7 @@ def iter_answers(
                 latest = cache.latest_valid(reads, ask.site_id, ask.app_name, ask.target_id)
                 hit = memo_hit(prepared, latest, run)
                 if hit:
-                    assert latest is not None  # a hit is the latest answer
-                    cache.record_memo_hit(reads, latest)
+                    _book_hit(reads, savings, hit, prepared, run)
                     yield hit
                     continue
                 workers.submit(answer_one, llm, writes.connection, prepared, run).add_done_callback(finished.put)
@@ -280,12 +292,30 @@ def iter_answers(
                 yield finished.get().result()
         finally:
             workers.shutdown(wait=True, cancel_futures=received < submitted)
+            savings.flush(reads)
+
+
+def _book_hit(conn: DictConnection, savings: MemoSavings, hit: Outcome, prepared: Prepared, run: RunInfo) -> None:
+    assert hit.answer is not None  # a hit is a cached answer
+    avoided = savings.record(conn, hit.answer)
+    hit.tokens_avoided, hit.cost_avoided_cny = avoided.tokens, avoided.cost_cny
+    memo_hit_span(
+        app_name=hit.app_name,
+        provider=run.provider,
+        site_id=hit.site_id,
+        target_id=hit.target_id,
+        input_hash=prepared.hash,
+        dagster_run_id=run.dagster_run_id,
+        trigger_type=run.trigger,
+        tokens_avoided=avoided.tokens,
+        cost_avoided_cny=avoided.cost_cny,
+    )
 
 
 # ----------------------------------------------------------------------------------- summary
 
 
-def summarise(outcomes: Iterable[Outcome]) -> dict[str, int | str]:
+def summarise(outcomes: Iterable[Outcome]) -> dict[str, int | float | str]:
     """The figures every AI materialization records, as plain numbers and text, in display order."""
     outcomes = list(outcomes)
     latencies = [ms for o in outcomes for ms in o.latency_ms]
@@ -302,6 +332,10 @@ def summarise(outcomes: Iterable[Outcome]) -> dict[str, int | str]:
         "invalid_answers": sum(o.invalid_answers for o in outcomes),
         "tokens_in": sum(o.tokens_in for o in outcomes),
         "tokens_out": sum(o.tokens_out for o in outcomes),
+        "cost_cny": round(sum(o.cost_cny for o in outcomes), 6),
+        "memo_tokens_avoided": sum(o.tokens_avoided for o in outcomes),
+        "memo_cost_avoided_cny": round(sum(o.cost_avoided_cny for o in outcomes), 6),
+        "cost_cny_by_site": _cost_by_site(outcomes),
         "latency_p50_ms": int(statistics.median(latencies)) if latencies else 0,
         "latency_max_ms": max(latencies) if latencies else 0,
         "provider": ",".join(sorted({a.provider for a in answers})) or "none",
@@ -311,3 +345,11 @@ def summarise(outcomes: Iterable[Outcome]) -> dict[str, int | str]:
         "sites_skipped": len(skipped_sites),
         "sites_failed": len(failed_sites),
     }
+
+
+def _cost_by_site(outcomes: list[Outcome]) -> str:
+    """``1: 0.0123, 2: 0.0119`` (CNY the calls cost, per site), or ``none``."""
+    costs: dict[int, float] = {}
+    for o in outcomes:
+        costs[o.site_id] = costs.get(o.site_id, 0.0) + o.cost_cny
+    return ", ".join(f"{site}: {cost:.6f}" for site, cost in sorted(costs.items())) or "none"

@@ -140,15 +140,3 @@ def insert_answer(
     ).fetchone()
     assert row is not None  # INSERT ... RETURNING always returns the row
     return CachedAnswer.from_row(row)
-
-
-def record_memo_hit(conn: DictConnection, answer: CachedAnswer) -> None:
-    """Count one reuse of ``answer`` (no call made) in ``biz.ai_memo_hits``, for every process to read;
-    the tokens it saved are what it cost when it was asked."""
-    conn.execute(
-        """INSERT INTO biz.ai_memo_hits AS m (day, site_id, app_name, hits, tokens_saved)
-           VALUES (current_date, %s, %s, 1, %s)
-           ON CONFLICT (day, site_id, app_name)
-           DO UPDATE SET hits = m.hits + 1, tokens_saved = m.tokens_saved + EXCLUDED.tokens_saved""",
-        (answer.site_id, answer.cache_type, answer.tokens_in + answer.tokens_out),
-    )

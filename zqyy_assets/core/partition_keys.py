@@ -164,3 +164,23 @@ def parse_assistant_member_key(key: str) -> AssistantMemberKey:
             f"not an assistant_members partition key (expected '<site_id>-<assistant_id>_<member_id>'): {key!r}"
         )
     return AssistantMemberKey(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+
+
+# ------------------------------------------------------------------------- from an answer
+
+
+def partition_key_of(site_id: int, target_id: str | None) -> str | None:
+    """The partition an answer's (site, cache target) belongs to, from the target's format:
+    ``this_month__all`` -> ``all|this_month``; ``42`` -> ``7-42``; ``3_42`` -> ``7-3_42``; None
+    for a target of no partition (the chat's)."""
+    if not target_id:
+        return None
+    time_dimension, sep, area = target_id.partition("__")
+    if sep:
+        try:
+            return app2_partition_key(time_dimension, area)
+        except ValueError:
+            return None
+    if re.fullmatch(r"\d+(_\d+)?", target_id):
+        return f"{site_id}-{target_id}"
+    return None

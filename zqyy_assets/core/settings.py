@@ -98,3 +98,36 @@ class RealtimeSettings(BaseSettings):
     # Messages waiting for one subscriber; past this it is closed with 4408 (too slow) and
     # reconnects with `since`, so the server never buffers without bound.
     realtime_queue_max: int = Field(1000, ge=1)
+
+
+class TelemetrySettings(BaseSettings):
+    """OpenTelemetry traces (``core/telemetry.py``), from the standard ``OTEL_*`` variables.
+
+    Off unless an OTLP endpoint is set; the exporter reads the other ``OTEL_EXPORTER_OTLP_*``
+    variables (headers, timeout) itself. Prompt and answer text go on the LLM spans only when
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`` (they hold members' data)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_service_name: str | None = None
+    otel_sdk_disabled: bool = False
+    otel_instrumentation_genai_capture_message_content: bool = False
+
+    _blank = field_validator(
+        "otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint", "otel_service_name", mode="before"
+    )(blank_is_unset)
+
+    @property
+    def enabled(self) -> bool:
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return bool(endpoint) and not self.otel_sdk_disabled
+
+    @property
+    def service_name(self) -> str | None:
+        return self.otel_service_name
+
+    @property
+    def capture_content(self) -> bool:
+        return self.otel_instrumentation_genai_capture_message_content

@@ -23,6 +23,7 @@ def test_list_and_detail(client: TestClient, db_url: str, admin, make_token) -> 
         tokens_out=20,
         latency_ms=300,
         called_at="2026-05-01T10:00+08",
+        cost_cny=0.00012,
     )
     _target(db_url, first, "42", '{"member": 42}')
     pair = put_call(db_url, site=SITE, app="app4_analysis", status="failed", called_at="2026-05-02T10:00+08")
@@ -45,6 +46,7 @@ def test_list_and_detail(client: TestClient, db_url: str, admin, make_token) -> 
         "member_id": 42,
         "target_id": "42",
         "tokens_used": 120,
+        "cost_cny": 0.00012,
         "latency_ms": 300,
         "status": "success",
         "site_id": SITE,

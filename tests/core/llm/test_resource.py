@@ -179,6 +179,8 @@ def test_resource_from_env_binds_env_vars_and_skips_unset_ones(db_url, fake):
         "ZQYY_LLM_DAILY_TOKEN_LIMIT": "12345",
         "ZQYY_LLM_RETRY_BASE_DELAY_SECONDS": "0.5",
         "ZQYY_LLM_WORKSPACE": "",  # blank is unset
+        "ZQYY_LLM_DAILY_COST_LIMIT_CNY": "25.5",
+        "ZQYY_LLM_PRICES": '{"qwen-plus": {"input_per_1k": 0.001, "output_per_1k": 0.003}}',
     }
     res = llm_resource_from_env(env)
     # the UI shows where a value comes from, never the secret itself
@@ -188,6 +190,10 @@ def test_resource_from_env_binds_env_vars_and_skips_unset_ones(db_url, fake):
     assert res.daily_token_limit.name == "ZQYY_LLM_DAILY_TOKEN_LIMIT"
     assert res.retry_base_delay_seconds == 0.5  # no float source in Dagster: the value, read once
     assert res.workspace is None and res.monthly_token_limit is None and res.provider is None
+    assert res.daily_cost_limit_cny == 25.5 and res.monthly_cost_limit_cny is None
+    assert res.prices == {"qwen-plus": {"input_per_1k": 0.001, "output_per_1k": 0.003}}
+    settings = res.llm_settings()
+    assert settings.daily_cost_limit_cny == 25.5 and settings.price_table().price_of("qwen-plus").input_per_1k == 0.001
 
 
 def test_resource_from_env_resolves_in_a_run(db_url, fake, monkeypatch):

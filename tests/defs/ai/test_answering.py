@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from tests.defs.ai.conftest import cache_rows
-from zqyy_assets.core import answering
+from zqyy_assets.core import answering, db
 from zqyy_assets.core.answering import Ask, RunInfo
 from zqyy_assets.core.llm.service import AppAnswer
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER
@@ -83,3 +83,77 @@ def test_references_are_the_codes_never_the_models(db_url, make_llm, fake) -> No
     again = Ask(1, "app3_clue", "0", with_refs.prompt, "test-p1", references={"other": True})
     [hit] = answering.iter_answers(make_llm(), db_url, [again], _run(), concurrency=1)
     assert hit.status == "hit" and fake.count("app3_clue") == 2
+
+
+def _memo_hits(db_url: str) -> list[dict]:
+    with db.connect(db_url) as conn:
+        return conn.execute("SELECT * FROM biz.ai_memo_hits ORDER BY id").fetchall()
+
+
+def test_a_memo_hit_books_what_it_saved_from_the_apps_recent_calls(db_url, make_llm, fake, spans) -> None:
+    fake.script("app3_clue", tokens=(1000, 200), model="qwen-max")
+    llm = make_llm()
+    first = list(answering.iter_answers(llm, db_url, _asks(2), _run(), concurrency=1, prices=llm.price_table))
+    assert [o.status for o in first] == ["answered", "answered"]
+    call_cost = first[0].cost_cny
+    assert call_cost == llm.price_table.cost("qwen-max", 1000, 200) > 0
+    spans.clear()
+
+    run = _run()
+    hits = list(answering.iter_answers(llm, db_url, _asks(2), run, concurrency=1, prices=llm.price_table))
+
+    assert [(o.status, o.tokens_avoided, o.cost_avoided_cny) for o in hits] == [("hit", 1200, call_cost)] * 2
+    rows = _memo_hits(db_url)
+    assert [
+        (r["target_id"], r["tokens_in_avoided"], r["tokens_out_avoided"], float(r["cost_avoided_cny"])) for r in rows
+    ] == [
+        ("0", 1000, 200, call_cost),
+        ("1", 1000, 200, call_cost),
+    ]
+    assert [r["cache_id"] for r in rows] == [o.answer.id for o in hits]
+    assert {(r["dagster_run_id"], r["trigger_type"]) for r in rows} == {(run.dagster_run_id, "manual")}
+    summary = answering.summarise(hits)
+    assert (summary["cache_hits"], summary["memo_tokens_avoided"], summary["memo_cost_avoided_cny"]) == (
+        2,
+        2400,
+        round(2 * call_cost, 6),
+    )
+    assert summary["cost_cny"] == 0.0 and fake.count("app3_clue") == 2
+    # Each hit is a span of its own: the answer memoization gave, in the run's trace.
+    traced = spans.get_finished_spans()
+    assert [(s.name, s.attributes["zqyy.memo_hit"], s.attributes["zqyy.target_id"]) for s in traced] == [
+        ("invoke_agent app3_clue", True, "0"),
+        ("invoke_agent app3_clue", True, "1"),
+    ]
+    assert traced[0].attributes["zqyy.input_hash"] == hits[0].answer.input_hash
+    assert traced[0].attributes["zqyy.partition_key"] == "1-0"
+    assert traced[0].attributes["zqyy.cost_avoided_cny"] == call_cost
+
+
+def test_a_call_is_traced_with_its_input_hash_and_cost(db_url, make_llm, fake, spans) -> None:
+    fake.script("app3_clue", tokens=(1000, 200))
+    [outcome] = answering.iter_answers(make_llm(), db_url, _asks(1), _run(), concurrency=1)
+    [span] = spans.get_finished_spans()
+    assert span.attributes["zqyy.memo_hit"] is False
+    assert span.attributes["zqyy.input_hash"] == outcome.answer.input_hash
+    assert span.attributes["zqyy.cost_cny"] == outcome.cost_cny > 0
+
+
+def test_without_recent_calls_a_hit_is_priced_from_its_cached_answer(db_url, make_llm, fake) -> None:
+    fake.script("app3_clue", tokens=(1000, 200), model="qwen-max")
+    llm = make_llm()
+    list(answering.iter_answers(llm, db_url, _asks(1), _run(), concurrency=1, prices=llm.price_table))
+    with db.connect(db_url) as conn:
+        conn.execute("DELETE FROM biz.ai_call_ledger")  # the calls are older than the ledger remembers
+    [hit] = answering.iter_answers(llm, db_url, _asks(1), _run(), concurrency=1, prices=llm.price_table)
+    assert (hit.tokens_avoided, hit.cost_avoided_cny) == (1200, llm.price_table.cost("qwen-max", 1000, 200))
+
+
+def test_offline_hits_save_nothing_but_are_counted(db_url, make_llm) -> None:
+    llm = make_llm(provider="offline")
+    offline_run = RunInfo(provider="offline", trigger="manual", force=False, dagster_run_id=None)
+    list(answering.iter_answers(llm, db_url, _asks(1), offline_run, concurrency=1))
+    [hit] = answering.iter_answers(llm, db_url, _asks(1), offline_run, concurrency=1)
+    assert (hit.status, hit.tokens_avoided, hit.cost_avoided_cny) == ("hit", 0, 0.0)
+    [row] = _memo_hits(db_url)
+    assert (row["tokens_in_avoided"], float(row["cost_avoided_cny"]), row["dagster_run_id"]) == (0, 0.0, None)

@@ -3,6 +3,7 @@
 from typing import Any
 
 import dagster as dg
+import pytest
 from dagster._core.storage.partition_status_cache import (
     get_and_update_asset_status_cache_value,
 )
@@ -15,6 +16,7 @@ from tests.defs.ai.conftest import (
 )
 from zqyy_assets.core import db, prompts
 from zqyy_assets.core.partition_keys import all_app2_keys
+from zqyy_assets.core.pricing import DEFAULT_PRICES
 from zqyy_assets.defs.ai.assets import ai_assets, app2_finance
 from zqyy_assets.defs.ai.jobs import (
     ai_jobs,
@@ -96,6 +98,13 @@ def test_prewarm_is_one_run_and_a_second_prewarm_is_free(venue: str, resources: 
         "this_month__vip",
     )
     assert md["app"] == "app2a_finance_area" and md["tokens_in"] > 0 and md["provider"] == "dashscope"
+    # cost next to the tokens, per site: the fake answers as qwen-plus
+    plus = DEFAULT_PRICES["qwen-plus"]
+    assert md["cost_cny"] == pytest.approx(
+        (md["tokens_in"] * plus.input_per_1k + md["tokens_out"] * plus.output_per_1k) / 1000, abs=1e-5
+    )  # each call rounded to 6 places
+    assert md["cost_cny_by_site"].startswith("1: ") and ", 2: " in md["cost_cny_by_site"]
+    assert (md["memo_tokens_avoided"], md["memo_cost_avoided_cny"]) == (0, 0.0)
     assert _check(first).passed and _check(first).metadata["sites_complete"].value == 2
     _assert_app2_references(venue, rows)
     spent = _tokens_spent(venue)
@@ -110,6 +119,16 @@ def test_prewarm_is_one_run_and_a_second_prewarm_is_free(venue: str, resources: 
     assert sum(t["calls"] for t in totals) == 0 and sum(t["cache_hits"] for t in totals) == 144
     assert sum(t["tokens_in"] + t["tokens_out"] for t in totals) == 0
     assert fake.count() == 144 and _tokens_spent(venue) == spent and len(cache_rows(venue)) == 144
+    # what memoization saved: every hit would have cost the app's average call (its 16 or 128 calls)
+    assert sum(t["cost_cny"] for t in totals) == 0
+    assert sum(t["memo_tokens_avoided"] for t in totals) == pytest.approx(spent, rel=0.01)
+    saved = sum(t["memo_cost_avoided_cny"] for t in totals)
+    with db.connect(venue) as conn:
+        booked = conn.execute(
+            "SELECT count(*) AS hits, sum(cost_avoided_cny)::float8 AS saved,"
+            " (SELECT sum(cost_cny)::float8 FROM biz.ai_call_ledger) AS cost FROM biz.ai_memo_hits"
+        ).fetchone()
+    assert booked["hits"] == 144 and booked["saved"] == pytest.approx(saved) == pytest.approx(booked["cost"], rel=0.01)
 
 
 def test_one_failing_site_leaves_the_other_sites_answers(venue: str, resources: dict[str, Any], make_llm, fake) -> None:

@@ -19,6 +19,7 @@ from zqyy_assets.core.llm.errors import AttemptError, GuardRefused, PermanentLLM
 from zqyy_assets.core.llm.guards import Guards
 from zqyy_assets.core.llm.ledger import ms_since
 from zqyy_assets.core.llm.retry import RetriesExhausted, Retrying
+from zqyy_assets.core.pricing import PriceTable
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class CallBooking:
     """The booking half of ``LLMService`` (it provides ``connection`` and ``guards``)."""
 
     guards: Guards
+    prices: PriceTable
 
     def connection(self) -> AbstractContextManager[DictConnection]:
         raise NotImplementedError
@@ -58,9 +60,11 @@ class CallBooking:
         failure: RetriesExhausted,
         started: float,
         partial: str | None = None,
-    ) -> None:
+    ) -> float:
+        """Book the failed call (its attempts' tokens priced too); returns that cost in CNY."""
         err, app_name = failure.error, record.app_name
         outcome = "timeout" if failure.timed_out else "failed"
+        cost = self.prices.cost(err.model, failure.tokens_in, failure.tokens_out)
         with self.connection() as conn:
             ledger.finish_call(
                 conn,
@@ -74,11 +78,13 @@ class CallBooking:
                 request_id=err.request_id,
                 error_code=err.code,
                 error_message=err.message[:2000],
+                cost_cny=cost,
             )
             state = self.guards.call_failed(conn, app_name, err.code)
             alert_call(conn, record, outcome, f"{err.code}: {err.message[:500]}", ledger_id)
         if state == "open":
             logger.warning("circuit breaker for %s is open after %s", app_name, err.code)
+        return cost
 
     def book_interrupted(self, ledger_id: int, started: float, code: str, message: str, **fields: Any) -> None:
         """The caller stopped (interrupt, run termination, a reader gone): keep what came, blame no one."""

@@ -1,10 +1,11 @@
-"""The token budget guard: daily and monthly limits, all sites together, over the ledger.
+"""The budget guard: daily and monthly limits in tokens and in CNY, all sites together, over the ledger.
 
 The check and the insert of the call's ledger row happen in one transaction under an advisory
-lock. An admitted call's row is ``running`` and reserves ``reserve_tokens`` until it ends, so a
-racing process sees it. A call is refused once used + reserved reaches the limit; a call
-admitted just below the limit may overrun it by its own size, so N racing callers overrun by at
-most one call each.
+lock. An admitted call's row is ``running`` and reserves ``reserve_tokens`` (and their price,
+``reserve_cost_cny``) until it ends, so a racing process sees it. A call is refused once used +
+reserved reaches a limit; a call admitted just below the limit may overrun it by its own size,
+so N racing callers overrun by at most one call each. The CNY limits are optional (None: none);
+a finished row's cost is the ``cost_cny`` the LLM layer priced it at (``core/pricing.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class BudgetLimits:
     reserve_tokens: int = 2_000  # held by an in-flight call (the seeds' per-call estimate)
     reservation_ttl_s: float = 900.0  # a 'running' row older than this (a crashed worker) holds nothing
     timezone: str = "Asia/Shanghai"  # the day and month the limits count in
+    daily_cost_limit_cny: float | None = None
+    monthly_cost_limit_cny: float | None = None
+    reserve_cost_cny: float = 0.0  # what the reserved tokens would cost (priced at the fallback model)
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,14 @@ class BudgetStatus:
     daily_limit: int
     monthly_used: int
     monthly_limit: int
+    daily_cost_cny: float = 0.0
+    monthly_cost_cny: float = 0.0
+    daily_cost_limit_cny: float | None = None
+    monthly_cost_limit_cny: float | None = None
 
     @property
     def allowed(self) -> bool:
-        return self.daily_used < self.daily_limit and self.monthly_used < self.monthly_limit
+        return self.reason is None
 
     @property
     def reason(self) -> str | None:
@@ -44,6 +52,10 @@ class BudgetStatus:
             return f"daily token budget spent: {self.daily_used} of {self.daily_limit}"
         if self.monthly_used >= self.monthly_limit:
             return f"monthly token budget spent: {self.monthly_used} of {self.monthly_limit}"
+        if self.daily_cost_limit_cny is not None and self.daily_cost_cny >= self.daily_cost_limit_cny:
+            return f"daily CNY budget spent: {self.daily_cost_cny:.4f} of {self.daily_cost_limit_cny:g} CNY"
+        if self.monthly_cost_limit_cny is not None and self.monthly_cost_cny >= self.monthly_cost_limit_cny:
+            return f"monthly CNY budget spent: {self.monthly_cost_cny:.4f} of {self.monthly_cost_limit_cny:g} CNY"
         return None
 
     def as_dict(self) -> dict[str, Any]:
@@ -55,16 +67,26 @@ class BudgetStatus:
             "monthly_used": self.monthly_used,
             "monthly_limit": self.monthly_limit,
             "monthly_pct": round(self.monthly_used / self.monthly_limit, 4) if self.monthly_limit > 0 else 0.0,
+            "daily_cost_cny": round(self.daily_cost_cny, 6),
+            "daily_cost_limit_cny": self.daily_cost_limit_cny,
+            "monthly_cost_cny": round(self.monthly_cost_cny, 6),
+            "monthly_cost_limit_cny": self.monthly_cost_limit_cny,
         }
 
 
 _BUDGET_USED = """
-SELECT COALESCE(SUM(cost) FILTER (WHERE called_at >= day_start), 0)::bigint AS daily_used,
-       COALESCE(SUM(cost), 0)::bigint AS monthly_used
+SELECT COALESCE(SUM(tokens) FILTER (WHERE called_at >= day_start), 0)::bigint AS daily_used,
+       COALESCE(SUM(tokens), 0)::bigint AS monthly_used,
+       COALESCE(SUM(cny) FILTER (WHERE called_at >= day_start), 0)::float8 AS daily_cost_cny,
+       COALESCE(SUM(cny), 0)::float8 AS monthly_cost_cny
   FROM (SELECT l.called_at, b.day_start,
                CASE WHEN l.status = 'running' AND l.called_at > now() - make_interval(secs => %(ttl)s)
                     THEN GREATEST(l.tokens_reserved, l.tokens_in + l.tokens_out)
-                    ELSE l.tokens_in + l.tokens_out END AS cost
+                    ELSE l.tokens_in + l.tokens_out END AS tokens,
+               CASE WHEN l.status = 'running' AND l.called_at > now() - make_interval(secs => %(ttl)s)
+                    THEN GREATEST(CASE WHEN l.tokens_reserved > 0 THEN %(reserve_cny)s ELSE 0 END,
+                                  COALESCE(l.cost_cny, 0))
+                    ELSE COALESCE(l.cost_cny, 0) END AS cny
           FROM (SELECT date_trunc('day', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS day_start,
                        date_trunc('month', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS month_start) b
           JOIN biz.ai_call_ledger l ON l.called_at >= b.month_start) x
@@ -72,10 +94,22 @@ SELECT COALESCE(SUM(cost) FILTER (WHERE called_at >= day_start), 0)::bigint AS d
 
 
 def budget_status(conn: DictConnection, limits: BudgetLimits) -> BudgetStatus:
-    """Tokens used today and this month (in-flight reservations included), against the limits."""
-    row = conn.execute(_BUDGET_USED, {"tz": limits.timezone, "ttl": limits.reservation_ttl_s}).fetchone()
+    """Tokens and CNY used today and this month (in-flight reservations included), against the limits."""
+    row = conn.execute(
+        _BUDGET_USED,
+        {"tz": limits.timezone, "ttl": limits.reservation_ttl_s, "reserve_cny": limits.reserve_cost_cny},
+    ).fetchone()
     assert row is not None  # an aggregate always returns one row
-    return BudgetStatus(int(row["daily_used"]), limits.daily_limit, int(row["monthly_used"]), limits.monthly_limit)
+    return BudgetStatus(
+        int(row["daily_used"]),
+        limits.daily_limit,
+        int(row["monthly_used"]),
+        limits.monthly_limit,
+        daily_cost_cny=float(row["daily_cost_cny"]),
+        monthly_cost_cny=float(row["monthly_cost_cny"]),
+        daily_cost_limit_cny=limits.daily_cost_limit_cny,
+        monthly_cost_limit_cny=limits.monthly_cost_limit_cny,
+    )
 
 
 def admit_call(conn: DictConnection, record: CallRecord, limits: BudgetLimits) -> tuple[int, BudgetStatus]:

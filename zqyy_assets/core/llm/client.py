@@ -76,6 +76,8 @@ class Usage:
     tokens_in: int = 0
     tokens_out: int = 0
     model: str = ""
+    # (model, tokens in, tokens out) of each ``usage.models[*]`` entry: each is priced at its model.
+    parts: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,14 +125,15 @@ def parse_usage(usage: Any) -> Usage:
     models = _field(usage, "models")
     if models:
         names = []
-        tokens_in = tokens_out = 0
+        parts = []
         for item in models:
-            tokens_in += _int(_field(item, "input_tokens"))
-            tokens_out += _int(_field(item, "output_tokens"))
-            name = _field(item, "model_id")
+            part_in, part_out = _int(_field(item, "input_tokens")), _int(_field(item, "output_tokens"))
+            name = str(_field(item, "model_id") or "")
+            parts.append((name, part_in, part_out))
             if name and name not in names:
-                names.append(str(name))
-        return Usage(tokens_in, tokens_out, ",".join(names))
+                names.append(name)
+        tokens_in, tokens_out = sum(p[1] for p in parts), sum(p[2] for p in parts)
+        return Usage(tokens_in, tokens_out, ",".join(names), tuple(parts))
     tokens_in, tokens_out = _int(_field(usage, "input_tokens")), _int(_field(usage, "output_tokens"))
     if tokens_in or tokens_out:
         return Usage(tokens_in, tokens_out)
@@ -247,7 +250,7 @@ def parse_answer(text: str, *, app_name: str, usage: Usage, request_id: str | No
             body = body.rstrip()[:-3]
 
     def invalid(message: str) -> AttemptError:
-        return AttemptError(
+        error = AttemptError(
             message,
             kind="transient",
             app_name=app_name,
@@ -257,6 +260,8 @@ def parse_answer(text: str, *, app_name: str, usage: Usage, request_id: str | No
             tokens_out=usage.tokens_out,
             response_text=text,
         )
+        error.model = usage.model or None
+        return error
 
     try:
         parsed = json.loads(body)

@@ -75,6 +75,7 @@ class AttemptError(LLMError):
         self.tokens_in = tokens_in  # an invalid answer still cost tokens
         self.tokens_out = tokens_out
         self.response_text = response_text
+        self.model: str | None = None  # the model whose tokens these are, when the service said (priced so)
 
 
 class PermanentLLMError(LLMError):

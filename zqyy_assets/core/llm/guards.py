@@ -1,4 +1,4 @@
-"""The guards before every LLM call, run in order: circuit breaker, rate limit, token budget.
+"""The guards before every LLM call, run in order: circuit breaker, rate limit, budget (tokens and CNY).
 
 Run processes (Dagster's run workers) and the API all call the LLM, so a guard held in memory
 would only see its own process: each guard is a short transaction on a ``biz`` table
@@ -19,6 +19,7 @@ from zqyy_assets.core.llm import breaker, budget, rate_limit
 from zqyy_assets.core.llm.errors import BudgetExceeded, CircuitOpen, RateLimited
 from zqyy_assets.core.llm.ledger import CallRecord, record_refusal
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER, LLMSettings
+from zqyy_assets.core.pricing import PriceTable
 
 Connect = Callable[[], AbstractContextManager[DictConnection]]
 
@@ -30,16 +31,23 @@ class GuardSettings:
     rate: rate_limit.RateSettings
 
     @classmethod
-    def from_settings(cls, settings: LLMSettings) -> GuardSettings:
+    def from_settings(cls, settings: LLMSettings, prices: PriceTable | None = None) -> GuardSettings:
         # A running row or a half-open probe outliving every request its call may make is a crashed worker's.
         longest_call_s = settings.request_timeout_seconds * MAX_REQUESTS_PER_ANSWER
+        prices = prices or settings.price_table()
+        reserve = settings.budget_reserve_tokens
         return cls(
             budget=budget.BudgetLimits(
                 daily_limit=settings.daily_token_limit,
                 monthly_limit=settings.monthly_token_limit,
-                reserve_tokens=settings.budget_reserve_tokens,
+                reserve_tokens=reserve,
                 reservation_ttl_s=max(900.0, longest_call_s * 1.5),
                 timezone=settings.budget_timezone,
+                daily_cost_limit_cny=settings.daily_cost_limit_cny,
+                monthly_cost_limit_cny=settings.monthly_cost_limit_cny,
+                # The model is not known before the answer: the reservation is priced at the
+                # fallback (dearest) price, three quarters input, as the apps' calls are.
+                reserve_cost_cny=prices.cost(None, reserve * 3 // 4, reserve - reserve * 3 // 4),
             ),
             breaker=breaker.BreakerSettings(
                 failure_threshold=settings.breaker_failure_threshold,

@@ -1,4 +1,4 @@
-"""The call ledger (``biz.ai_call_ledger``): one row per call, what it cost and how it ended.
+"""The call ledger (``biz.ai_call_ledger``): one row per call, what it cost (tokens, CNY) and how it ended.
 
 Every call writes exactly one row: ``running`` then ``success``/``failed``/``timeout``, or directly one of
 the refusals ``circuit_open``, ``rate_limited``, ``budget_exceeded``. The row of an admitted
@@ -109,7 +109,9 @@ def finish_call(
     model: str | None = None,
     error_code: str | None = None,
     error_message: str | None = None,
+    cost_cny: float = 0.0,
 ) -> None:
+    """The call's row, final: how it ended, its tokens and their price (``cost_cny``, CNY)."""
     if status not in ("success", "failed", TIMEOUT):
         raise ValueError(f"a finished call is success, failed or timeout, not {status}")
     with conn.transaction():
@@ -121,7 +123,7 @@ def finish_call(
                    response_text = %(response_text)s, session_id = COALESCE(%(session_id)s, session_id),
                    request_id = %(request_id)s, model = COALESCE(%(model)s, model),
                    error_code = %(error_code)s, error_message = %(error_message)s,
-                   finished_at = clock_timestamp()
+                   cost_cny = %(cost_cny)s, finished_at = clock_timestamp()
              WHERE id = %(id)s
             """,
             {
@@ -137,6 +139,7 @@ def finish_call(
                 "model": model or None,
                 "error_code": error_code,
                 "error_message": error_message,
+                "cost_cny": cost_cny,
             },
         )
 

@@ -13,7 +13,8 @@ error, or one ``retryable`` refuses, or the last attempt's, raises ``RetriesExha
 the error, the attempts made and the tokens the failed attempts cost (an invalid answer was
 paid for too). The loop works inside a generator, so a stream can yield from an attempt.
 
-A ``deadline`` (a ``clock()`` instant) bounds all the attempts together: no attempt starts, and
+``on_retry(attempt, error, delay)`` hears of each failed attempt that is retried (the call's
+span records it). A ``deadline`` (a ``clock()`` instant) bounds all the attempts together: no attempt starts, and
 no backoff is slept, past it; the loop then raises ``RetriesExhausted`` with a
 ``DeadlineExceeded`` error (``timed_out``). ``remaining()`` tells an attempt how long its own
 request may take.
@@ -150,12 +151,14 @@ class Retrying:
         label: str = "",
         deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_retry: Callable[[int, AttemptError, float], None] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.max_attempts = max_attempts
         self._wait, self._sleep, self._retryable, self._label = wait, sleep, retryable, label
         self.deadline, self._clock = deadline, clock
+        self._on_retry = on_retry  # (attempt, its error, the wait before the next): a span event
         self._start = clock()
         self.attempts = 0
         self.tokens_in = self.tokens_out = 0  # spent by the failed attempts
@@ -204,6 +207,8 @@ class Retrying:
                 err.message[:200],
                 delay,
             )
+            if self._on_retry is not None:
+                self._on_retry(number, err, delay)
             if delay > 0:
                 self._sleep(delay)
 

@@ -18,9 +18,12 @@ One call, in order:
    the answer's deadline (``answer_deadline_seconds``, counted from the call's start; each
    request's timeout is cut to what is left). Permanent errors stop at once; transient ones
    back off exponentially with jitter, throttling longer.
-6. The ledger row is finished (tokens of every attempt, invalid answers included, latency end
-   to end, attempts) as ``success``, ``failed`` or ``timeout``, and the breaker learns the
-   outcome once per call.
+6. The ledger row is finished (tokens of every attempt, invalid answers included, their cost
+   in CNY (``core/pricing.py``), latency end to end, attempts) as ``success``, ``failed`` or
+   ``timeout``, and the breaker learns the outcome once per call.
+
+Each call is one ``invoke_agent {app}`` span when tracing is on (``tracing.py``): retries and
+refusals are its events, the outcome its attributes.
 
 Every call that does not end in success (a refusal, a timeout, a failure, one stopped before
 sending) raises an alert (``call_alerts.py``), counted per (site, app, alert type).
@@ -56,6 +59,7 @@ from zqyy_assets.core.llm.ledger import ms_since
 from zqyy_assets.core.llm.retry import Backoff, RetriesExhausted, Retrying
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER, LLMSettings
 from zqyy_assets.core.llm.stream import ChatDelta
+from zqyy_assets.core.llm.tracing import CallTrace
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +77,8 @@ class AppAnswer:
     request_id: str | None
     prompt_version: str
     ledger_id: int | None = None
+    cost_cny: float = 0.0  # what the call cost, every attempt's tokens priced at their model
+    finish_reason: str | None = None
 
     @property
     def tokens_total(self) -> int:
@@ -95,7 +101,8 @@ class LLMService(CallBooking):
         )
         self._pool: ConnectionPool[DictConnection] | None = None
         self._pool_lock = threading.Lock()
-        self.guards = Guards(self.connection, GuardSettings.from_settings(settings), sleep=sleep)
+        self.prices = settings.price_table()
+        self.guards = Guards(self.connection, GuardSettings.from_settings(settings, self.prices), sleep=sleep)
         self.client: DashScopeClient | None = None
         api_key = settings.api_key_value()
         if api_key:
@@ -244,16 +251,16 @@ class LLMService(CallBooking):
         biz_params: dict[str, Any] | None = None,
         dagster_run_id: str | None = None,
         trigger_type: str = "event",
+        input_hash: str | None = None,
     ) -> AppAnswer:
         """Ask one app for one answer (parsed JSON; the chat's text as ``{"text": ...}``).
 
         ``target_id`` names the answer (member id, ``assistant_member``, ``time_dimension__area``):
         with ``dagster_run_id`` it keys the per-answer request cap across step retries, so give it
-        whenever one run asks for several answers of the same app and site.
+        whenever one run asks for several answers of the same app and site. ``input_hash`` (the
+        memoization key) only labels the call's span (``tracing.py``).
         """
-        spec = get_app(app_name)
         prompt_text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, default=str)
-        started = time.monotonic()
         record = self.call_record(
             app_name,
             prompt_text,
@@ -263,19 +270,31 @@ class LLMService(CallBooking):
             dagster_run_id=dagster_run_id,
             trigger_type=trigger_type,
         )
-        if self.provider == "offline":
-            return self._offline_answer(prompt, record, started)
+        with CallTrace.start(record, input_hash=input_hash) as trace:
+            if self.provider == "offline":
+                answer = self._offline_answer(prompt, record, time.monotonic())
+            else:
+                answer = self._dashscope_answer(prompt_text, record, biz_params, trace)
+            trace.answered(answer)
+            return answer
 
+    def _dashscope_answer(
+        self, prompt_text: str, record: ledger.CallRecord, biz_params: dict[str, Any] | None, trace: CallTrace
+    ) -> AppAnswer:
+        app_name, spec, started = record.app_name, get_app(record.app_name), time.monotonic()
         app_id, client = self.check_config(record)
-        retrying = self.retrying(self._requests_left(record), label=app_name, started=started)
+        retrying = self.retrying(
+            self._requests_left(record), label=app_name, started=started, on_retry=trace.attempt_failed
+        )
         ledger_id = self.admit(record)
+        trace.ledger_row(ledger_id)
 
         def attempt() -> tuple[CallResult, dict[str, Any]]:
             result = client.complete(
                 app_name,
                 app_id,
                 prompt_text,
-                session_id=session_id,
+                session_id=record.session_id,
                 biz_params=biz_params,
                 timeout_s=time_left(retrying, app_name),
             )
@@ -287,7 +306,8 @@ class LLMService(CallBooking):
         try:
             result, payload = retrying.call(attempt)
         except RetriesExhausted as failure:
-            self.book_failure(ledger_id, record, failure, started)
+            cost = self.book_failure(ledger_id, record, failure, started)
+            trace.tokens(failure.tokens_in, failure.tokens_out, cost)
             raise failure.as_llm_error() from failure.error
         except BaseException:
             # Interrupted (KeyboardInterrupt, run termination): close the row, count nothing.
@@ -296,6 +316,7 @@ class LLMService(CallBooking):
 
         tokens_in = retrying.tokens_in + result.usage.tokens_in
         tokens_out = retrying.tokens_out + result.usage.tokens_out
+        cost = self.prices.cost(result.usage.model, tokens_in, tokens_out, result.usage.parts)
         latency_ms = ms_since(started)
         self.book_success(
             ledger_id,
@@ -308,6 +329,7 @@ class LLMService(CallBooking):
             session_id=result.session_id,
             request_id=result.request_id,
             model=result.usage.model,
+            cost_cny=cost,
         )
         return AppAnswer(
             payload=payload,
@@ -321,6 +343,8 @@ class LLMService(CallBooking):
             request_id=result.request_id,
             prompt_version=record.prompt_version or "",
             ledger_id=ledger_id,
+            cost_cny=cost,
+            finish_reason=result.finish_reason,
         )
 
     def _offline_answer(self, prompt: str | dict[str, Any], record: ledger.CallRecord, started: float) -> AppAnswer:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zqyy_assets.core.apps import APPS
+from zqyy_assets.core.pricing import PriceTable, parse_prices
 from zqyy_assets.core.settings import blank_is_unset
 
 # One answer may cost at most this many HTTP requests, whatever the retry settings and the
@@ -60,6 +62,14 @@ class LLMSettings(BaseSettings):
     monthly_token_limit: int = Field(2_000_000, ge=0)
     budget_reserve_tokens: int = Field(2_000, ge=0)
     budget_timezone: str = "Asia/Shanghai"
+    # The same budget in CNY (``core/pricing.py`` prices each call); unset: no CNY limit. A call
+    # is refused once either limit, tokens or CNY, is spent.
+    daily_cost_limit_cny: float | None = Field(None, ge=0)
+    monthly_cost_limit_cny: float | None = Field(None, ge=0)
+    # Prices per model over the defaults: a JSON file, then JSON in ZQYY_LLM_PRICES (wins), each
+    # {"qwen-plus": {"input_per_1k": 0.0008, "output_per_1k": 0.002}}.
+    prices_file: Path | None = None
+    prices: dict[str, dict[str, float]] = Field(default_factory=dict)
 
     breaker_failure_threshold: int = Field(5, ge=1)
     breaker_cooldown_seconds: float = Field(60.0, ge=0)
@@ -80,7 +90,29 @@ class LLMSettings(BaseSettings):
 
     db_pool_size: int = Field(8, ge=1)
 
-    _blank = field_validator("api_key", "base_url", "workspace", "database_url", mode="before")(blank_is_unset)
+    _blank = field_validator(
+        "api_key",
+        "base_url",
+        "workspace",
+        "database_url",
+        "daily_cost_limit_cny",
+        "monthly_cost_limit_cny",
+        "prices_file",
+        mode="before",
+    )(blank_is_unset)
+
+    @field_validator("prices")
+    @classmethod
+    def _valid_prices(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        parse_prices(value)  # a bad entry fails where the settings are read, naming it
+        return value
+
+    @field_validator("prices_file")
+    @classmethod
+    def _readable_prices(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            PriceTable.load(value)  # read and checked once, where the process starts
+        return value
 
     @model_validator(mode="after")
     def _app_ids_from_env(self) -> LLMSettings:
@@ -98,6 +130,10 @@ class LLMSettings(BaseSettings):
 
     def app_id(self, app_name: str) -> str | None:
         return self.app_ids.get(app_name)
+
+    def price_table(self) -> PriceTable:
+        """The default prices, the file's over them, the variable's over those."""
+        return PriceTable.load(self.prices_file, self.prices)
 
 
 def load_settings(**overrides: Any) -> LLMSettings:

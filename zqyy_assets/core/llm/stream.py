@@ -22,6 +22,7 @@ from zqyy_assets.core.llm.client import StreamChunk, Usage
 from zqyy_assets.core.llm.errors import AttemptError, StreamInterrupted
 from zqyy_assets.core.llm.ledger import CallRecord, ms_since
 from zqyy_assets.core.llm.retry import RetriesExhausted
+from zqyy_assets.core.llm.tracing import CallTrace
 
 if TYPE_CHECKING:
     from zqyy_assets.core.llm.service import LLMService
@@ -62,17 +63,32 @@ def stream_chat(
         trigger_type=trigger_type,
         streamed=True,
     )
-    if service.provider == "offline":
-        yield from _offline_stream(service, prompt, record, started)
-        return
+    with CallTrace.start(record) as trace:
+        if service.provider == "offline":
+            yield from _offline_stream(service, prompt, record, started, trace)
+        else:
+            yield from _dashscope_stream(service, prompt, record, started, trace, biz_params)
+
+
+def _dashscope_stream(
+    service: LLMService,
+    prompt: str,
+    record: CallRecord,
+    started: float,
+    trace: CallTrace,
+    biz_params: dict[str, Any] | None,
+) -> Generator[ChatDelta, None, None]:
     app_id, client = service.check_config(record)
     ledger_id = service.admit(record)
+    trace.ledger_row(ledger_id)
+    session_id = record.session_id
 
     said = _Said(session_id)
     retrying = service.retrying(
         service.settings.max_attempts,
         started=started,
         retryable=lambda err: not said.parts and err.kind != "permanent",
+        on_retry=trace.attempt_failed,
     )
     finished = False  # the ledger row is final
     try:
@@ -89,10 +105,12 @@ def stream_chat(
                     )
                     yield from _attempt(chunks, said)
         except RetriesExhausted as failure:
-            service.book_failure(ledger_id, record, failure, started, partial=said.text)
+            cost = service.book_failure(ledger_id, record, failure, started, partial=said.text)
+            trace.tokens(failure.tokens_in, failure.tokens_out, cost)
             finished = True
             raise _final_error(failure, said.text) from failure.error
         tokens_in, tokens_out = retrying.tokens_in + said.usage.tokens_in, retrying.tokens_out + said.usage.tokens_out
+        cost = service.prices.cost(said.usage.model, tokens_in, tokens_out, said.usage.parts)
         service.book_success(
             ledger_id,
             CHAT_APP,
@@ -104,18 +122,36 @@ def stream_chat(
             session_id=said.session_id,
             request_id=said.request_id,
             model=said.usage.model,
+            cost_cny=cost,
         )
         finished = True
+        trace.finished(
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_cny=cost,
+            attempts=retrying.attempts,
+            model=said.usage.model,
+            session_id=said.session_id,
+            request_id=said.request_id,
+            ledger_id=ledger_id,
+            finish_reason="stop",
+            text=lambda: said.text,
+        )
         yield ChatDelta("", said.session_id, done=True, tokens_in=tokens_in, tokens_out=tokens_out, ledger_id=ledger_id)
     finally:
         if not finished:
+            tokens_in = retrying.tokens_in + said.usage.tokens_in
+            tokens_out = retrying.tokens_out + said.usage.tokens_out
+            cost = service.prices.cost(said.usage.model, tokens_in, tokens_out, said.usage.parts)
+            trace.tokens(tokens_in, tokens_out, cost)
             service.book_interrupted(
                 ledger_id,
                 started,
                 "Cancelled",
                 "stream closed by the consumer before the end",
-                tokens_in=retrying.tokens_in + said.usage.tokens_in,
-                tokens_out=retrying.tokens_out + said.usage.tokens_out,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+                cost_cny=cost,
                 response_text=said.text,
                 session_id=said.session_id,
                 request_id=said.request_id,
@@ -160,6 +196,7 @@ def _attempt(chunks: Iterator[StreamChunk], said: _Said) -> Iterator[ChatDelta]:
     except AttemptError as err:
         # The attempt's tokens came on its chunks, not on the error; the retry loop sums them.
         err.tokens_in, err.tokens_out = said.usage.tokens_in, said.usage.tokens_out
+        err.model = said.usage.model or err.model
         said.usage = Usage()
         raise
 
@@ -179,7 +216,9 @@ def _final_error(failure: RetriesExhausted, said: str) -> Exception:
     )
 
 
-def _offline_stream(service: LLMService, prompt: str, record: CallRecord, started: float) -> Iterator[ChatDelta]:
+def _offline_stream(
+    service: LLMService, prompt: str, record: CallRecord, started: float, trace: CallTrace
+) -> Iterator[ChatDelta]:
     reply = offline.chat_reply(prompt)
     with service.connection() as conn:
         ledger_id = ledger.record_running(conn, record)
@@ -193,6 +232,18 @@ def _offline_stream(service: LLMService, prompt: str, record: CallRecord, starte
             session_id=record.session_id,
             model=offline.OFFLINE_MODEL,
         )
+    trace.finished(
+        tokens_in=0,
+        tokens_out=0,
+        cost_cny=0.0,
+        attempts=1,
+        model=offline.OFFLINE_MODEL,
+        session_id=record.session_id,
+        request_id=None,
+        ledger_id=ledger_id,
+        finish_reason="stop",
+        text=lambda: reply,
+    )
     for i in range(0, len(reply), 8):
         yield ChatDelta(reply[i : i + 8], record.session_id)
     yield ChatDelta("", record.session_id, done=True, ledger_id=ledger_id)

@@ -15,6 +15,7 @@ class UsageMeter:
     def __init__(self) -> None:
         self.calls = self.failed = self.refused = 0
         self.tokens_in = self.tokens_out = 0
+        self.cost_cny = 0.0
         self.latency_total = self.latency_max = 0
         self.providers: list[str] = []
         self.models: list[str] = []
@@ -24,6 +25,7 @@ class UsageMeter:
         self.calls += 1
         self.tokens_in += answer.tokens_in
         self.tokens_out += answer.tokens_out
+        self.cost_cny += answer.cost_cny
         self.latency_total += answer.latency_ms
         self.latency_max = max(self.latency_max, answer.latency_ms)
         if answer.provider not in self.providers:
@@ -41,6 +43,7 @@ class UsageMeter:
             "llm.tokens_in": self.tokens_in,
             "llm.tokens_out": self.tokens_out,
             "llm.total_tokens": self.tokens_in + self.tokens_out,
+            "llm.cost_cny": round(self.cost_cny, 6),
             "llm.latency_ms_avg": round(self.latency_total / self.calls, 1) if self.calls else 0.0,
             "llm.latency_ms_max": self.latency_max,
             "llm.provider": ",".join(self.providers),

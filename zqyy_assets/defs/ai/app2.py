@@ -123,7 +123,10 @@ def app2_finance(
     for key in progress.nothing_pending():  # every site skipped: complete already
         if event := finish(key):
             yield event
-    for outcome in answering.iter_answers(llm, postgres.database_url, asks(), run, concurrency=config.concurrency):
+    answers = answering.iter_answers(
+        llm, postgres.database_url, asks(), run, concurrency=config.concurrency, prices=llm.price_table
+    )
+    for outcome in answers:
         if outcome.status == "failed":
             context.log.warning(f"app2 site {outcome.site_id} {outcome.target_id}: {outcome.reason}")
         key = key_by_target[outcome.target_id]
@@ -139,7 +142,9 @@ def app2_finance(
     context.log.info(
         f"app2 done in {time.perf_counter() - started:.1f} s: {len(keys) - len(failed_keys)}/{len(keys)} partitions "
         f"materialized; calls {total['calls']}, cache hits {total['cache_hits']}, "
-        f"tokens {total['tokens_in']}+{total['tokens_out']}"
+        f"tokens {total['tokens_in']}+{total['tokens_out']}, cost {total['cost_cny']:.4f} CNY "
+        f"({total['cost_cny_by_site']}); memoization saved {total['memo_tokens_avoided']} tokens, "
+        f"{total['memo_cost_avoided_cny']:.4f} CNY"
     )
     if failed_keys:
         failures = [o for o in outcomes if o.status == "failed"]

@@ -15,12 +15,15 @@ from zqyy_assets.core.partition_keys import AssistantMemberKey, MemberKey
 TargetKey = MemberKey | AssistantMemberKey
 
 
-def as_metadata(values: dict[str, int | str]) -> dict[str, dg.MetadataValue]:
-    """Numbers as ``int`` metadata (Dagster plots them), the rest as text."""
-    return {
-        name: dg.MetadataValue.int(value) if isinstance(value, int) else dg.MetadataValue.text(value)
-        for name, value in values.items()
-    }
+def as_metadata(values: dict[str, int | float | str]) -> dict[str, dg.MetadataValue]:
+    """Numbers as ``int`` / ``float`` metadata (Dagster plots them), the rest as text."""
+    return {name: _value(value) for name, value in values.items()}
+
+
+def _value(value: int | float | str) -> dg.MetadataValue:
+    if isinstance(value, int):
+        return dg.MetadataValue.int(value)
+    return dg.MetadataValue.float(value) if isinstance(value, float) else dg.MetadataValue.text(value)
 
 
 def summary_metadata(outcomes: Iterable[Outcome]) -> dict[str, dg.MetadataValue]:

@@ -21,6 +21,7 @@ for how the retries combine with a RetryPolicy (never more than 4 requests for o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -31,11 +32,14 @@ from weakref import WeakKeyDictionary
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from zqyy_assets.core import telemetry
 from zqyy_assets.core.apps import APPS
 from zqyy_assets.core.llm.errors import GuardRefused, LLMError, PermanentLLMError
 from zqyy_assets.core.llm.service import AppAnswer, LLMService
 from zqyy_assets.core.llm.settings import LLMSettings, load_settings
 from zqyy_assets.core.llm.usage import UsageMeter
+from zqyy_assets.core.pricing import PriceTable
+from zqyy_assets.core.settings import TelemetrySettings
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,12 @@ class LLMResource(dg.ConfigurableResource):
     monthly_token_limit: int | None = Field(None, description="Tokens a month, all sites together.")
     budget_reserve_tokens: int | None = Field(None, description="Tokens an in-flight call reserves.")
     budget_timezone: str | None = Field(None, description="The zone whose day and month the budget counts in.")
+    daily_cost_limit_cny: float | None = Field(None, description="CNY a day, all sites together (unset: no limit).")
+    monthly_cost_limit_cny: float | None = Field(None, description="CNY a month, all sites together (unset: no limit).")
+    prices_file: str | None = Field(None, description="JSON file of model prices (CNY per 1,000 tokens in / out).")
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Model prices over the defaults and the file: {model: {input_per_1k, ...}}."
+    )
     breaker_failure_threshold: int | None = Field(None, description="Consecutive failed calls that open a breaker.")
     breaker_cooldown_seconds: float | None = Field(None, description="How long an open breaker refuses calls.")
     rate_per_minute: float | None = Field(None, description="Sustained requests a minute, per app.")
@@ -80,19 +90,28 @@ class LLMResource(dg.ConfigurableResource):
 
     def llm_settings(self) -> LLMSettings:
         fields = {name: getattr(self, name) for name in LLMSettings.model_fields}
-        if not fields.get("app_ids"):
-            fields.pop("app_ids", None)
+        for name in ("app_ids", "prices"):
+            if not fields.get(name):
+                fields.pop(name, None)
         return load_settings(**fields)
 
     @property
     def service(self) -> LLMService:
         with self._lock:
             if self._service is None:
+                # Tracing (OTEL_*), read where the run's process first needs the LLM layer.
+                telemetry.configure(TelemetrySettings(), service_name="zqyy-dagster")
                 self._service = LLMService(self.llm_settings())
             return self._service
 
+    @property
+    def price_table(self) -> PriceTable:
+        """The price table the calls are costed with (``core/pricing.py``)."""
+        return self.service.prices
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()
+        telemetry.shutdown()  # the run's spans leave before its process ends
 
     def close(self) -> None:
         with self._lock:
@@ -151,6 +170,7 @@ class LLMResource(dg.ConfigurableResource):
         biz_params: dict | None = None,
         dagster_run_id: str | None = None,
         trigger_type: str = "event",
+        input_hash: str | None = None,
         context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None,
         output_name: str | None = None,
     ) -> AppAnswer:
@@ -165,6 +185,7 @@ class LLMResource(dg.ConfigurableResource):
                 biz_params=biz_params,
                 dagster_run_id=run_id,
                 trigger_type=trigger_type,
+                input_hash=input_hash,
             )
         except LLMError as err:
             self._record_usage(context, output_name, app_name, None, err)
@@ -230,8 +251,10 @@ def llm_resource_from_env(environ: Mapping[str, str] | None = None) -> LLMResour
             continue  # unset: the default
         elif field.annotation is int:
             bound[name] = dg.EnvVar.int(var)
-        elif field.annotation is float:
+        elif field.annotation in (float, float | None):
             bound[name] = float(env[var])
+        elif name == "prices":
+            bound[name] = json.loads(env[var])  # a JSON object of prices, checked when the settings are built
         else:
             bound[name] = dg.EnvVar(var)
     return LLMResource(**bound)

@@ -103,13 +103,19 @@ def _answer_targets(
                     references=refs.as_json(),
                 )
 
-        for outcome in answering.iter_answers(llm, postgres.database_url, asks(), run, concurrency=config.concurrency):
+        answers = answering.iter_answers(
+            llm, postgres.database_url, asks(), run, concurrency=config.concurrency, prices=llm.price_table
+        )
+        for outcome in answers:
             outcomes[by_target[(outcome.site_id, outcome.target_id)].partition_key] = outcome
 
     for key in keys:
         o = outcomes[key.partition_key]
         detail = (
-            o.reason if o.status in ("skipped", "failed") else f"calls {o.calls}, tokens {o.tokens_in}+{o.tokens_out}"
+            o.reason
+            if o.status in ("skipped", "failed")
+            else f"calls {o.calls}, tokens {o.tokens_in}+{o.tokens_out}, cost {o.cost_cny:.4f} CNY"
+            + (f", saved {o.tokens_avoided} tokens / {o.cost_avoided_cny:.4f} CNY" if o.status == "hit" else "")
         )
         log = context.log.warning if o.status == "failed" else context.log.info
         log(f"{app_name} {key.partition_key}: {o.status} ({detail})")
