@@ -7,10 +7,12 @@
    directly (baseline) and through POST /api/xcx/chat/stream; the added time per chunk is the
    difference of their first-to-last chunk spans divided by the chunks in between. Goal: < 5 ms.
 
-3. Observability overhead: the cached read against API processes with metrics off and on
-   (``OVERHEAD_VARIANTS``), alternated for ``--overhead-rounds`` rounds in the same run, medians
-   compared. Goal: reads/s with metrics on within 10 % of off. The "on" process is then scraped
-   (``/metrics``) to check it counted what was sent.
+3. Observability overhead: the cached read against API processes with metrics and tracing off,
+   metrics on, and metrics and tracing on (``OVERHEAD_VARIANTS``; traces exported over OTLP/HTTP
+   to ``bench/_otlp_sink.py``, a process of its own as a collector would be), alternated for
+   ``--overhead-rounds`` rounds in the same run, medians compared. Goal: reads/s with metrics and
+   tracing on within 10 % of off. The "metrics on" process is then scraped (``/metrics``) to check
+   it counted what was sent, and the sink says how many spans arrived.
 
     .venv/bin/python bench/bench_api.py [--seconds 8] [--connections 64] [--overhead-rounds 2]
 
@@ -30,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -37,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 import uvloop  # noqa: E402
+from _processes import otlp_sink  # noqa: E402
 from _raw_http import chunked_post, get, load, read_response, sse_chunk_times  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -242,8 +246,9 @@ async def main_async(args: argparse.Namespace, port: int, fake: FakeDashScope, s
 
 # The API as served with each kind of observability off or on (the same process options otherwise).
 OVERHEAD_VARIANTS: dict[str, dict[str, str]] = {
-    "metrics off": {"METRICS_ENABLED": "false"},
+    "metrics and tracing off": {"METRICS_ENABLED": "false"},
     "metrics on": {"METRICS_ENABLED": "true"},
+    "metrics and tracing on": {"METRICS_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "{sink}"},
 }
 CACHE_ROUTE = "/api/ai/cache/{app_type}/{target_id}"
 
@@ -282,33 +287,36 @@ def overhead(args: argparse.Namespace, url: str, fake: FakeDashScope, staff: str
     """Cached reads with each variant, alternated round by round; medians against the first variant."""
     results: dict[str, list[dict]] = {name: [] for name in OVERHEAD_VARIANTS}
     counted: float | None = None
-    for _ in range(args.overhead_rounds):
-        for name, env in OVERHEAD_VARIANTS.items():
-            port = free_port()
-            proc = start_api(url, port, fake, args.pool, env)
-            try:
-                r = uvloop.run(cached_reads(port, staff, args))
-                results[name].append(r)
-                if name == "metrics on":
-                    counted = counted_reads(port, admin)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=20)
+    with otlp_sink() as sink:
+        for _ in range(args.overhead_rounds):
+            for name, env in OVERHEAD_VARIANTS.items():
+                port = free_port()
+                proc = start_api(url, port, fake, args.pool, {k: v.format(sink=sink) for k, v in env.items()})
+                try:
+                    results[name].append(uvloop.run(cached_reads(port, staff, args)))
+                    if name == "metrics on":
+                        counted = counted_reads(port, admin)
+                finally:
+                    proc.terminate()  # a clean stop flushes the spans still batched
+                    proc.wait(timeout=20)
+        with urllib.request.urlopen(f"{sink}/count", timeout=10) as answer:
+            spans = json.loads(answer.read())["spans"]
     med = statistics.median
     print()
     print(f"observability overhead: cached reads, median of {args.overhead_rounds} alternated round(s)")
     print(f"{'variant':<44}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    base: float | None = None
+    base = med(r["rps"] for r in next(iter(results.values())))
     for name, runs in results.items():
         rps, p50, p99 = med(r["rps"] for r in runs), med(r["p50"] for r in runs), med(r["p99"] for r in runs)
-        base = base or rps
         errors = sum(r["errors"] for r in runs)
         rounds = " ".join(f"{r['rps']:.0f}" for r in runs)
         print(f"{name:<44}{rps:>9.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}   x{rps / base:.3f} of the first ({rounds})")
-    on = med(r["rps"] for r in results["metrics on"]) / med(r["rps"] for r in results["metrics off"])
-    print(f"goal: reads/s with metrics on within 10 % of off: x{on:.3f}, {'met' if on >= 0.9 else 'NOT met'}")
+    both = med(r["rps"] for r in results["metrics and tracing on"]) / base
+    verdict = "met" if both >= 0.9 else "NOT met"
+    print(f"goal: reads/s with metrics and tracing on within 10 % of off: x{both:.3f}, {verdict}")
     if counted is not None:
         print(f"/metrics of the last 'metrics on' process counted {counted:.0f} cached reads (warm-up included)")
+    print(f"the OTLP sink received {spans} spans from the 'metrics and tracing on' processes")
 
 
 def main() -> None:
@@ -320,7 +328,7 @@ def main() -> None:
     # On two cores every extra Postgres backend competes with the API for CPU: a small pool wins.
     parser.add_argument("--pool", type=int, default=4, help="the API's database pool size")
     parser.add_argument("--reads-only", action="store_true", help="skip the chat SSE part")
-    parser.add_argument("--overhead-rounds", type=int, default=2, help="0: skip the metrics on/off comparison")
+    parser.add_argument("--overhead-rounds", type=int, default=2, help="0: skip the observability overhead comparison")
     args = parser.parse_args()
 
     server = os.environ.get("DATABASE_URL") or embedded_pg.start("bench")

@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
-import subprocess
 import sys
 import time
 import urllib.request
@@ -43,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import dagster as dg  # noqa: E402
 from _db import postgres_dagster_instance, scratch_database  # noqa: E402
+from _processes import otlp_sink, serving  # noqa: E402
 
 from zqyy_assets.core import db, telemetry  # noqa: E402
 from zqyy_assets.core.apps import APP_NAMES  # noqa: E402
@@ -58,33 +57,8 @@ from zqyy_assets.tools.dws_refresh import materialize_dws, ods_date_range  # noq
 def fake_server(latency_ms: float) -> Iterator[str]:
     """The fake DashScope server as its own process (as in a real deployment, not sharing our GIL)."""
     command = ["-m", "zqyy_assets.testing.fake_dashscope", "--port", "0", "--latency-ms", str(latency_ms)]
-    with _process(command, r"(http://\S+/api/v1)", "the fake server") as url:
+    with serving(command, r"(http://\S+/api/v1)", "the fake server") as url:
         yield url
-
-
-@contextmanager
-def otlp_sink() -> Iterator[str]:
-    """The local OTLP/HTTP trace sink (``bench/_otlp_sink.py``) as its own process, as a collector would be."""
-    with _process([str(ROOT / "bench" / "_otlp_sink.py")], r"(http://\S+)", "the OTLP sink") as url:
-        yield url
-
-
-@contextmanager
-def _process(args: list[str], pattern: str, what: str) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stderr.readline() if proc.stderr else ""
-        match = re.search(pattern, line)
-        if not match:
-            raise RuntimeError(f"{what} did not start: {line!r}")
-        yield match.group(1)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def ledger_totals(url: str) -> tuple[int, int]:
