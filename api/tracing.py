@@ -6,8 +6,9 @@ middleware stack that runs the lifespan itself. So :func:`start` instruments the
 drops the built stack: the next request builds it again, with OpenTelemetry's middleware
 outermost (``FastAPIInstrumentor`` wraps ``build_middleware_stack``). Every request is then a
 server span named by its route template (``GET /api/ai/cache/{app_type}/{target_id}``), and the
-LLM calls a request makes (the chat) are its children. Off (the default), nothing is imported
-and nothing is added: a request pays nothing for tracing.
+LLM calls a request makes (the chat) are its children; the hot LLM-free paths (the latest-answer
+read, health, the scrape) are left out by default (``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS``).
+Off (the default), nothing is imported and nothing is added: a request pays nothing for tracing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def start(app: FastAPI, settings: TelemetrySettings) -> bool:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     # No spans for each ASGI receive and send (a streamed chat reply would be one per chunk).
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, exclude_spans=["receive", "send"])
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=provider,
+        excluded_urls=settings.otel_python_fastapi_excluded_urls,
+        exclude_spans=["receive", "send"],
+    )
     app.middleware_stack = None  # built again by the next request, with the tracing middleware
     return True

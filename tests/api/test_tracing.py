@@ -33,16 +33,25 @@ def traced_settings(db_url: str, fake: FakeDashScope) -> Settings:
 
 
 def test_requests_are_server_spans_named_by_their_route(traced_settings, spans, make_token) -> None:
+    token = bearer(make_token("admin"))
     with TestClient(create_app(traced_settings)) as client:
-        assert client.get("/api/health").status_code == 200
-        token = bearer(make_token("admin"))
+        assert client.get("/api/health").status_code == 200  # a hot LLM-free path: not traced by default
+        assert client.get("/api/ai/cache/app3_clue/1", headers=token).status_code == 404  # the latest answer: nor
+        assert client.get("/api/ai/cache/app3_clue/1/history", headers=token).status_code == 404
         assert client.get("/api/admin/ai/run-logs/999999", headers=token).status_code == 404
     server = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
     assert [(s.name, s.attributes["http.route"]) for s in server] == [
-        ("GET /api/health", "/api/health"),
+        ("GET /api/ai/cache/{app_type}/{target_id}/history", "/api/ai/cache/{app_type}/{target_id}/history"),
         ("GET /api/admin/ai/run-logs/{log_id}", "/api/admin/ai/run-logs/{log_id}"),
     ]
     assert server[1].attributes["http.status_code"] == 404  # the instrumentation's default HTTP conventions
+
+
+def test_an_empty_exclusion_list_traces_every_request(traced_settings, spans) -> None:
+    telemetry = traced_settings.telemetry.model_copy(update={"otel_python_fastapi_excluded_urls": ""})
+    with TestClient(create_app(traced_settings.model_copy(update={"telemetry": telemetry}))) as client:
+        assert client.get("/api/health").status_code == 200
+    assert [s.name for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER] == ["GET /api/health"]
 
 
 def test_a_chats_llm_call_is_a_child_of_its_request(traced_settings, spans, fake, make_token) -> None:
