@@ -48,7 +48,7 @@ def test_requests_are_server_spans_named_by_their_route(traced_settings, spans, 
 
 
 def test_an_empty_exclusion_list_traces_every_request(traced_settings, spans) -> None:
-    telemetry = traced_settings.telemetry.model_copy(update={"otel_python_fastapi_excluded_urls": ""})
+    telemetry = traced_settings.telemetry.model_copy(update={"zqyy_untraced_paths": ""})
     with TestClient(create_app(traced_settings.model_copy(update={"telemetry": telemetry}))) as client:
         assert client.get("/api/health").status_code == 200
     assert [s.name for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER] == ["GET /api/health"]
