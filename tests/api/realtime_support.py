@@ -85,12 +85,17 @@ def api_process(db_url: str, port: int | None = None, **env: str) -> Iterator[tu
         assert proc.poll() is None, "the API process exited at start"
         yield f"ws://127.0.0.1:{port}", proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a server process (its clean shutdown), killed if it takes over 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def run_dagster(mode: str, db_url: str, *args: str) -> dict:

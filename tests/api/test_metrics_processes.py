@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.serving import UVICORN_OPTIONS
 from tests.api.conftest import bearer
-from tests.api.realtime_support import ROOT, free_port, wait_until
+from tests.api.realtime_support import ROOT, free_port, stop, wait_until
 
 HEALTH = {"method": "GET", "route": "/api/health", "status": "200"}
 
@@ -79,9 +79,4 @@ def test_two_workers_add_up_on_the_api_and_on_the_metrics_port(db_url: str, make
             assert _health_count(response.text) == sent  # every worker's requests, from any worker
         assert _get(f"{base}/metrics").status_code == 401  # the API's own /metrics still needs the token
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
