@@ -1,7 +1,8 @@
-"""Shared helpers for the ODS tests: row counts and content digests of the ODS tables."""
+"""Shared helpers for the tools tests: ODS row counts and content digests, and running `zqyy` in-process."""
 
 from __future__ import annotations
 
+import sys
 from contextlib import AbstractContextManager
 
 from psycopg import sql
@@ -9,6 +10,7 @@ from psycopg import sql
 from tests.databases import cloned_database
 from zqyy_assets.core import db
 from zqyy_assets.core.ods_tables import SPECS
+from zqyy_assets.tools.cli import main
 
 
 def ods_counts(url: str) -> dict[str, int]:
@@ -44,3 +46,15 @@ def ods_digests(url: str, site_ids: list[int] | None = None) -> dict[str, str]:
 def scratch_db(server_url: str, template: str) -> AbstractContextManager[str]:
     """A fresh migrated database (cloned from the session template) for a module's tests."""
     return cloned_database(server_url, template, prefix="zqyy_t_ods")
+
+
+def run(argv: list[str]) -> int:
+    """``zqyy ARGV`` in this process; its exit code (0 when the command returns normally)."""
+    try:
+        main(argv)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)  # SystemExit("message"), as Python prints it
+        return 1
+    return 0

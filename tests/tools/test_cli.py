@@ -21,24 +21,12 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.tools.helpers import ods_counts, ods_digests, scratch_db
+from tests.tools.helpers import ods_counts, ods_digests, run, scratch_db
 from zqyy_assets.core import db, tokens
 from zqyy_assets.tools.cli import main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 END = date(2025, 6, 30)
-
-
-def run(argv: list[str]) -> int:
-    """``zqyy ARGV`` in this process; its exit code (0 when the command returns normally)."""
-    try:
-        main(argv)
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            return exc.code or 0
-        print(exc.code, file=sys.stderr)  # SystemExit("message"), as Python prints it
-        return 1
-    return 0
 
 
 @pytest.fixture

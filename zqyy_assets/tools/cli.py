@@ -1,4 +1,4 @@
-"""The ``zqyy`` command: database, demo data, imports and the demo runner.
+"""The ``zqyy`` command: database, demo data, imports, the demo runner, tokens and one-off asks.
 
 Each subcommand lives in the module that owns the job and registers itself here; this file
 only builds the parser and dispatches. Every command's database is
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from zqyy_assets.tools import db_commands, demo, live_traffic, ods_commands, token_commands
+from zqyy_assets.tools import ask_command, db_commands, demo, live_traffic, ods_commands, token_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     ods_commands.register(sub)
     live_traffic.register(sub)
     token_commands.add_parser(sub)  # the API's bearer tokens
+    ask_command.add_parser(sub)  # one app, one target, now
     return parser
 
 
