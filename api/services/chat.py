@@ -8,7 +8,6 @@ opened from a board page. Bailian's own session id is stored and sent back on th
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -23,11 +22,11 @@ from api.schemas.common import (
 from api.services import AsyncConn, cache_reads, one_row
 from zqyy_assets.core.apps import get_app
 from zqyy_assets.core.partition_keys import app2_app_name, app2_target_id
+from zqyy_assets.core.prompts.chat import chat_prompt, page_block
 
 NOT_FOUND = "对话不存在"
 NOT_YOURS = "无权访问该对话"
 AI_UNAVAILABLE = "AI 服务暂时不可用，请稍后再试"
-PAGE_TEXT_MAX_CHARS = 6000
 CARD_SUMMARY_MAX_CHARS = 80
 _SESSION_COLUMNS = """id, site_id, owner, title, context_type, context_id, bailian_session_id, last_message,
                       last_message_at, message_count, created_at"""
@@ -129,13 +128,9 @@ async def recent_turns(conn: AsyncConn, chat_id: int, limit: int) -> list[dict]:
 
 
 def build_prompt(turns: list[dict], page_text: str | None = None) -> str:
-    """As the old service: a lone question goes as is; otherwise the dialogue, then the question."""
-    if not turns:
-        return page_text or ""
-    question = turns[-1]["content"]
-    earlier = [f"{'用户' if t['role'] == 'user' else 'AI'}: {t['content']}" for t in turns[:-1]]
-    prompt = f"[历史对话]\n{chr(10).join(earlier)}\n\n[当前问题]\n{question}" if earlier else question
-    return f"{page_text}\n\n{prompt}" if page_text else prompt
+    """As the old service: a lone question goes as is; otherwise the dialogue, then the question
+    (the format's home is ``zqyy_assets.core.prompts.chat``, which the offline analyst reads back)."""
+    return chat_prompt(turns, page_text)
 
 
 _DIGITS = re.compile(r"^[1-9][0-9]{0,18}$")
@@ -196,10 +191,7 @@ async def page_context(
             rows.append(row)
     if not found:
         return PageContext()
-    body = json.dumps(found, ensure_ascii=False, default=str)
-    if len(body) > PAGE_TEXT_MAX_CHARS:
-        body = body[:PAGE_TEXT_MAX_CHARS] + "…"
-    return PageContext(f"[页面上下文: {source_page}]\n{body}", reference_card(source_page, rows))
+    return PageContext(page_block(source_page, found), reference_card(source_page, rows))
 
 
 def reference_card(source_page: str, rows: list[dict]) -> ReferenceCard:

@@ -170,7 +170,7 @@ class FakeDashScope:
         if script.answer is not None:
             answer = script.answer
         elif app == "app1_chat":
-            return offline.chat_reply(prompt).replace("（离线分析助手，未连接大模型）", "")
+            return offline.chat_answer(prompt)  # the offline reply without its offline label and key hint
         elif app in APPS:
             answer = {k: v for k, v in offline.analyse(app, prompt).items() if k != "_provider"}
         else:

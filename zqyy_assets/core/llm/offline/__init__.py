@@ -13,7 +13,7 @@ answer says the data is too thin. Each app's analyst, and the prompt shape it re
 """
 
 from zqyy_assets.core.llm.offline.analyst import OFFLINE_MODEL, analyse
-from zqyy_assets.core.llm.offline.chat import chat_reply
+from zqyy_assets.core.llm.offline.chat import chat_answer, chat_reply
 from zqyy_assets.core.llm.offline.member import consolidate, customer, member_clues
 from zqyy_assets.core.llm.offline.notes import note_analysis
 from zqyy_assets.core.llm.offline.relationship import relationship, tactics
@@ -21,6 +21,7 @@ from zqyy_assets.core.llm.offline.relationship import relationship, tactics
 __all__ = [
     "OFFLINE_MODEL",
     "analyse",
+    "chat_answer",
     "chat_reply",
     "consolidate",
     "customer",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from zqyy_assets.core.apps import CHAT_APP
 from zqyy_assets.core.llm.offline.chat import chat_reply
 from zqyy_assets.core.llm.offline.finance import finance_insights
 from zqyy_assets.core.llm.offline.member import consolidate, customer, member_clues
@@ -30,6 +31,8 @@ _ANALYSTS: dict[str, Callable[[Prompt], dict[str, Any]]] = {
 
 def analyse(app_name: str, prompt: str | dict[str, Any] | list[Any]) -> dict[str, Any]:
     """The app's answer computed from the prompt's figures, labelled ``_provider: offline``."""
+    if app_name == CHAT_APP and isinstance(prompt, str):  # the chat's text, read as it was written
+        return {"text": chat_reply(prompt), **PROVIDER_TAG}
     try:
         analyst = _ANALYSTS[app_name]
     except KeyError:
