@@ -42,6 +42,7 @@ from api.services.pipeline_runs import ASSET_JOB
 from zqyy_assets.core import answering, cache, db, prompts
 from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
 from zqyy_assets.core.chains import CHAINS
+from zqyy_assets.core.llm import ledger
 from zqyy_assets.core.partition_keys import (
     AssistantMemberKey,
     MemberKey,
@@ -89,8 +90,6 @@ def _chain_order(partitions: str) -> tuple[str, ...]:
 MEMBER_APPS = _chain_order(MEMBERS)  # app3, app6, app8, app7
 PAIR_APPS = _chain_order(ASSISTANT_MEMBERS)  # app4, app5
 BATCH_TRIGGER = "admin_batch"
-RECENT_CALLS = 200  # the ledger rows an app's token average is taken over
-RECENT_DAYS = 30
 
 
 @dataclass
@@ -256,16 +255,8 @@ def estimate(
 
 async def tokens_per_call(conn, app_types: list[str], default: int) -> dict[str, int]:
     """Each app's average tokens over its recent successful calls; ``default`` for an app with none."""
-    cur = await conn.execute(
-        """SELECT app_name, round(avg(tokens_used))::bigint AS avg_tokens FROM (
-               SELECT app_name, tokens_used,
-                      row_number() OVER (PARTITION BY app_name ORDER BY called_at DESC, id DESC) AS n
-               FROM biz.ai_call_ledger
-               WHERE app_name = ANY(%s) AND status = 'success' AND called_at > now() - make_interval(days => %s)
-           ) recent WHERE n <= %s GROUP BY app_name""",
-        (list(app_types), RECENT_DAYS, RECENT_CALLS),
-    )
-    averages = {r["app_name"]: int(r["avg_tokens"]) for r in await cur.fetchall()}
+    cur = await conn.execute(ledger.RECENT_AVERAGES_SQL, ledger.recent_averages_params(app_types, priced_only=False))
+    averages = {r["app_name"]: int(r["tokens_used"]) for r in await cur.fetchall()}
     return {app: averages.get(app, default) for app in app_types}
 
 

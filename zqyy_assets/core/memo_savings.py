@@ -1,8 +1,8 @@
 """What memoization saved: each memo hit's avoided call, priced, one row in ``biz.ai_memo_hits``.
 
 A hit (an unchanged input's cached answer, no call) would have cost what the app's calls cost
-lately: the averages of its last ``RECENT_CALLS`` successful DashScope calls within
-``RECENT_DAYS`` (tokens in, tokens out, CNY). An app with no such call falls back to the
+lately: the averages of its last ``ledger.RECENT_CALLS`` successful DashScope calls within
+``ledger.RECENT_DAYS`` (tokens in, tokens out, CNY). An app with no such call falls back to the
 cached answer's own tokens, priced at its model. Under the offline provider a call costs
 nothing, so a hit saves nothing (it is still counted).
 
@@ -17,10 +17,9 @@ from typing import Any
 
 from zqyy_assets.core.cache import CachedAnswer
 from zqyy_assets.core.db import DictConnection
+from zqyy_assets.core.llm import ledger
 from zqyy_assets.core.pricing import PriceTable
 
-RECENT_CALLS = 200
-RECENT_DAYS = 30
 BATCH = 200  # hit rows written at once
 
 
@@ -37,22 +36,12 @@ class Avoided:
 
 NOTHING = Avoided(0, 0, 0.0)
 
-_RECENT_AVERAGES = """
-SELECT app_name, round(avg(tokens_in))::int AS tokens_in, round(avg(tokens_out))::int AS tokens_out,
-       avg(cost_cny)::float8 AS cost_cny
-  FROM (SELECT app_name, tokens_in, tokens_out, cost_cny,
-               row_number() OVER (PARTITION BY app_name ORDER BY called_at DESC, id DESC) AS n
-          FROM biz.ai_call_ledger
-         WHERE app_name = %(app)s AND status = 'success' AND provider = 'dashscope' AND cost_cny IS NOT NULL
-           AND called_at > now() - make_interval(days => %(days)s)) recent
- WHERE n <= %(calls)s
- GROUP BY app_name
-"""
-
 
 def recent_average(conn: DictConnection, app_name: str) -> Avoided | None:
     """The app's average call lately (tokens in, out, CNY), or None when it made none."""
-    row = conn.execute(_RECENT_AVERAGES, {"app": app_name, "days": RECENT_DAYS, "calls": RECENT_CALLS}).fetchone()
+    row = conn.execute(
+        ledger.RECENT_AVERAGES_SQL, ledger.recent_averages_params([app_name], priced_only=True)
+    ).fetchone()
     if row is None:
         return None
     return Avoided(int(row["tokens_in"]), int(row["tokens_out"]), round(float(row["cost_cny"]), 6))

@@ -9,6 +9,7 @@ Every end that is not a success raises an alert (``call_alerts.py``).
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -24,14 +25,15 @@ from zqyy_assets.core.pricing import PriceTable
 logger = logging.getLogger(__name__)
 
 
-class CallBooking:
-    """The booking half of ``LLMService`` (it provides ``connection`` and ``guards``)."""
+class CallBooking(ABC):
+    """The booking half of ``LLMService``, which provides the connections, guards and prices."""
 
     guards: Guards
     prices: PriceTable
 
+    @abstractmethod
     def connection(self) -> AbstractContextManager[DictConnection]:
-        raise NotImplementedError
+        """A connection to book in (the service's pool)."""
 
     def admit(self, record: ledger.CallRecord) -> int:
         """The guards' ``admit``; a refusal raises its alert before it propagates."""

@@ -193,3 +193,26 @@ def failed_attempts_for_answer(
         {"run": dagster_run_id, "app": app_name, "site": site_id, "target": target_id},
     ).fetchone()
     return int(row["spent"]) if row else 0
+
+
+# An app's typical call lately: the averages over its last RECENT_CALLS successful calls within
+# RECENT_DAYS. The batch estimate takes every such call's tokens; what a memo hit saved takes the
+# priced DashScope calls only (``priced_only``), since it is money.
+RECENT_CALLS = 200
+RECENT_DAYS = 30
+RECENT_AVERAGES_SQL = """
+SELECT app_name, round(avg(tokens_in))::int AS tokens_in, round(avg(tokens_out))::int AS tokens_out,
+       round(avg(tokens_used))::bigint AS tokens_used, avg(cost_cny)::float8 AS cost_cny
+  FROM (SELECT app_name, tokens_in, tokens_out, tokens_used, cost_cny,
+               row_number() OVER (PARTITION BY app_name ORDER BY called_at DESC, id DESC) AS n
+          FROM biz.ai_call_ledger
+         WHERE app_name = ANY(%(apps)s) AND status = 'success'
+           AND (NOT %(priced_only)s OR (provider = 'dashscope' AND cost_cny IS NOT NULL))
+           AND called_at > now() - make_interval(days => %(days)s)) recent
+ WHERE n <= %(calls)s
+ GROUP BY app_name
+"""
+
+
+def recent_averages_params(apps: list[str], *, priced_only: bool) -> dict[str, object]:
+    return {"apps": apps, "priced_only": priced_only, "days": RECENT_DAYS, "calls": RECENT_CALLS}
