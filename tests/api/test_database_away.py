@@ -8,7 +8,7 @@ backend terminated: the pool's connections die as in a server restart, and new o
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -24,7 +24,7 @@ PATHS = ("/api/health", READ, "/api/admin/ai/dashboard", f"/api/xcx/chat/history
 
 
 @pytest.fixture
-def outage(pg_server_url: str, db_url: str) -> Iterator[tuple[callable, callable]]:
+def outage(pg_server_url: str, db_url: str) -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
     name = db.database_name(db_url)
 
     def set_allowed(allowed: bool) -> None:
