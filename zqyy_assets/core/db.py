@@ -37,7 +37,11 @@ def dagster_storage_url(app_url: str, database: str = DAGSTER_DATABASE) -> str:
     dagster-postgres with SQLAlchemy 2.1 picks psycopg 3 for a bare ``postgresql://`` URL and
     then fails on its first ``NOTIFY``; naming the psycopg2 driver avoids that.
     """
-    url = with_database(app_url, database)
+    return psycopg2_url(with_database(app_url, database))
+
+
+def psycopg2_url(url: str) -> str:
+    """``url`` naming the psycopg2 driver when it names none (see ``dagster_storage_url``)."""
     scheme, rest = url.split("://", 1)
     if scheme in ("postgres", "postgresql"):
         scheme = "postgresql+psycopg2"

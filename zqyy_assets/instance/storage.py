@@ -29,6 +29,8 @@ from dagster_postgres.utils import (
     pg_url_from_config,
 )
 
+from zqyy_assets.core.db import psycopg2_url
+
 if TYPE_CHECKING:
     from dagster._serdes import ConfigurableClassData  # the type Dagster passes; no public name
 
@@ -79,7 +81,9 @@ class PooledPostgresStorage(DagsterPostgresStorage):
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Any) -> PooledPostgresStorage:
         return cls(
             inst_data=inst_data,
-            postgres_url=pg_url_from_config(config_value),
+            # A URL built from ``postgres_db`` fields names no driver: SQLAlchemy 2.1 would pick
+            # psycopg 3, whose first NOTIFY fails (core/db.py).
+            postgres_url=psycopg2_url(pg_url_from_config(config_value)),
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),
             token_provider=get_token_provider_from_config(config_value),
             pool_size=config_value.get("pool_size", 2),
