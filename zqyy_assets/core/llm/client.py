@@ -27,6 +27,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from zqyy_assets.core.llm.correction import Correction
 from zqyy_assets.core.llm.errors import (
     AttemptError,
     error_from_exception,
@@ -223,6 +224,53 @@ class DashScopeClient:
             raise
         except Exception as exc:
             raise error_from_exception(exc, app_name=app_name) from exc
+
+
+def dashscope_request(prompt: str, session_id: str | None, correction: Correction | None) -> tuple[str, str | None]:
+    """What one Application request carries, ``(prompt, session_id)``, when it may be a re-ask.
+
+    ``Application.call`` (dashscope 2.0.2) takes ``prompt``, ``session_id`` and ``messages``;
+    every call of this project sends a ``prompt`` (the console app owns the system prompt), and
+    a re-ask keeps to that, so a correction travels as a follow-up turn:
+
+    - with ``session_id`` (the session the invalid answer came back in), only
+      ``correction.follow_up()`` is sent: the service already holds the prompt and the invalid
+      answer in that session, so neither is sent twice;
+    - without one (the service returned none), one self-contained prompt,
+      ``correction.standalone(prompt)``: the prompt, the previous answer, then the follow-up.
+    """
+    if correction is None:
+        return prompt, session_id
+    if session_id:
+        return correction.follow_up(), session_id
+    return correction.standalone(prompt), None
+
+
+@dataclass
+class Turn:
+    """What a call's next request carries: its prompt, or a re-ask once an answer was not JSON.
+
+    The service keeps one per call; after ``not_json`` every later attempt of the call is a
+    re-ask (``dashscope_request``) in the session that answer came back in, and the first of
+    them also returns what the ledger row's ``request_prompt`` becomes
+    (``Correction.standalone``)."""
+
+    prompt: str
+    session_id: str | None
+    correction: Correction | None = None
+    _unnoted: bool = False
+
+    def next_request(self) -> tuple[str, str | None, str | None]:
+        """``(prompt, session_id, the row's new request_prompt or None)``."""
+        prompt, session_id = dashscope_request(self.prompt, self.session_id, self.correction)
+        note = self.correction.standalone(self.prompt) if self.correction and self._unnoted else None
+        self._unnoted = False
+        return prompt, session_id, note
+
+    def not_json(self, result: CallResult, error: AttemptError) -> None:
+        self.correction = Correction.not_json(result.text, error.message)
+        self.session_id = result.session_id or self.session_id
+        self._unnoted = True
 
 
 def _raise_for_status(response: Any, app_name: str) -> None:

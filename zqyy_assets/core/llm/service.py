@@ -17,7 +17,8 @@ One call, in order:
 5. Attempts (``retry.py``): up to ``max_attempts`` (never above what the cap left), all within
    the answer's deadline (``answer_deadline_seconds``, counted from the call's start; each
    request's timeout is cut to what is left). Permanent errors stop at once; transient ones
-   back off exponentially with jitter, throttling longer.
+   back off exponentially with jitter, throttling longer; after an answer that is not JSON
+   the next attempt tells the model so (a re-ask, ``correction.py``).
 6. The ledger row is finished (tokens of every attempt, invalid answers included, their cost
    in CNY (``core/pricing.py``), latency end to end, attempts) as ``success``, ``failed`` or
    ``timeout``, and the breaker learns the outcome once per call.
@@ -52,8 +53,9 @@ from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.llm import ledger, offline, stream, stream_bridge
 from zqyy_assets.core.llm.booking import CallBooking, time_left
 from zqyy_assets.core.llm.budget import BudgetStatus
-from zqyy_assets.core.llm.client import CallResult, DashScopeClient, parse_answer
-from zqyy_assets.core.llm.errors import LLMConfigError, PermanentLLMError
+from zqyy_assets.core.llm.client import CallResult, DashScopeClient, Turn, parse_answer
+from zqyy_assets.core.llm.correction import Correction
+from zqyy_assets.core.llm.errors import AttemptError, LLMConfigError, PermanentLLMError
 from zqyy_assets.core.llm.guards import Guards, GuardSettings
 from zqyy_assets.core.llm.ledger import ms_since
 from zqyy_assets.core.llm.retry import Backoff, RetriesExhausted, Retrying
@@ -252,6 +254,7 @@ class LLMService(CallBooking):
         dagster_run_id: str | None = None,
         trigger_type: str = "event",
         input_hash: str | None = None,
+        correction: Correction | None = None,
     ) -> AppAnswer:
         """Ask one app for one answer (parsed JSON; the chat's text as ``{"text": ...}``).
 
@@ -259,11 +262,16 @@ class LLMService(CallBooking):
         with ``dagster_run_id`` it keys the per-answer request cap across step retries, so give it
         whenever one run asks for several answers of the same app and site. ``input_hash`` (the
         memoization key) only labels the call's span (``tracing.py``).
+
+        ``correction`` makes the call a re-ask of an answer that broke its schema
+        (``correction.py``; give the invalid answer's ``session_id`` with it); the ledger row's
+        ``request_prompt`` is then ``correction.standalone(prompt)``. An answer that is not JSON
+        is re-asked the same way within the call's own attempts.
         """
         prompt_text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, default=str)
         record = self.call_record(
             app_name,
-            prompt_text,
+            prompt_text if correction is None else correction.standalone(prompt_text),
             site_id=site_id,
             target_id=target_id,
             session_id=session_id,
@@ -274,12 +282,12 @@ class LLMService(CallBooking):
             if self.provider == "offline":
                 answer = self._offline_answer(prompt, record, time.monotonic())
             else:
-                answer = self._dashscope_answer(prompt_text, record, biz_params, trace)
+                answer = self._dashscope_answer(Turn(prompt_text, session_id, correction), record, biz_params, trace)
             trace.answered(answer)
             return answer
 
     def _dashscope_answer(
-        self, prompt_text: str, record: ledger.CallRecord, biz_params: dict[str, Any] | None, trace: CallTrace
+        self, turn: Turn, record: ledger.CallRecord, biz_params: dict[str, Any] | None, trace: CallTrace
     ) -> AppAnswer:
         app_name, spec, started = record.app_name, get_app(record.app_name), time.monotonic()
         app_id, client = self.check_config(record)
@@ -290,17 +298,24 @@ class LLMService(CallBooking):
         trace.ledger_row(ledger_id)
 
         def attempt() -> tuple[CallResult, dict[str, Any]]:
+            prompt, session_id, reask = turn.next_request()
+            if reask is not None:  # the last answer was not JSON: this request says so
+                self.note_reask(ledger_id, reask)
             result = client.complete(
                 app_name,
                 app_id,
-                prompt_text,
-                session_id=record.session_id,
+                prompt,
+                session_id=session_id,
                 biz_params=biz_params,
                 timeout_s=time_left(retrying, app_name),
             )
             if not spec.json_answer:
                 return result, {"text": result.text}
-            parsed = parse_answer(result.text, app_name=app_name, usage=result.usage, request_id=result.request_id)
+            try:
+                parsed = parse_answer(result.text, app_name=app_name, usage=result.usage, request_id=result.request_id)
+            except AttemptError as not_json:
+                turn.not_json(result, not_json)
+                raise
             return result, parsed
 
         try:

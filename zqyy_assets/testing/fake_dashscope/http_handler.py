@@ -205,8 +205,9 @@ class CompletionHandler(BaseHTTPRequestHandler):
             )
             return
 
-        text = fake.answer_text(app, prompt, script, step)
         session_id = payload_input.get("session_id") or uuid.uuid4().hex
+        # A follow-up in a session (a re-ask) is answered from the session's first prompt.
+        text = fake.answer_text(app, fake.conversation_prompt(session_id, prompt), script, step)
         tokens_in, tokens_out = script.tokens or (len(prompt) // 2 + 20, max(1, len(text) // 2))
 
         if not stream:
