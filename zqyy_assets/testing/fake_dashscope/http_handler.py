@@ -212,7 +212,7 @@ class CompletionHandler(BaseHTTPRequestHandler):
 
         if not stream:
             body_out = {
-                "output": {"finish_reason": "stop", "session_id": session_id, "text": text},
+                "output": {"finish_reason": "stop", "session_id": session_id if step.session else "", "text": text},
                 "usage": _usage(script.usage_shape, tokens_in, tokens_out, script.model),
                 "request_id": request_id,
             }
