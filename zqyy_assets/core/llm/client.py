@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,27 +250,32 @@ def dashscope_request(prompt: str, session_id: str | None, correction: Correctio
 class Turn:
     """What a call's next request carries: its prompt, or a re-ask once an answer was not JSON.
 
-    The service keeps one per call; after ``not_json`` every later attempt of the call is a
-    re-ask (``dashscope_request``) in the session that answer came back in, and the first of
-    them also returns what the ledger row's ``request_prompt`` becomes
-    (``Correction.standalone``)."""
+    The service keeps one per call. After ``parse`` met an answer that is not JSON, every later
+    attempt of the call is a re-ask (``dashscope_request``) in the session that answer came
+    back in, and the first of them hands ``note`` what the ledger row's ``request_prompt``
+    becomes (``Correction.standalone``)."""
 
     prompt: str
     session_id: str | None
     correction: Correction | None = None
     _unnoted: bool = False
 
-    def next_request(self) -> tuple[str, str | None, str | None]:
-        """``(prompt, session_id, the row's new request_prompt or None)``."""
-        prompt, session_id = dashscope_request(self.prompt, self.session_id, self.correction)
-        note = self.correction.standalone(self.prompt) if self.correction and self._unnoted else None
-        self._unnoted = False
-        return prompt, session_id, note
+    def next_request(self, note: Callable[[str], None]) -> tuple[str, str | None]:
+        """``(prompt, session_id)`` of the next request."""
+        if self.correction is not None and self._unnoted:
+            note(self.correction.standalone(self.prompt))
+            self._unnoted = False
+        return dashscope_request(self.prompt, self.session_id, self.correction)
 
-    def not_json(self, result: CallResult, error: AttemptError) -> None:
-        self.correction = Correction.not_json(result.text, error.message)
-        self.session_id = result.session_id or self.session_id
-        self._unnoted = True
+    def parse(self, result: CallResult, app_name: str) -> dict:
+        """The answer's JSON (``parse_answer``); one that is not JSON makes the next request a re-ask."""
+        try:
+            return parse_answer(result.text, app_name=app_name, usage=result.usage, request_id=result.request_id)
+        except AttemptError as error:
+            self.correction = Correction.not_json(result.text, error.message)
+            self.session_id = result.session_id or self.session_id
+            self._unnoted = True
+            raise
 
 
 def _raise_for_status(response: Any, app_name: str) -> None:

@@ -17,8 +17,7 @@ One call, in order:
 5. Attempts (``retry.py``): up to ``max_attempts`` (never above what the cap left), all within
    the answer's deadline (``answer_deadline_seconds``, counted from the call's start; each
    request's timeout is cut to what is left). Permanent errors stop at once; transient ones
-   back off exponentially with jitter, throttling longer; after an answer that is not JSON
-   the next attempt tells the model so (a re-ask, ``correction.py``).
+   back off exponentially with jitter, throttling longer.
 6. The ledger row is finished (tokens of every attempt, invalid answers included, their cost
    in CNY (``core/pricing.py``), latency end to end, attempts) as ``success``, ``failed`` or
    ``timeout``, and the breaker learns the outcome once per call.
@@ -53,9 +52,9 @@ from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.llm import ledger, offline, stream, stream_bridge
 from zqyy_assets.core.llm.booking import CallBooking, time_left
 from zqyy_assets.core.llm.budget import BudgetStatus
-from zqyy_assets.core.llm.client import CallResult, DashScopeClient, Turn, parse_answer
+from zqyy_assets.core.llm.client import CallResult, DashScopeClient, Turn
 from zqyy_assets.core.llm.correction import Correction
-from zqyy_assets.core.llm.errors import AttemptError, LLMConfigError, PermanentLLMError
+from zqyy_assets.core.llm.errors import LLMConfigError, PermanentLLMError
 from zqyy_assets.core.llm.guards import Guards, GuardSettings
 from zqyy_assets.core.llm.ledger import ms_since
 from zqyy_assets.core.llm.retry import Backoff, RetriesExhausted, Retrying
@@ -262,11 +261,8 @@ class LLMService(CallBooking):
         with ``dagster_run_id`` it keys the per-answer request cap across step retries, so give it
         whenever one run asks for several answers of the same app and site. ``input_hash`` (the
         memoization key) only labels the call's span (``tracing.py``).
-
-        ``correction`` makes the call a re-ask of an answer that broke its schema
-        (``correction.py``; give the invalid answer's ``session_id`` with it); the ledger row's
-        ``request_prompt`` is then ``correction.standalone(prompt)``. An answer that is not JSON
-        is re-asked the same way within the call's own attempts.
+        ``correction`` re-asks after an answer outside its schema (``correction.py``; with that
+        answer's ``session_id``); its row's ``request_prompt`` is ``correction.standalone(prompt)``.
         """
         prompt_text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, default=str)
         record = self.call_record(
@@ -298,9 +294,7 @@ class LLMService(CallBooking):
         trace.ledger_row(ledger_id)
 
         def attempt() -> tuple[CallResult, dict[str, Any]]:
-            prompt, session_id, reask = turn.next_request()
-            if reask is not None:  # the last answer was not JSON: this request says so
-                self.note_reask(ledger_id, reask)
+            prompt, session_id = turn.next_request(lambda reask: self.note_reask(ledger_id, reask))
             result = client.complete(
                 app_name,
                 app_id,
@@ -311,12 +305,7 @@ class LLMService(CallBooking):
             )
             if not spec.json_answer:
                 return result, {"text": result.text}
-            try:
-                parsed = parse_answer(result.text, app_name=app_name, usage=result.usage, request_id=result.request_id)
-            except AttemptError as not_json:
-                turn.not_json(result, not_json)
-                raise
-            return result, parsed
+            return result, turn.parse(result, app_name)  # an answer not JSON: the next attempt re-asks
 
         try:
             result, payload = retrying.call(attempt)
