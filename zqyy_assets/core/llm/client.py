@@ -2,7 +2,8 @@
 
 Retries (``retry.py``), guards (``guards.py``) and the ledger (``ledger.py``) live elsewhere;
 this module sends one request and turns the SDK's response (or exception) into a result or a
-classified ``AttemptError``.
+classified ``AttemptError``, and says what a request carries when it re-asks after an invalid
+answer (``dashscope_request``, ``Turn``; ``correction.py``).
 
 Two SDK details shape this code (dashscope 2.0.2, read from its source):
 
