@@ -15,6 +15,8 @@ import pytest
 from dashscope import Application
 
 from zqyy_assets.core.answer_schemas import validate_answer
+from zqyy_assets.core.llm import offline
+from zqyy_assets.core.llm.correction import Correction
 from zqyy_assets.testing.fake_dashscope import FakeAdmin, FakeDashScope, demo_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -163,3 +165,30 @@ def test_a_stopped_server_leaves_no_kept_alive_connection_behind():
         )
         assert second.count() == 1
     assert first.count() == 1
+
+
+def test_a_step_can_carry_its_own_answer_and_a_re_ask_is_answered_from_its_session(fake):
+    fake.script("app2_finance", [{"answer": {"insights": []}}, {"answer": {"x": 1}, "session": False}])
+    metrics = {"revenue": 52000, "table_fee": 30000, "assistant_fee": 12000, "goods_amount": 10000}
+    prompt = json.dumps(
+        {
+            "time_dimension": "this_month",
+            "area": "all",
+            "period": {"start": "2026-11-01", "end": "2026-11-22", "metrics": metrics},
+            "comparison": {"start": "2026-10-01", "end": "2026-10-22", "metrics": {**metrics, "revenue": 40000}},
+        }
+    )
+    _, _, text = _post(fake, "fake-app2_finance", {"input": {"prompt": prompt}}, sse=False)
+    first = json.loads(text)["output"]
+    assert json.loads(first["text"]) == {"insights": []} and first["session_id"]
+    _, _, text = _post(fake, "fake-app2_finance", {"input": {"prompt": prompt}}, sse=False)
+    second = json.loads(text)["output"]
+    assert json.loads(second["text"]) == {"x": 1} and not second["session_id"]
+    # A re-ask in the first answer's session (the scripted steps are spent) is answered from the
+    # prompt that opened the session, not from the re-ask's own text.
+    follow_up = Correction.of("{}", ["insights: List should have at least 1 item"]).follow_up()
+    body = {"input": {"prompt": follow_up, "session_id": first["session_id"]}}
+    _, _, text = _post(fake, "fake-app2_finance", body, sse=False)
+    again = json.loads(json.loads(text)["output"]["text"])
+    assert again == {k: v for k, v in offline.analyse("app2_finance", prompt).items() if k != "_provider"}
+    assert again != {k: v for k, v in offline.analyse("app2_finance", follow_up).items() if k != "_provider"}

@@ -6,10 +6,12 @@ planning. One ``Ask`` is one (site, app, target, prompt). The steps:
 1. the input hash of (app, app version, prompt); when the newest valid cache row carries the
    same hash and the run is not forced, that row is the answer (a hit, no call);
 2. otherwise the app is called through the LLM layer; the answer is validated against the
-   app's pydantic model and an invalid one is asked again through the LLM layer's retry loop
+   app's pydantic model and an invalid one is re-asked through the LLM layer's retry loop
    (``llm/retry.py``), up to ``VALIDATION_ATTEMPTS`` calls and never past
    ``MAX_REQUESTS_PER_ANSWER`` requests (the ledger counts the rejected answers too, so a step
-   retry of the same run does not start over);
+   retry of the same run does not start over). A re-ask is not the same prompt again: it
+   carries a ``Correction`` (``llm/correction.py``), the invalid answer and every schema error
+   in it as ``field.path: message``, in the invalid answer's session;
 3. the validated answer, with the ask's ``_references`` (what the prompt was built from,
    written by the code), is inserted at once (autocommit, the worker's own connection), so an
    answer survives whatever happens to the other targets of the same run, and nothing is
@@ -20,6 +22,7 @@ No Dagster here: ``summarise`` returns plain numbers and text; ``defs/ai`` makes
 
 from __future__ import annotations
 
+import json
 import queue
 import statistics
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +39,7 @@ from zqyy_assets.core import cache, db
 from zqyy_assets.core.answer_schemas import validate_answer
 from zqyy_assets.core.apps import prompt_version as system_prompt_version
 from zqyy_assets.core.db import DictConnection
+from zqyy_assets.core.llm.correction import Correction
 from zqyy_assets.core.llm.errors import AttemptError, TransientLLMError
 from zqyy_assets.core.llm.retry import RetriesExhausted, Retrying
 from zqyy_assets.core.llm.service import AppAnswer
@@ -183,18 +187,13 @@ def _call_kwargs(ask: Ask, run: RunInfo) -> dict[str, Any]:
     }
 
 
-def _invalid_reason(error: ValidationError) -> str:
-    """Where the answer broke its schema first, e.g. ``clues.0.category: Field required``."""
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "answer"
-    return f"{where}: {first.get('msg', 'invalid')}"
-
-
 def answer_one(llm: AnswerSource, connect: Connect, prepared: Prepared, run: RunInfo) -> Outcome:
     """Ask, validate, cache; a failure is the outcome's ``error``, never raised (the other asks go on)."""
     ask = prepared.ask
     outcome = Outcome(ask.site_id, ask.app_name, ask.target_id, "answered")
     requests = 0  # HTTP requests this answer cost, rejected answers included
+    correction: Correction | None = None  # what was wrong with the last answer, told on the re-ask
+    session_id: str | None = None  # the session that answer came back in
     retrying = Retrying(
         max_attempts=VALIDATION_ATTEMPTS,
         retryable=lambda _err: requests < MAX_REQUESTS_PER_ANSWER,
@@ -205,7 +204,12 @@ def answer_one(llm: AnswerSource, connect: Connect, prepared: Prepared, run: Run
             with attempt:
                 outcome.calls += 1  # a failed call is a call too
                 answer = llm.call_app(
-                    ask.app_name, prepared.prompt_text, **_call_kwargs(ask, run), input_hash=prepared.hash
+                    ask.app_name,
+                    prepared.prompt_text,
+                    **_call_kwargs(ask, run),
+                    input_hash=prepared.hash,
+                    session_id=session_id,
+                    correction=correction,
                 )
                 outcome.tokens_in += answer.tokens_in
                 outcome.tokens_out += answer.tokens_out
@@ -216,9 +220,11 @@ def answer_one(llm: AnswerSource, connect: Connect, prepared: Prepared, run: Run
                     payload = _validated_payload(ask.app_name, answer.payload)
                 except ValidationError as exc:
                     outcome.invalid_answers += 1
-                    llm.reject_answer(answer, _invalid_reason(exc))
+                    correction = Correction.from_validation_error(json.dumps(answer.payload, ensure_ascii=False), exc)
+                    session_id = answer.session_id
+                    llm.reject_answer(answer, correction.reason)
                     raise AttemptError(
-                        _invalid_reason(exc), kind="transient", app_name=ask.app_name, code="InvalidAnswer"
+                        correction.reason, kind="transient", app_name=ask.app_name, code="InvalidAnswer"
                     ) from exc
                 with connect() as conn:  # cached now, whatever happens to the other asks
                     outcome.answer = _store(conn, prepared, answer, payload, run)

@@ -9,6 +9,7 @@ from typing import Any
 from tests.defs.ai.conftest import cache_rows
 from zqyy_assets.core import answering, db
 from zqyy_assets.core.answering import Ask, RunInfo
+from zqyy_assets.core.llm.correction import REASK_MARK
 from zqyy_assets.core.llm.service import AppAnswer
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER
 
@@ -67,6 +68,41 @@ def test_invalid_answers_are_asked_again_within_the_request_cap(db_url, make_llm
     assert outcome.status == "failed" and outcome.calls == 2 and outcome.invalid_answers == 2
     assert fake.count("app3_clue") == MAX_REQUESTS_PER_ANSWER
     assert "2 answer(s) did not validate" in outcome.reason
+
+
+def test_an_answer_outside_its_schema_is_re_asked_with_each_field_and_message(db_url, make_llm, fake) -> None:
+    wrong = {"clues": [{"category": "", "summary": "常客"}, {"emoji": "🙂"}]}
+    fake.script("app3_clue", [{"answer": wrong}, "ok"], tokens=(300, 40))
+    [outcome] = answering.iter_answers(make_llm(), db_url, _asks(1), _run(), concurrency=1)
+
+    assert (outcome.status, outcome.calls, outcome.invalid_answers) == ("answered", 2, 1)
+    assert (outcome.tokens_in, outcome.tokens_out) == (600, 80)  # the re-ask's tokens too
+    first, second = fake.requests("app3_clue")
+    assert REASK_MARK not in first["prompt"]
+    # The re-ask carries every field that was wrong and why, in the wrong answer's session.
+    assert second["prompt"].startswith(REASK_MARK) and second["session_id"] == first_session(db_url)
+    for problem in (
+        "clues.0.category: String should have at least 1 character",
+        "clues.1.category: Field required",
+        "clues.1.summary: Field required",
+    ):
+        assert f"- {problem}" in second["prompt"].splitlines()
+    assert outcome.answer is not None and outcome.answer.result_json["clues"] != wrong["clues"]
+    with db.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT status, error_code, error_message, request_prompt, tokens_used FROM biz.ai_call_ledger ORDER BY id"
+        ).fetchall()
+    assert [(r["status"], r["error_code"]) for r in rows] == [("failed", "InvalidAnswer"), ("success", None)]
+    assert rows[0]["error_message"].startswith("clues.0.category: ") and "clues.1.summary" in rows[0]["error_message"]
+    assert REASK_MARK not in rows[0]["request_prompt"] and REASK_MARK in rows[1]["request_prompt"]
+    assert rows[1]["tokens_used"] == 340
+
+
+def first_session(db_url: str) -> str:
+    with db.connect(db_url) as conn:
+        row = conn.execute("SELECT session_id FROM biz.ai_call_ledger ORDER BY id LIMIT 1").fetchone()
+    assert row is not None and row["session_id"]
+    return str(row["session_id"])
 
 
 def test_references_are_the_codes_never_the_models(db_url, make_llm, fake) -> None:

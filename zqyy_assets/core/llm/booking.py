@@ -101,6 +101,11 @@ class CallBooking(ABC):
                 **fields,
             )
 
+    def note_reask(self, ledger_id: int, request_prompt: str) -> None:
+        """The call's next attempt re-asks (``correction.py``): its row's prompt becomes the re-ask's."""
+        with self.connection() as conn:
+            ledger.note_reask(conn, ledger_id, request_prompt)
+
     def reject_call(self, ledger_id: int, reason: str) -> None:
         """A call whose answer the caller found invalid is booked failed, with its alert."""
         with self.connection() as conn:

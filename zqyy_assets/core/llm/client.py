@@ -2,7 +2,8 @@
 
 Retries (``retry.py``), guards (``guards.py``) and the ledger (``ledger.py``) live elsewhere;
 this module sends one request and turns the SDK's response (or exception) into a result or a
-classified ``AttemptError``.
+classified ``AttemptError``, and says what a request carries when it re-asks after an invalid
+answer (``dashscope_request``, ``Turn``; ``correction.py``).
 
 Two SDK details shape this code (dashscope 2.0.2, read from its source):
 
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from zqyy_assets.core.llm.correction import Correction
 from zqyy_assets.core.llm.errors import (
     AttemptError,
     error_from_exception,
@@ -223,6 +225,58 @@ class DashScopeClient:
             raise
         except Exception as exc:
             raise error_from_exception(exc, app_name=app_name) from exc
+
+
+def dashscope_request(prompt: str, session_id: str | None, correction: Correction | None) -> tuple[str, str | None]:
+    """What one Application request carries, ``(prompt, session_id)``, when it may be a re-ask.
+
+    ``Application.call`` (dashscope 2.0.2) takes ``prompt``, ``session_id`` and ``messages``;
+    every call of this project sends a ``prompt`` (the console app owns the system prompt), and
+    a re-ask keeps to that, so a correction travels as a follow-up turn:
+
+    - with ``session_id`` (the session the invalid answer came back in), only
+      ``correction.follow_up()`` is sent: the service already holds the prompt and the invalid
+      answer in that session, so neither is sent twice;
+    - without one (the service returned none), one self-contained prompt,
+      ``correction.standalone(prompt)``: the prompt, the previous answer, then the follow-up.
+    """
+    if correction is None:
+        return prompt, session_id
+    if session_id:
+        return correction.follow_up(), session_id
+    return correction.standalone(prompt), None
+
+
+@dataclass
+class Turn:
+    """What a call's next request carries: its prompt, or a re-ask once an answer was not JSON.
+
+    The service keeps one per call. After ``parse`` met an answer that is not JSON, every later
+    attempt of the call is a re-ask (``dashscope_request``) in the session that answer came
+    back in, and the first of them hands ``note`` what the ledger row's ``request_prompt``
+    becomes (``Correction.standalone``)."""
+
+    prompt: str
+    session_id: str | None
+    correction: Correction | None = None
+    _unnoted: bool = False
+
+    def next_request(self, note: Callable[[str], None]) -> tuple[str, str | None]:
+        """``(prompt, session_id)`` of the next request."""
+        if self.correction is not None and self._unnoted:
+            note(self.correction.standalone(self.prompt))
+            self._unnoted = False
+        return dashscope_request(self.prompt, self.session_id, self.correction)
+
+    def parse(self, result: CallResult, app_name: str) -> dict:
+        """The answer's JSON (``parse_answer``); one that is not JSON makes the next request a re-ask."""
+        try:
+            return parse_answer(result.text, app_name=app_name, usage=result.usage, request_id=result.request_id)
+        except AttemptError as error:
+            self.correction = Correction.not_json(result.text, error.message)
+            self.session_id = result.session_id or self.session_id
+            self._unnoted = True
+            raise
 
 
 def _raise_for_status(response: Any, app_name: str) -> None:

@@ -144,6 +144,12 @@ def finish_call(
         )
 
 
+def note_reask(conn: DictConnection, ledger_id: int, request_prompt: str) -> None:
+    """A call re-asks within its own attempts (its answer was not JSON): the row's
+    ``request_prompt`` becomes the re-ask's, which quotes the prompt (``Correction.standalone``)."""
+    conn.execute("UPDATE biz.ai_call_ledger SET request_prompt = %s WHERE id = %s", (request_prompt, ledger_id))
+
+
 def call_record_of(conn: DictConnection, ledger_id: int) -> CallRecord:
     """What the ledger row says about the call (to raise its alert after the fact)."""
     row = conn.execute(

@@ -52,7 +52,8 @@ from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.llm import ledger, offline, stream, stream_bridge
 from zqyy_assets.core.llm.booking import CallBooking, time_left
 from zqyy_assets.core.llm.budget import BudgetStatus
-from zqyy_assets.core.llm.client import CallResult, DashScopeClient, parse_answer
+from zqyy_assets.core.llm.client import CallResult, DashScopeClient, Turn
+from zqyy_assets.core.llm.correction import Correction
 from zqyy_assets.core.llm.errors import LLMConfigError, PermanentLLMError
 from zqyy_assets.core.llm.guards import Guards, GuardSettings
 from zqyy_assets.core.llm.ledger import ms_since
@@ -252,6 +253,7 @@ class LLMService(CallBooking):
         dagster_run_id: str | None = None,
         trigger_type: str = "event",
         input_hash: str | None = None,
+        correction: Correction | None = None,
     ) -> AppAnswer:
         """Ask one app for one answer (parsed JSON; the chat's text as ``{"text": ...}``).
 
@@ -259,11 +261,13 @@ class LLMService(CallBooking):
         with ``dagster_run_id`` it keys the per-answer request cap across step retries, so give it
         whenever one run asks for several answers of the same app and site. ``input_hash`` (the
         memoization key) only labels the call's span (``tracing.py``).
+        ``correction`` re-asks after an answer outside its schema (``correction.py``; with that
+        answer's ``session_id``); its row's ``request_prompt`` is ``correction.standalone(prompt)``.
         """
         prompt_text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, default=str)
         record = self.call_record(
             app_name,
-            prompt_text,
+            prompt_text if correction is None else correction.standalone(prompt_text),
             site_id=site_id,
             target_id=target_id,
             session_id=session_id,
@@ -274,12 +278,12 @@ class LLMService(CallBooking):
             if self.provider == "offline":
                 answer = self._offline_answer(prompt, record, time.monotonic())
             else:
-                answer = self._dashscope_answer(prompt_text, record, biz_params, trace)
+                answer = self._dashscope_answer(Turn(prompt_text, session_id, correction), record, biz_params, trace)
             trace.answered(answer)
             return answer
 
     def _dashscope_answer(
-        self, prompt_text: str, record: ledger.CallRecord, biz_params: dict[str, Any] | None, trace: CallTrace
+        self, turn: Turn, record: ledger.CallRecord, biz_params: dict[str, Any] | None, trace: CallTrace
     ) -> AppAnswer:
         app_name, spec, started = record.app_name, get_app(record.app_name), time.monotonic()
         app_id, client = self.check_config(record)
@@ -290,18 +294,18 @@ class LLMService(CallBooking):
         trace.ledger_row(ledger_id)
 
         def attempt() -> tuple[CallResult, dict[str, Any]]:
+            prompt, session_id = turn.next_request(lambda reask: self.note_reask(ledger_id, reask))
             result = client.complete(
                 app_name,
                 app_id,
-                prompt_text,
-                session_id=record.session_id,
+                prompt,
+                session_id=session_id,
                 biz_params=biz_params,
                 timeout_s=time_left(retrying, app_name),
             )
             if not spec.json_answer:
                 return result, {"text": result.text}
-            parsed = parse_answer(result.text, app_name=app_name, usage=result.usage, request_id=result.request_id)
-            return result, parsed
+            return result, turn.parse(result, app_name)  # an answer not JSON: the next attempt re-asks
 
         try:
             result, payload = retrying.call(attempt)

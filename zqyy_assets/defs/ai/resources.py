@@ -34,6 +34,7 @@ from pydantic import Field, PrivateAttr
 
 from zqyy_assets.core import telemetry
 from zqyy_assets.core.apps import APPS
+from zqyy_assets.core.llm.correction import Correction
 from zqyy_assets.core.llm.errors import GuardRefused, LLMError, PermanentLLMError
 from zqyy_assets.core.llm.service import AppAnswer, LLMService
 from zqyy_assets.core.llm.settings import LLMSettings, load_settings
@@ -171,6 +172,7 @@ class LLMResource(dg.ConfigurableResource):
         dagster_run_id: str | None = None,
         trigger_type: str = "event",
         input_hash: str | None = None,
+        correction: Correction | None = None,
         context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None,
         output_name: str | None = None,
     ) -> AppAnswer:
@@ -186,6 +188,7 @@ class LLMResource(dg.ConfigurableResource):
                 dagster_run_id=run_id,
                 trigger_type=trigger_type,
                 input_hash=input_hash,
+                correction=correction,
             )
         except LLMError as err:
             self._record_usage(context, output_name, app_name, None, err)

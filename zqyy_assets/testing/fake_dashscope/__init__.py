@@ -22,7 +22,13 @@ stream chunk count, a fixed answer. Steps are shorthands (``"ok"``, ``"429"``, `
 ``"503"``, ``"401"``, ``"400"``, ``"403"``, ``"data_inspection"``, ``"arrearage"``,
 ``"invalid_json"``, ``"bare_list"``, ``"drop"``, ``"cut:3"`` a stream cut after 3 chunks,
 ``"stream_error:2:Throttling.RateQuota"``, ``"slow:1500"``) or dicts
-(``{"kind": "error", "status": 500, "code": "InternalError"}``).
+(``{"kind": "error", "status": 500, "code": "InternalError"}``, or ``{"answer": {...}}`` for one
+response's own answer, e.g. one outside the app's schema; ``"session": false`` for an answer
+that names no session).
+
+Sessions: each answer's ``session_id`` is the request's, else a new one. A re-ask
+(``core/llm/correction.py``) is answered from what it corrects: the prompt that opened its
+session, or, without a session, the prompt it quotes first.
 
 In-process::
 

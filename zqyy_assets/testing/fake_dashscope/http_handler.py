@@ -205,13 +205,14 @@ class CompletionHandler(BaseHTTPRequestHandler):
             )
             return
 
-        text = fake.answer_text(app, prompt, script, step)
         session_id = payload_input.get("session_id") or uuid.uuid4().hex
+        # A follow-up in a session (a re-ask) is answered from the session's first prompt.
+        text = fake.answer_text(app, fake.conversation_prompt(session_id, prompt), script, step)
         tokens_in, tokens_out = script.tokens or (len(prompt) // 2 + 20, max(1, len(text) // 2))
 
         if not stream:
             body_out = {
-                "output": {"finish_reason": "stop", "session_id": session_id, "text": text},
+                "output": {"finish_reason": "stop", "session_id": session_id if step.session else "", "text": text},
                 "usage": _usage(script.usage_shape, tokens_in, tokens_out, script.model),
                 "request_id": request_id,
             }

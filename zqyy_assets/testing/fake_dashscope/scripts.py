@@ -17,6 +17,8 @@ class Step:
     message: str | None = None
     after_chunks: int = 0  # for cut / stream_error
     delay_ms: float | None = None  # this response's latency, instead of the app's
+    answer: Any = None  # this response's answer, instead of the app's (e.g. one outside the schema)
+    session: bool = True  # False: the response names no session (as a service keeping none)
 
 
 _ERRORS = {

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from zqyy_assets.core.apps import APPS
 from zqyy_assets.core.llm import offline
+from zqyy_assets.core.llm.correction import REASK_MARK
 from zqyy_assets.testing.fake_dashscope.http_handler import CompletionHandler, FakeHttpServer
 from zqyy_assets.testing.fake_dashscope.scripts import DEFAULT_MODEL, AppScript, Step, parse_step
+
+MAX_SESSIONS = 4096  # sessions remembered (the newest), for re-asks in a session
 
 
 class FakeDashScope:
@@ -34,6 +38,7 @@ class FakeDashScope:
         self._lock = threading.Lock()
         self._scripts: dict[str, AppScript] = {}
         self._records: list[dict] = []
+        self._sessions: OrderedDict[str, str] = OrderedDict()  # session id -> the prompt that opened it
         self._httpd = FakeHttpServer((host, port), CompletionHandler)
         self._httpd.fake = self
         self._thread: threading.Thread | None = None
@@ -126,6 +131,7 @@ class FakeDashScope:
         with self._lock:
             self._scripts.clear()
             self._records.clear()
+            self._sessions.clear()
 
     def requests(self, app: str | None = None) -> list[dict]:
         """What the server received (completion requests only), oldest first."""
@@ -166,8 +172,22 @@ class FakeDashScope:
             entry["seq"] = len(self._records) + 1
             self._records.append(entry)
 
+    def conversation_prompt(self, session_id: str, prompt: str) -> str:
+        """The prompt to answer. A re-ask (``REASK_MARK``, ``core/llm/correction.py``) is answered
+        from what it corrects: the prompt that opened its session, or the one it quotes first."""
+        with self._lock:
+            opened = self._sessions.setdefault(session_id, prompt)
+            self._sessions.move_to_end(session_id)
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+        if REASK_MARK not in prompt:
+            return prompt
+        return opened if prompt.startswith(REASK_MARK) else _leading_json(prompt)
+
     def answer_text(self, app: str | None, prompt: str, script: AppScript, step: Step) -> str:
-        if script.answer is not None:
+        if step.answer is not None:
+            answer = step.answer
+        elif script.answer is not None:
             answer = script.answer
         elif app == "app1_chat":
             return offline.chat_answer(prompt)  # the offline reply without its offline label and key hint
@@ -181,3 +201,12 @@ class FakeDashScope:
             full = json.dumps(answer, ensure_ascii=False)
             return full[: max(10, len(full) // 3)]  # what a model gives when it stops mid-answer
         return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
+
+
+def _leading_json(prompt: str) -> str:
+    """The JSON document a prompt starts with, or the whole prompt when it starts with none."""
+    try:
+        _, end = json.JSONDecoder().raw_decode(prompt.lstrip())
+    except ValueError:
+        return prompt
+    return prompt.lstrip()[:end]
