@@ -106,7 +106,7 @@ def answer_texts(answer: Any, path: str = "") -> list[tuple[str, str]]:
 
 def ground(prompt: Any, answer: dict[str, Any]) -> Verdict:
     """Check every number the answer's text cites against the prompt's figures."""
-    figures = PromptFigures(prompt)
+    figures = PromptFigures(prompt, answer)
     numbers = 0
     missing: list[Ungrounded] = []
     for where, text in answer_texts(answer):

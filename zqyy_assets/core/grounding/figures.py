@@ -2,7 +2,9 @@
 
 Every number in the prompt JSON is a figure: numeric values, figures written inside its strings
 (a note's text, an earlier answer's clues; read with the same rules as an answer, so dates are
-not figures) and the windows its keys name (``visits_30d`` gives 30: "近 30 天" is grounded).
+not figures), the windows its keys name (``visits_30d`` gives 30: "近 30 天" is grounded), the
+length of each list (how many visits, notes, tasks it holds) and minutes in hours (``total_minutes``
+2814 is "46.9 小时"). So is the number of items of each of the answer's own lists ("共提炼 2 条线索").
 
 A cited number is grounded when it equals a figure within its rounding, or is derived from two
 *related* figures: a difference, a ratio (``1.5倍``), a share or a change (``a/b`` and
@@ -58,6 +60,8 @@ def prompt_figures(prompt: Any, path: Path = ()) -> Iterator[Figure]:
         return
     if isinstance(prompt, int | float):
         yield Figure(path, float(prompt), _percent_path(path))
+        if path and isinstance(path[-1], str) and "minute" in path[-1]:
+            yield Figure((*path[:-1], f"{path[-1]}#hours"), prompt / 60)
     elif isinstance(prompt, str):
         for i, number in enumerate(cited_numbers(prompt)):
             yield Figure((*path, i), number.value, number.kind in ("percent", "points"))
@@ -67,6 +71,7 @@ def prompt_figures(prompt: Any, path: Path = ()) -> Iterator[Figure]:
                 yield Figure((*path, f"{key}#window"), float(window))
             yield from prompt_figures(value, (*path, str(key)))
     elif isinstance(prompt, list):
+        yield Figure((*path, "#count"), float(len(prompt)))
         for i, value in enumerate(prompt):
             yield from prompt_figures(value, (*path, i))
 
@@ -116,8 +121,9 @@ class PromptFigures:
     - a multiple: the ratio of two related figures.
     """
 
-    def __init__(self, prompt: Any) -> None:
+    def __init__(self, prompt: Any, answer: Any = None) -> None:
         self.figures = list(prompt_figures(prompt))
+        self.figures += [f for f in _list_lengths(answer, ("#answer",))]
 
     @cached_property
     def _related(self) -> tuple[list[Pair], list[Pair]]:
@@ -176,3 +182,14 @@ def _both_ways(a: float, b: float) -> Iterator[float]:
     if a and b:
         yield abs(a / b)
         yield abs(b / a)
+
+
+def _list_lengths(answer: Any, path: Path) -> Iterator[Figure]:
+    """How many items each of the answer's lists holds ("共提炼 2 条线索" counts its own clues)."""
+    if isinstance(answer, list):
+        yield Figure((*path, "#count"), float(len(answer)))
+        for i, value in enumerate(answer):
+            yield from _list_lengths(value, (*path, i))
+    elif isinstance(answer, dict):
+        for key, value in answer.items():
+            yield from _list_lengths(value, (*path, str(key)))
