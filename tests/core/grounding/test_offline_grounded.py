@@ -87,7 +87,8 @@ def test_offline_member_answers_are_all_grounded(demo_venue: str, monkeypatch: p
         pairs = [
             AssistantMemberKey(1, r["assistant_id"], r["member_id"])
             for r in conn.execute(
-                "SELECT assistant_id, member_id FROM dws.assistant_member WHERE site_id = 1 ORDER BY services DESC LIMIT 10"
+                """SELECT assistant_id, member_id FROM dws.assistant_member
+                   WHERE site_id = 1 ORDER BY services DESC LIMIT 10"""
             )
         ]
     run = RunInfo(provider="offline", trigger="manual", force=False, dagster_run_id=None)
