@@ -10,7 +10,8 @@ The answer goes through the pipeline's own path (``core/answering.py``: memoizat
 validation, the cache row) with the provider the environment configures (DashScope when
 DASHSCOPE_API_KEY is set, else the offline analyst; every ZQYY_LLM_* setting applies). The
 validated answer, as cached, is printed on stdout as JSON; on stderr, the ledger line of each
-call it took (biz.ai_call_ledger), or that memoization answered (no call). App8's clues are not
+call it took (biz.ai_call_ledger), or that memoization answered (no call), and the numbers the
+answer cites that its prompt does not hold (``core/grounding``), if any. App8's clues are not
 written to the member's retention clues (only a pipeline run does that). Exit 2 for an unknown
 app, a site with no data, a malformed or unknown target or nothing to ask; 1 when the call failed.
 The database is DATABASE_URL, else the embedded demo server.
