@@ -42,6 +42,7 @@ def test_percentages_points_multiples_and_counts() -> None:
         "晚上8点后",
         "排名第3",
         "app2 与 hallA2 区",
+        "模型 qwen2.5-72b-instruct",
         "3号台常被预订",
         "近三个月",  # Chinese numerals are words
     ],

@@ -78,7 +78,8 @@ def test_the_verdict_lists_each_ungrounded_number_with_its_sentence_and_field() 
             {"title": "营业额上升 13.8%", "content": "本期营业额 ¥910,792.83。会员占比 61.0%，表现亮眼。"},
             {"title": "台费", "content": "台费 ¥600,000", "level": "positive", "metric": "table_fee_2"},
         ],
-        "_references": {"site_id": 12345},
+        "_references": {"site_id": 12345, "tables": [{"table": "dws.finance_area_daily", "rows": 62}]},
+        "_provider": "openai:qwen2.5-72b",
     }
     verdict = check_answer("app2_finance", PROMPT, answer)
     assert verdict is not None and not verdict.grounded

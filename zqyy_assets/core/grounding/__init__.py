@@ -22,11 +22,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP, CHAT_APP
+from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
 from zqyy_assets.core.cache import CachedAnswer
 from zqyy_assets.core.grounding.figures import PromptFigures
 from zqyy_assets.core.grounding.numbers import cited_numbers, sentence_around
-from zqyy_assets.core.prompts.references import REFERENCES_KEY
 from zqyy_assets.core.vocabulary import UNGROUNDED, VALID, CacheStatus
 
 VERDICT_VERSION = 1
@@ -46,8 +45,9 @@ GROUNDED_APPS: tuple[str, ...] = (
 # Where an ungrounded answer is not served unless configured otherwise: the finance insights.
 DEFAULT_BLOCKING_APPS: tuple[str, ...] = (APP2_SITE_APP, APP2_AREA_APP)
 
-# Answer fields that hold codes or the model's own judgement, not cited figures.
-_NOT_TEXT = frozenset({REFERENCES_KEY, "level", "metric", "relationship_level", "value_level", "churn_risk", "emoji"})
+# Answer fields that hold codes or the model's own judgement, not cited figures; keys starting
+# with "_" are the code's labels (``_references``, ``_provider``), not the model's text.
+_NOT_TEXT = frozenset({"level", "metric", "relationship_level", "value_level", "churn_risk", "emoji"})
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def answer_texts(answer: Any, path: str = "") -> list[tuple[str, str]]:
         return [
             item
             for key, value in answer.items()
-            if key not in _NOT_TEXT
+            if key not in _NOT_TEXT and not str(key).startswith("_")
             for item in answer_texts(value, f"{path}.{key}" if path else str(key))
         ]
     if isinstance(answer, list):
@@ -119,7 +119,7 @@ def ground(prompt: Any, answer: dict[str, Any]) -> Verdict:
 
 def check_answer(app_name: str, prompt: Any, answer: dict[str, Any]) -> Verdict | None:
     """The verdict for an app that cites figures; None for the others (the chat)."""
-    if app_name not in GROUNDED_APPS or app_name == CHAT_APP:
+    if app_name not in GROUNDED_APPS:
         return None
     return ground(prompt, answer)
 

@@ -123,7 +123,7 @@ class PromptFigures:
 
     def __init__(self, prompt: Any, answer: Any = None) -> None:
         self.figures = list(prompt_figures(prompt))
-        self.figures += [f for f in _list_lengths(answer, ("#answer",))]
+        self.figures += _list_lengths(answer, ("#answer",))
 
     @cached_property
     def _related(self) -> tuple[list[Pair], list[Pair]]:

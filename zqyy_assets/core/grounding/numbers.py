@@ -84,8 +84,8 @@ def cited_numbers(text: str) -> list[CitedNumber]:
         start, end = match.span("int")
         if any(b_start <= start < b_end or b_start < end <= b_end for b_start, b_end in blocked):
             continue
-        if start > 0 and (text[start - 1].isascii() and text[start - 1].isalpha()):
-            continue  # part of a word (the date pattern above catches most of these)
+        if start > 0 and (text[start - 1] == "." or (text[start - 1].isascii() and text[start - 1].isalpha())):
+            continue  # part of a word or a version ("qwen2.5"), which the patterns above leave a digit of
         frac = match["frac"] or ""
         scale = _SCALES.get(match["scale"] or "", 1.0)
         value = float(match["int"].replace(",", "") + frac) * scale
