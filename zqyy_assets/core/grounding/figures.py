@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import combinations
 from typing import Any
@@ -42,12 +42,11 @@ class Figure:
     path: Path  # where in the prompt: ("period", "metrics", "revenue"), ("top_movers", 0, "current")
     value: float  # signed as given
     percent_like: bool = False  # a percentage or a share (its key says so, or it was written with %)
+    measure: str = field(init=False)  # the leaf's key without its period words (spend_prev_30d -> spend)
 
-    @property
-    def measure(self) -> str:
-        """The leaf's key without its period words (``spend_prev_30d`` -> ``spend``)."""
+    def __post_init__(self) -> None:
         key = next((p for p in reversed(self.path) if isinstance(p, str)), "")
-        return _PERIOD_WORDS.sub("", key)
+        object.__setattr__(self, "measure", _PERIOD_WORDS.sub("", key))
 
 
 def _percent_path(path: Path) -> bool:
@@ -158,7 +157,7 @@ class PromptFigures:
     @cached_property
     def _shares_and_changes(self) -> _Sorted:
         siblings, parallels = self._related
-        shares = (min(r, 1 / r) * 100 for a, b in siblings for r in _both_ways(a.value, b.value))
+        shares = (r * 100 for a, b in siblings for r in _both_ways(a.value, b.value))  # also "228.6% of"
         same_measure = [*parallels, *((a, b) for a, b in siblings if a.measure == b.measure)]
         changes = (abs(r - 1) * 100 for a, b in same_measure for r in _both_ways(a.value, b.value))
         return _Sorted([*shares, *changes])
