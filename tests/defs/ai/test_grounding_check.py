@@ -107,3 +107,35 @@ def test_member_chain_jobs_check_their_apps_and_warn_by_default(
     # App8 and App7 answered from the offline analyst through the fake: every figure grounded
     for other in ("app8_consolidation", "app7_customer"):
         assert _grounding(result, f"{other}_grounded").passed, other
+
+
+def test_a_blocked_app8_answer_does_not_replace_the_members_clues(
+    venue: str, resources: dict[str, Any], fake: FakeDashScope, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZQYY_GROUNDING_BLOCKING_APPS", "app8_consolidation")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("members", ["1-100"])
+    defs = dg.Definitions(assets=[*ods_assets, *ai_assets], jobs=ai_jobs, resources=resources)
+    job = defs.resolve_job_def("consumption_chain_job")
+
+    def clues() -> list[str]:
+        with db.connect(venue) as conn:
+            rows = conn.execute(
+                "SELECT summary FROM biz.member_retention_clue WHERE site_id = 1 AND member_id = 100 ORDER BY id"
+            )
+            return [r["summary"] for r in rows]
+
+    assert job.execute_in_process(instance=instance, partition_key="1-100", raise_on_error=False).success
+    good = clues()
+    assert good  # App8's grounded clues (the offline analyst's, through the fake)
+
+    invented = {"clues": [{"category": "消费习惯", "summary": "累计消费 ¥66,666.66", "providers": ["app3"]}]}
+    fake.script("app8_consolidation", answer=invented)
+    result = job.execute_in_process(
+        instance=instance, partition_key="1-100", tags={"zqyy/force": "true"}, raise_on_error=False
+    )
+    app8 = _grounding(result, "app8_consolidation_grounded")
+    assert not app8.passed and app8.severity == dg.AssetCheckSeverity.ERROR
+    assert cache_rows(venue, "app8_consolidation")[-1]["status"] == "ungrounded"
+    assert clues() == good  # the member keeps the clues of the last good answer
+    assert "clues_written" not in metadata(result, "app8_consolidation")
