@@ -11,7 +11,10 @@ class CacheEntry(BaseModel):
     site_id: int
     app_type: str = Field(description="The app that produced the answer (the cache_type).")
     target_id: str
-    status: str = Field(description="valid | invalidated")
+    status: str = Field(
+        description="valid | invalidated | ungrounded (cites a number its prompt does not hold and its app's "
+        "grounding check blocks: kept in the history, never served as the latest)"
+    )
     result: dict[str, Any]
     score: float | None = None
     prompt_version: str
@@ -23,6 +26,11 @@ class CacheEntry(BaseModel):
     latency_ms: int | None = None
     dagster_run_id: str | None = None
     created_at: datetime
+    grounding: dict[str, Any] | None = Field(
+        None,
+        description="The grounded-numbers verdict: grounded, numbers cited, ungrounded_count and each ungrounded "
+        "number with its sentence and field; null for answers stored before the check or of the chat.",
+    )
 
 
 class CacheHistory(BaseModel):

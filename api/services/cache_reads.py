@@ -8,11 +8,11 @@ from api.services import AsyncConn, Pool, one_row
 
 _COLUMNS = """id, site_id, cache_type AS app_type, target_id, status, result_json AS result, score::float8 AS score,
               prompt_version, provider, model, triggered_by, tokens_in, tokens_out, latency_ms, dagster_run_id,
-              created_at"""
+              created_at, grounding"""
 
 
 async def latest_valid(conn: AsyncConn, site_id: int, app_type: str, target_id: str) -> dict | None:
-    """The newest valid answer (history is kept; invalidated rows are skipped)."""
+    """The newest valid answer (history is kept; invalidated and ungrounded rows are skipped)."""
     cur = await conn.execute(
         f"""SELECT {_COLUMNS} FROM biz.ai_cache
             WHERE site_id = %s AND cache_type = %s AND target_id = %s AND status = 'valid'
@@ -43,7 +43,7 @@ class LatestAnswers:
                 'result', result_json, 'score', score::float8, 'prompt_version', prompt_version,
                 'provider', provider, 'model', model, 'triggered_by', triggered_by, 'tokens_in', tokens_in,
                 'tokens_out', tokens_out, 'latency_ms', latency_ms, 'dagster_run_id', dagster_run_id,
-                'created_at', created_at)::text AS body
+                'created_at', created_at, 'grounding', grounding)::text AS body
             FROM biz.ai_cache c
             WHERE c.site_id = k.site_id AND c.cache_type = k.cache_type AND c.target_id = k.target_id
               AND c.status = 'valid'

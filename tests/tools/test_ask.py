@@ -118,6 +118,19 @@ def test_app2_targets(
     assert fake.count(app) == 1
 
 
+def test_an_answer_with_an_invented_figure_is_stored_but_not_served_and_said_so(
+    venue: str, fake: FakeDashScope, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.script("app2_finance", answer={"insights": [{"title": "营业额", "content": "本月营业额 ¥987,654.32。"}]})
+    assert run(["ask", "app2_finance", "--site", "1", "--target", "all|this_month"]) == 0
+    [cached] = cache_rows(venue, "app2_finance")
+    assert cached["status"] == "ungrounded"
+    assert (
+        "ungrounded numbers (1 of 1), stored as ungrounded, not served: "
+        "¥987,654.32 (insights.0.content: 本月营业额 ¥987,654.32。)" in capsys.readouterr().err
+    )
+
+
 def test_without_a_key_the_offline_analyst_answers(
     venue: str, fake: FakeDashScope, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

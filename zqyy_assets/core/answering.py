@@ -35,7 +35,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
 
-from zqyy_assets.core import cache, db
+from zqyy_assets.core import cache, db, grounding
 from zqyy_assets.core.answer_schemas import validate_answer
 from zqyy_assets.core.apps import prompt_version as system_prompt_version
 from zqyy_assets.core.db import DictConnection
@@ -89,6 +89,8 @@ class RunInfo:
     trigger: str
     force: bool
     dagster_run_id: str | None
+    # Apps whose ungrounded answers are stored as such and not served (core/grounding, GroundingSettings).
+    blocking_apps: frozenset[str] = frozenset(grounding.DEFAULT_BLOCKING_APPS)
 
 
 @dataclass
@@ -163,6 +165,7 @@ def _store(
         tokens_out=answer.tokens_out,
         latency_ms=answer.latency_ms,
         dagster_run_id=run.dagster_run_id,
+        **grounding.stored_fields(ask.app_name, ask.prompt, payload, run.blocking_apps),
     )
 
 

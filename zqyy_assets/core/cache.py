@@ -2,7 +2,9 @@
 
 Every answer is a new row (history is kept); readers take the newest ``valid`` row per
 (site, cache_type, target_id). A row is written only after its answer validated against the
-app's schema, so a failed or invalid call never leaves a row behind.
+app's schema, so a failed or invalid call never leaves a row behind. Each row carries its
+grounded-numbers verdict (``grounding``, ``core/grounding``); an answer whose check blocks and
+fails is stored as ``ungrounded``: in the history, never read as the latest nor as a memo hit.
 
 Memoization: the input hash is sha256 over the app name, the app version (prompt builder
 version, system prompt version and provider) and the canonical JSON of the prompt. When the
@@ -21,11 +23,12 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from zqyy_assets.core.db import DictConnection
+from zqyy_assets.core.vocabulary import VALID, CacheStatus
 
 # The columns readers need; the table is defined in migration 0004.
 _COLUMNS = (
     "id, site_id, cache_type, target_id, input_hash, prompt_version, result_json, score, status, "
-    "triggered_by, provider, model, tokens_in, tokens_out, latency_ms, dagster_run_id, created_at"
+    "triggered_by, provider, model, tokens_in, tokens_out, latency_ms, dagster_run_id, created_at, grounding"
 )
 
 
@@ -48,6 +51,7 @@ class CachedAnswer:
     latency_ms: int | None
     dagster_run_id: str | None
     created_at: datetime
+    grounding: dict[str, Any] | None = None  # the grounded-numbers verdict (migration 0018)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> CachedAnswer:
@@ -114,12 +118,14 @@ def insert_answer(
     tokens_out: int,
     latency_ms: int | None,
     dagster_run_id: str | None,
+    grounding: dict[str, Any] | None = None,
+    status: CacheStatus = VALID,
 ) -> CachedAnswer:
     row = conn.execute(
         f"""INSERT INTO biz.ai_cache (site_id, cache_type, target_id, input_hash, prompt_version, result_json,
                                       score, triggered_by, provider, model, tokens_in, tokens_out, latency_ms,
-                                      dagster_run_id)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                      dagster_run_id, grounding, status)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             RETURNING {_COLUMNS}""",
         (
             site_id,
@@ -136,6 +142,8 @@ def insert_answer(
             tokens_out,
             latency_ms,
             dagster_run_id,
+            Jsonb(grounding) if grounding is not None else None,
+            status,
         ),
     ).fetchone()
     assert row is not None  # INSERT ... RETURNING always returns the row

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zqyy_assets.core.business_date import DEFAULT_CUTOFF_HOURS, DEFAULT_TIMEZONE
+from zqyy_assets.core.grounding import DEFAULT_BLOCKING_APPS, GROUNDED_APPS
 from zqyy_assets.core.schedules import check_cron
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +85,38 @@ class PrewarmScheduleSettings(BaseSettings):
 
     def timezone(self, venue: VenueSettings) -> str:
         return self.app2_prewarm_timezone or venue.venue_timezone
+
+
+class GroundingSettings(BaseSettings):
+    """Which apps' grounded-numbers check blocks (``core/grounding``): an answer of theirs citing a
+    number its prompt does not hold is kept in the history as ``ungrounded`` and not served, so
+    the previous good answer stays. The other apps' verdicts are recorded and reported only.
+
+    ``ZQYY_GROUNDING_BLOCKING_APPS``: app names, comma-separated; unset: the app2 apps; empty:
+    none blocks."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    zqyy_grounding_blocking_apps: str = ",".join(DEFAULT_BLOCKING_APPS)
+
+    @field_validator("zqyy_grounding_blocking_apps")
+    @classmethod
+    def _known_apps(cls, value: str) -> str:
+        unknown = [name for name in _names(value) if name not in GROUNDED_APPS]
+        if unknown:
+            raise ValueError(
+                f"ZQYY_GROUNDING_BLOCKING_APPS: {', '.join(unknown)} cite no checked figures; "
+                f"known: {', '.join(GROUNDED_APPS)}"
+            )
+        return value
+
+    @property
+    def blocking_apps(self) -> frozenset[str]:
+        return frozenset(_names(self.zqyy_grounding_blocking_apps))
+
+
+def _names(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 class RealtimeSettings(BaseSettings):

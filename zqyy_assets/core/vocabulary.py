@@ -98,6 +98,15 @@ ALERT_TYPE_LABELS: dict[str, str] = {
 AlertStatus = Literal["pending", "acknowledged", "ignored"]
 ALERT_STATUSES: tuple[str, ...] = AlertStatus.__args__  # type: ignore[attr-defined]
 
+# A cached answer (biz.ai_cache.status): readers serve the newest `valid` row. `invalidated` by an
+# admin; `ungrounded`: it cites a number its prompt does not hold and its app's grounding check
+# blocks (core/grounding), so it is kept in the history but never served.
+CacheStatus = Literal["valid", "invalidated", "ungrounded"]
+CACHE_STATUSES: tuple[str, ...] = CacheStatus.__args__  # type: ignore[attr-defined]
+VALID: CacheStatus = "valid"
+INVALIDATED: CacheStatus = "invalidated"
+UNGROUNDED: CacheStatus = "ungrounded"
+
 # ------------------------------------------------------------------------ dynamic partitions
 
 MEMBERS = "members"  # key "{site_id}-{member_id}"

@@ -10,7 +10,8 @@ The answer goes through the pipeline's own path (``core/answering.py``: memoizat
 validation, the cache row) with the provider the environment configures (DashScope when
 DASHSCOPE_API_KEY is set, else the offline analyst; every ZQYY_LLM_* setting applies). The
 validated answer, as cached, is printed on stdout as JSON; on stderr, the ledger line of each
-call it took (biz.ai_call_ledger), or that memoization answered (no call). App8's clues are not
+call it took (biz.ai_call_ledger), or that memoization answered (no call), and the numbers the
+answer cites that its prompt does not hold (``core/grounding``), if any. App8's clues are not
 written to the member's retention clues (only a pipeline run does that). Exit 2 for an unknown
 app, a site with no data, a malformed or unknown target or nothing to ask; 1 when the call failed.
 The database is DATABASE_URL, else the embedded demo server.
@@ -27,13 +28,14 @@ from zqyy_assets.core import answering, cache, db, prompts
 from zqyy_assets.core.answering import Ask, Outcome, RunInfo
 from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP, APP_TYPES
 from zqyy_assets.core.db import DictConnection
+from zqyy_assets.core.grounding import ungrounded_line
 from zqyy_assets.core.partition_keys import (
     AssistantMemberKey,
     MemberKey,
     parse_app2_key,
     partition_key_of,
 )
-from zqyy_assets.core.settings import VenueSettings
+from zqyy_assets.core.settings import GroundingSettings, VenueSettings
 from zqyy_assets.core.tags import DEFAULT_TRIGGER
 
 TARGET_FORMATS = (
@@ -136,7 +138,13 @@ def ask(app: str, site_id: int, target: str, *, force: bool, database_url: str) 
         newest = conn.execute("SELECT coalesce(max(id), 0) AS id FROM biz.ai_call_ledger").fetchone()
         last_id = newest["id"] if newest else 0
         with LLMService(load_settings(database_url=database_url)) as service:
-            run = RunInfo(provider=service.provider, trigger=DEFAULT_TRIGGER, force=force, dagster_run_id=None)
+            run = RunInfo(
+                provider=service.provider,
+                trigger=DEFAULT_TRIGGER,
+                force=force,
+                dagster_run_id=None,
+                blocking_apps=GroundingSettings().blocking_apps,
+            )
             # The service takes every keyword answering passes (site, target, run id, trigger, hash).
             llm = cast(answering.AnswerSource, service)
             [outcome] = answering.iter_answers(llm, database_url, [one], run, concurrency=1, prices=service.prices)
@@ -154,6 +162,8 @@ def _report(outcome: Outcome, calls: list[dict[str, Any]]) -> int:
         print(_memo_line(outcome.answer), file=sys.stderr)
     elif outcome.answer is not None:
         print(f"cached as answer #{outcome.answer.id} (input hash {outcome.answer.input_hash[:12]})", file=sys.stderr)
+        if line := ungrounded_line(outcome.answer):
+            print(line, file=sys.stderr)
     else:
         print(f"zqyy ask: {outcome.app_name} {outcome.target_id} failed: {outcome.reason}", file=sys.stderr)
         return 1

@@ -1,8 +1,10 @@
 """Cached reads: newest valid answer, history, finance insights, retention clues."""
 
 from fastapi.testclient import TestClient
+from psycopg.types.json import Jsonb
 
 from tests.api.conftest import OTHER_SITE, SITE, put_cache, put_clue
+from zqyy_assets.core import db
 
 
 def test_latest_valid_answer_and_its_history(client: TestClient, db_url: str, staff) -> None:
@@ -127,3 +129,42 @@ def test_reads_return_the_answer_with_its_references(client: TestClient, db_url:
     assert [i["result"] for i in history["items"]] == [answer]
     insights = client.get("/api/ai/finance/insights?time_dimension=this_week&area=all", headers=staff).json()
     assert (insights["insights"], insights["result"]) == ([{"t": "全店"}], answer)
+
+
+def test_an_ungrounded_answer_is_in_the_history_but_the_previous_good_one_is_served(
+    client: TestClient, db_url: str, staff
+) -> None:
+    good = put_cache(db_url, site=SITE, app="app2_finance", target="last_week__all", result={"insights": [{"t": "好"}]})
+    flagged = put_cache(
+        db_url,
+        site=SITE,
+        app="app2_finance",
+        target="last_week__all",
+        result={"insights": [{"t": "编造"}]},
+        status="ungrounded",
+        created_at="2099-01-01T00:00+00",
+    )
+    verdict = {
+        "version": 1,
+        "grounded": False,
+        "numbers": 4,
+        "ungrounded_count": 1,
+        "ungrounded": [
+            {"number": "¥987,654.32", "sentence": "本期营业额 ¥987,654.32。", "field": "insights.0.content"}
+        ],
+    }
+    with db.transaction(db_url) as conn:
+        conn.execute("UPDATE biz.ai_cache SET grounding = %s WHERE id = %s", (Jsonb(verdict), flagged))
+    put_cache(db_url, site=SITE, app="app2_finance", target="this_week__all", result={}, status="ungrounded")
+
+    latest = client.get("/api/ai/cache/app2_finance/last_week__all", headers=staff).json()
+    assert (latest["id"], latest["status"], latest["grounding"]) == (good, "valid", None)
+    insights = client.get("/api/ai/finance/insights?time_dimension=last_week&area=all", headers=staff).json()
+    assert insights["insights"] == [{"t": "好"}]
+    history = client.get("/api/ai/cache/app2_finance/last_week__all/history", headers=staff).json()
+    assert [(i["id"], i["status"], i["grounding"]) for i in history["items"]] == [
+        (flagged, "ungrounded", verdict),
+        (good, "valid", None),
+    ]
+    # only an ungrounded answer: nothing to serve
+    assert client.get("/api/ai/cache/app2_finance/this_week__all", headers=staff).status_code == 404

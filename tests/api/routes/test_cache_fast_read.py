@@ -53,6 +53,7 @@ PATHS = [
     "/api/ai/cache/app3_clue/7?site_id=1&extra=x",
     "/api/ai/cache/app3_clue/7?site_id=1&site_id=2",
     "/api/ai/cache/app3_clue/8",  # only an invalidated answer
+    "/api/ai/cache/app3_clue/10",  # only an ungrounded answer
     "/api/ai/cache/app3_clue/9",  # nothing cached
     "/api/ai/cache/app3_clue/07",
     "/api/ai/cache/app3_clue/7%0A",
@@ -84,6 +85,16 @@ def _seed(db_url: str) -> None:
     put_cache(db_url, site=SITE, app="app3_clue", target="8", result={}, status="invalidated")
     put_cache(db_url, site=SITE, app="app4_analysis", target="3_7", result={"analysis": "稳定"})
     put_cache(db_url, site=SITE, app="app2_finance", target="this_month__all", result={"insights": [{"t": "全店"}]})
+    put_cache(  # newer, but ungrounded: kept in the history, never served
+        db_url,
+        site=SITE,
+        app="app2_finance",
+        target="this_month__all",
+        result={"insights": [{"t": "编造"}]},
+        status="ungrounded",
+        created_at="2099-01-01T00:00+00",
+    )
+    put_cache(db_url, site=SITE, app="app3_clue", target="10", result={}, status="ungrounded")
     put_cache(db_url, site=SITE, app="app2a_finance_area", target="this_month__vip", result={"insights": []})
     # Rows no request may reach (the route's path rules say 422): the fast path must not find them either.
     put_cache(db_url, site=SITE, app="app3_clue", target="7\n", result={"unreachable": True})

@@ -106,6 +106,13 @@ def test_prewarm_is_one_run_and_a_second_prewarm_is_free(venue: str, resources: 
     assert md["cost_cny_by_site"].startswith("1: ") and ", 2: " in md["cost_cny_by_site"]
     assert (md["memo_tokens_avoided"], md["memo_cost_avoided_cny"]) == (0, 0.0)
     assert _check(first).passed and _check(first).metadata["sites_complete"].value == 2
+    # the grounding rate per app, in each partition's metadata and the run's grounding check
+    assert md["grounding_rate_app2a_finance_area"] == 1.0
+    [grounded] = [e for e in first.get_asset_check_evaluations() if e.check_name == "app2_finance_grounded"]
+    assert grounded.passed and grounded.metadata["answers_checked"].value == 144
+    assert grounded.metadata["grounding_rate_app2_finance"].value == 1.0
+    assert grounded.metadata["grounding_rate_app2a_finance_area"].value == 1.0
+    assert all(r["grounding"]["grounded"] and r["status"] == "valid" for r in rows)
     _assert_app2_references(venue, rows)
     spent = _tokens_spent(venue)
     assert spent > 0

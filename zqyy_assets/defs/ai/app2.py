@@ -44,7 +44,8 @@ from zqyy_assets.defs.resources import PostgresResource
             checks.APP2_COVERAGE_CHECK,
             asset="app2_finance",
             description="Each active site with finance figures has a valid answer for all 72 partitions.",
-        )
+        ),
+        checks.grounding_check_spec("app2_finance"),
     ],
     pool="llm",
     kinds={"python", "postgres"},
@@ -114,6 +115,7 @@ def app2_finance(
             partition=str(key.partition_key),
             metadata={
                 **summary_metadata(progress.outcomes[key]),
+                **as_metadata(checks.grounding_figures(progress.outcomes[key])),
                 "app": dg.MetadataValue.text(key.app_name),
                 "target_id": dg.MetadataValue.text(key.target_id),
                 **sites_preview(progress.outcomes[key]),
@@ -137,6 +139,8 @@ def app2_finance(
 
     with postgres.connect() as conn:
         yield checks.app2_coverage_result(conn)
+    if checks.grounding_selected(context, "app2_finance"):
+        yield checks.grounding_result("app2_finance", outcomes, run.blocking_apps)
 
     total = summarise(outcomes)
     context.log.info(
@@ -144,7 +148,7 @@ def app2_finance(
         f"materialized; calls {total['calls']}, cache hits {total['cache_hits']}, "
         f"tokens {total['tokens_in']}+{total['tokens_out']}, cost {total['cost_cny']:.4f} CNY "
         f"({total['cost_cny_by_site']}); memoization saved {total['memo_tokens_avoided']} tokens, "
-        f"{total['memo_cost_avoided_cny']:.4f} CNY"
+        f"{total['memo_cost_avoided_cny']:.4f} CNY; grounded answers {checks.grounding_summary(outcomes)}"
     )
     if failed_keys:
         failures = [o for o in outcomes if o.status == "failed"]

@@ -7,14 +7,26 @@
 - ``app2_coverage``: every active site with finance figures has a valid answer for all 72
   app2 partitions. Evaluated by ``app2_finance`` itself at the end of every run (a prewarm
   included), before the run reports any failure, so the UI shows what is missing.
+- ``<asset>_grounded`` (app2 and every member app): every number the run's answers cite is
+  grounded in their prompts (``core/grounding``). The verdict is computed when each answer is
+  stored; the asset evaluates the check over the answers its run wrote or reused, at the end
+  of the step, with each ungrounded number and its sentence as evidence and the grounding
+  rate per app. An app whose check blocks (``ZQYY_GROUNDING_BLOCKING_APPS``, app2 by default)
+  fails it as an error, and its ungrounded answers are not served (the previous good answer
+  stays); for the others the check warns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+
 import dagster as dg
 
 from zqyy_assets.core.answer_audit import ASSET_CACHE_TYPES, app2_coverage, invalid_cached_answers
+from zqyy_assets.core.answering import Outcome
 from zqyy_assets.core.db import DictConnection
+from zqyy_assets.core.grounding import Verdict, grounding_rate
+from zqyy_assets.core.vocabulary import UNGROUNDED
 from zqyy_assets.defs.resources import PostgresResource
 
 APP2_COVERAGE_CHECK = "app2_coverage"
@@ -43,6 +55,90 @@ def app2_coverage_result(conn: DictConnection) -> dg.AssetCheckResult:
             ),
             "answers_missing": sum(len(r["missing"]) for r in measured),
             "coverage": dg.MetadataValue.md("\n".join(table)),
+        },
+    )
+
+
+# --------------------------------------------------------------------------------- grounding
+
+
+def grounding_check_name(asset_name: str) -> str:
+    return f"{asset_name}_grounded"
+
+
+def grounding_check_spec(asset_name: str) -> dg.AssetCheckSpec:
+    """The grounded-numbers check of an AI asset, evaluated by the asset's own step."""
+    return dg.AssetCheckSpec(
+        grounding_check_name(asset_name),
+        asset=asset_name,
+        description="Every number the run's answers cite (amounts, percentages, points, counts) equals a figure "
+        "of their prompt within rounding, or a difference, ratio, share or change of two related ones. Fails "
+        "as an error where ZQYY_GROUNDING_BLOCKING_APPS names the app (app2 by default: the flagged answer is "
+        "kept in the history, not served), else warns.",
+    )
+
+
+def grounding_selected(context: dg.AssetExecutionContext, asset_name: str) -> bool:
+    """Whether the run evaluates the asset's grounding check (a job may leave it out)."""
+    return (
+        dg.AssetCheckKey(dg.AssetKey(asset_name), grounding_check_name(asset_name)) in context.selected_asset_check_keys
+    )
+
+
+def _verdict(outcome: Outcome) -> Verdict | None:
+    answer = outcome.answer
+    return Verdict.from_json(answer.grounding) if answer is not None and answer.grounding is not None else None
+
+
+def grounding_figures(outcomes: Iterable[Outcome]) -> dict[str, float]:
+    """The grounding rate of each app's answers among these outcomes (those with a verdict)."""
+    by_app: dict[str, list[Verdict | None]] = {}
+    for outcome in outcomes:
+        if outcome.answer is not None:
+            by_app.setdefault(outcome.app_name, []).append(_verdict(outcome))
+    return {
+        f"grounding_rate_{app}": rate
+        for app, verdicts in sorted(by_app.items())
+        if (rate := grounding_rate(verdicts)) is not None
+    }
+
+
+def grounding_summary(outcomes: Iterable[Outcome]) -> str:
+    """``app2_finance 100.0%, app2a_finance_area 98.4%`` (the grounding rate per app), or ``-``."""
+    rates = grounding_figures(outcomes)
+    return ", ".join(f"{name.removeprefix('grounding_rate_')} {rate:.1%}" for name, rate in rates.items()) or "-"
+
+
+def grounding_result(
+    asset_name: str, outcomes: Iterable[Outcome], blocking_apps: Collection[str]
+) -> dg.AssetCheckResult:
+    """The check over the answers a run wrote or reused: each ungrounded number with its sentence."""
+    outcomes = [o for o in outcomes if o.answer is not None]
+    checked = [(o, v) for o in outcomes if (v := _verdict(o)) is not None]
+    flagged = [(o, v) for o, v in checked if not v.grounded]
+    rows = ["| site | target | number | sentence | field | served |", "| --- | --- | --- | --- | --- | --- |"]
+    for o, v in flagged[:20]:
+        assert o.answer is not None
+        served = "no (kept as ungrounded)" if o.answer.status == UNGROUNDED else "yes"
+        for u in v.ungrounded[:5]:
+            sentence = u.sentence.replace("|", "\\|")
+            rows.append(f"| {o.site_id} | {o.target_id} | {u.number} | {sentence} | {u.field} | {served} |")
+    blocking = any(app in blocking_apps for app in ASSET_CACHE_TYPES[asset_name])
+    return dg.AssetCheckResult(
+        asset_key=asset_name,
+        check_name=grounding_check_name(asset_name),
+        passed=not flagged,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "answers_checked": len(checked),
+            "answers_grounded": len(checked) - len(flagged),
+            "answers_ungrounded": len(flagged),
+            "answers_without_verdict": len(outcomes) - len(checked),
+            "numbers_cited": sum(v.numbers for _, v in checked),
+            "numbers_ungrounded": sum(v.ungrounded_count for _, v in flagged),
+            **{name: dg.MetadataValue.float(rate) for name, rate in grounding_figures(outcomes).items()},
+            "blocking": blocking,
+            "ungrounded": dg.MetadataValue.md("\n".join(rows) if flagged else "none"),
         },
     )
 

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from zqyy_assets.core.answer_runs import parse_site_ids
 from zqyy_assets.core.answering import RunInfo
+from zqyy_assets.core.settings import GroundingSettings
 from zqyy_assets.core.tags import DEFAULT_TRIGGER, FORCE_TAG, SITE_TAG, SITES_TAG, TRIGGER_TAG, is_true
 from zqyy_assets.defs.ai.resources import LLMResource
 
@@ -50,7 +51,14 @@ def run_info(context: dg.AssetExecutionContext, config: AIRunConfig, llm: LLMRes
     tags = context.run.tags
     force = config.force or is_true(tags.get(FORCE_TAG))
     trigger = config.trigger or tags.get(TRIGGER_TAG) or DEFAULT_TRIGGER
-    return RunInfo(provider=llm.service.provider, trigger=trigger, force=force, dagster_run_id=context.run.run_id)
+    return RunInfo(
+        provider=llm.service.provider,
+        trigger=trigger,
+        force=force,
+        dagster_run_id=context.run.run_id,
+        # Read when the run starts, as the LLM resource's variables are.
+        blocking_apps=GroundingSettings().blocking_apps,
+    )
 
 
 def requested_sites(context: dg.AssetExecutionContext, config: App2Config) -> set[int] | None:

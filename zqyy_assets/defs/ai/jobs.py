@@ -13,7 +13,8 @@ no second one per step).
 - ``task_chain_job`` [assistant_members]: app4 -> app5.
 
 The member chain jobs leave out the ``*_answers_valid`` checks (full scans, run them on
-demand); app2's coverage check runs inside the asset.
+demand); app2's coverage check and every app's grounded-numbers check (``*_grounded``, over the
+run's own answers, whose verdicts were computed as they were stored) run inside the asset.
 
 A run request for a dynamic partition needs the key to exist first: a sensor returns
 ``dg.SensorResult(run_requests=[...], dynamic_partitions_requests=[
@@ -39,7 +40,7 @@ from zqyy_assets.defs.ai.assets import (
     app7_customer,
     app8_consolidation,
 )
-from zqyy_assets.defs.ai.checks import APP2_COVERAGE_CHECK
+from zqyy_assets.defs.ai.checks import APP2_COVERAGE_CHECK, grounding_check_name
 from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
 # The app2 prewarm's deadline (a member chain's is the instance's 900 s, dagster.yaml). One run
@@ -50,7 +51,10 @@ APP2_PREWARM_MAX_RUNTIME_S = 3 * 3600
 
 
 def _assets(*assets: dg.AssetsDefinition | dg.AssetKey) -> dg.AssetSelection:
-    return dg.AssetSelection.assets(*assets).without_checks()
+    """The assets with their grounded-numbers checks (evaluated in the step), not the other checks."""
+    keys = [a.key if isinstance(a, dg.AssetsDefinition) else a for a in assets]
+    grounding = [dg.AssetCheckKey(key, grounding_check_name(key.to_user_string())) for key in keys]
+    return dg.AssetSelection.assets(*assets).without_checks() | dg.AssetSelection.checks(*grounding)
 
 
 app2_prewarm_job = dg.define_asset_job(

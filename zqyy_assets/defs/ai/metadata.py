@@ -10,6 +10,8 @@ import dagster as dg
 
 from zqyy_assets.core.answer_preview import answer_preview, bounded
 from zqyy_assets.core.answering import Outcome, summarise
+from zqyy_assets.core.cache import CachedAnswer
+from zqyy_assets.core.grounding import Verdict
 from zqyy_assets.core.partition_keys import AssistantMemberKey, MemberKey
 
 TargetKey = MemberKey | AssistantMemberKey
@@ -52,9 +54,27 @@ def target_metadata(key: TargetKey, outcome: Outcome, extra: dict[str, Any]) -> 
         metadata["skip_reason"] = dg.MetadataValue.text(outcome.reason)
     if outcome.answer is not None:
         metadata["cache_row_id"] = dg.MetadataValue.int(outcome.answer.id)
+        metadata.update(grounding_metadata(outcome.answer))
         if preview := answer_preview(outcome.answer.cache_type, outcome.answer.result_json):
             metadata["preview"] = dg.MetadataValue.md(preview)
     metadata.update(extra)
+    return metadata
+
+
+def grounding_metadata(answer: CachedAnswer) -> dict[str, dg.MetadataValue]:
+    """The answer's grounded-numbers verdict (``core/grounding``) and whether it is served."""
+    if answer.grounding is None:
+        return {}
+    verdict = Verdict.from_json(answer.grounding)
+    metadata = {
+        "grounded": dg.MetadataValue.bool(verdict.grounded),
+        "numbers_cited": dg.MetadataValue.int(verdict.numbers),
+        "cache_status": dg.MetadataValue.text(answer.status),
+    }
+    if not verdict.grounded:
+        metadata["ungrounded_numbers"] = dg.MetadataValue.md(
+            "\n".join(f"- `{u.number}` ({u.field}): {u.sentence}" for u in verdict.ungrounded)
+        )
     return metadata
 
 

@@ -38,6 +38,8 @@ from zqyy_assets.core.answering import Ask, Outcome, RunInfo
 from zqyy_assets.core.llm.errors import LLMError
 from zqyy_assets.core.partition_keys import MemberKey, parse_assistant_member_key, parse_member_key
 from zqyy_assets.core.tags import FAILED_PARTITIONS_METADATA
+from zqyy_assets.core.vocabulary import VALID
+from zqyy_assets.defs.ai import checks
 from zqyy_assets.defs.ai.config import MEMBER_RETRY_POLICY, ConcurrentRunConfig, run_info
 from zqyy_assets.defs.ai.metadata import TargetKey, key_extras, target_metadata
 from zqyy_assets.defs.ai.partitions import assistant_members_partitions, members_partitions
@@ -196,6 +198,7 @@ def _chain_step(
             )
             for app in apps
         ],
+        check_specs=[checks.grounding_check_spec(app.name) for app in apps],
         can_subset=True,
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -209,7 +212,7 @@ def _chain_step(
         llm: LLMResource,
         postgres: PostgresResource,
         venue_calendar: VenueCalendarResource,
-    ) -> Iterator[dg.AssetMaterialization]:
+    ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
         keys = [parse_key(k) for k in context.partition_keys]
         selected = {k.to_user_string() for k in context.selected_asset_keys}
         failures: list[AppFailure] = []
@@ -231,11 +234,13 @@ def _chain_step(
                 extra = key_extras(app.name, key, outcome)
                 if upstream_failed:
                     extra["upstream_failed"] = dg.MetadataValue.text(upstream_failed)
-                if app.after_answer is not None and outcome.answer is not None:
+                if app.after_answer is not None and outcome.answer is not None and outcome.answer.status == VALID:
                     extra.update(app.after_answer(context, postgres, key, outcome, run))
                 yield dg.AssetMaterialization(
                     asset_key=app.name, partition=key.partition_key, metadata=target_metadata(key, outcome, extra)
                 )
+            if checks.grounding_selected(context, app.name):
+                yield checks.grounding_result(app.name, [o for _, o in results], run.blocking_apps)
             failed = [(k, o) for k, o in results if o.status == "failed"]
             if failed:
                 failures.append(AppFailure(app.name, results, failed))
