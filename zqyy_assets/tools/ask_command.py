@@ -136,7 +136,13 @@ def ask(app: str, site_id: int, target: str, *, force: bool, database_url: str) 
         newest = conn.execute("SELECT coalesce(max(id), 0) AS id FROM biz.ai_call_ledger").fetchone()
         last_id = newest["id"] if newest else 0
         with LLMService(load_settings(database_url=database_url)) as service:
-            run = RunInfo(provider=service.provider, trigger=DEFAULT_TRIGGER, force=force, dagster_run_id=None)
+            run = RunInfo(
+                provider=service.provider,
+                trigger=DEFAULT_TRIGGER,
+                force=force,
+                dagster_run_id=None,
+                routes=service.routes(),
+            )
             # The service takes every keyword answering passes (site, target, run id, trigger, hash).
             llm = cast(answering.AnswerSource, service)
             [outcome] = answering.iter_answers(llm, database_url, [one], run, concurrency=1, prices=service.prices)

@@ -50,7 +50,14 @@ def run_info(context: dg.AssetExecutionContext, config: AIRunConfig, llm: LLMRes
     tags = context.run.tags
     force = config.force or is_true(tags.get(FORCE_TAG))
     trigger = config.trigger or tags.get(TRIGGER_TAG) or DEFAULT_TRIGGER
-    return RunInfo(provider=llm.service.provider, trigger=trigger, force=force, dagster_run_id=context.run.run_id)
+    service = llm.service
+    return RunInfo(
+        provider=service.provider,
+        trigger=trigger,
+        force=force,
+        dagster_run_id=context.run.run_id,
+        routes=service.routes(),
+    )
 
 
 def requested_sites(context: dg.AssetExecutionContext, config: App2Config) -> set[int] | None:
