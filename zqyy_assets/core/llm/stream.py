@@ -10,7 +10,9 @@ and the call's tokens; the ledger row is final before it is yielded. A reader th
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -85,6 +87,9 @@ def _stream_route(
     service: LLMService, call: _ChatCall, route: Route, fallback_for: str | None = None
 ) -> Generator[ChatDelta, None, None]:
     started = time.monotonic()
+    if route.provider == "openai" and not call.session_id:
+        # An OpenAI-compatible server keeps no session: the chat still gets an id to name its conversation.
+        call = dataclasses.replace(call, session_id=uuid.uuid4().hex)
     record = service.call_record(
         CHAT_APP,
         call.prompt,
