@@ -259,7 +259,9 @@ class LLMService(CallBooking):
             fallback = fallback_for(self.settings, app_name, primary, error)
             if fallback is None:
                 raise
-            logger.warning("%s: %s failed (%s); the fallback %s answers", app_name, primary.provider, error, fallback)
+            logger.warning(
+                "%s: %s failed (%s); the fallback %s answers", app_name, primary.provider, error, fallback.provider
+            )
             return answer_through(self, call, fallback, trigger_type, input_hash, fallback_for=primary.provider)
 
     async def acall_app(self, app_name: str, prompt: str | dict[str, Any], **kwargs: Any) -> AppAnswer:
