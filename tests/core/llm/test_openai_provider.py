@@ -13,7 +13,14 @@ from tests.core.llm.conftest import ledger
 from zqyy_assets.core import answering, cache
 from zqyy_assets.core.answer_schemas import SCHEMAS, validate_answer
 from zqyy_assets.core.apps import prompt_version, system_prompt
-from zqyy_assets.core.llm.errors import AnswerTimeout, PermanentLLMError, StreamInterrupted, TransientLLMError
+from zqyy_assets.core.llm.errors import (
+    AnswerTimeout,
+    PermanentLLMError,
+    StreamInterrupted,
+    TransientLLMError,
+    about_input,
+    classify_openai,
+)
 from zqyy_assets.core.llm.service import LLMService
 from zqyy_assets.testing.fake_openai import FakeOpenAI
 
@@ -213,3 +220,26 @@ def test_provider_and_model_are_in_the_memo_key(make_openai, openai_fake, db_url
         prompt_version="b1", system_prompt_version=prompt_version("app3_clue"), provider="dashscope"
     )
     assert dashscope.version.startswith("dashscope:b1+sys.")  # the DashScope key is what it always was
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (429, "insufficient_quota", "permanent"),  # a 429 no retry fixes: the account is out of quota
+        (429, None, "throttled"),
+        (408, None, "transient"),
+        (502, "bad_gateway", "transient"),
+        (400, "context_length_exceeded", "permanent"),
+        (None, "internal_error", "transient"),  # an error event in a stream: its code decides
+        (None, "rate_limit_exceeded", "throttled"),
+        (None, "data_inspection_failed", "permanent"),
+    ],
+)
+def test_openai_errors_classified_by_status_and_code(status, code, kind):
+    assert classify_openai(status, code) == kind
+
+
+def test_only_errors_about_the_input_are_about_the_input():
+    assert about_input("DataInspectionFailed") and about_input("data_inspection_failed")
+    assert about_input("context_length_exceeded") and about_input("content_filter")
+    assert not about_input("invalid_api_key") and not about_input("InvalidApiKey") and not about_input(None)

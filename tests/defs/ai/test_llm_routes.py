@@ -10,7 +10,9 @@ import pytest
 from tests.defs.ai.conftest import cache_rows, materialize, metadata
 from zqyy_assets.core import db
 from zqyy_assets.core.apps import prompt_version
+from zqyy_assets.core.llm.settings import load_settings
 from zqyy_assets.defs.ai.assets import app3_clue
+from zqyy_assets.defs.ai.resources import llm_resource_from_env
 from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 from zqyy_assets.testing.fake_openai import FakeOpenAI
 
@@ -62,3 +64,28 @@ def test_a_member_app_on_an_openai_compatible_model_with_dashscope_as_its_fallba
         ("dashscope", "success", "openai"),
         ("openai", "success", None),
     ]
+
+
+def test_the_code_location_binds_per_app_providers_and_models_from_their_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = {
+        "ZQYY_LLM_PROVIDER": "dashscope",
+        "ZQYY_LLM_PROVIDER_APP1_CHAT": "openai",
+        "ZQYY_LLM_MODEL": "qwen-plus",
+        "ZQYY_LLM_MODEL_APP1_CHAT": "qwen3-8b",
+        "ZQYY_LLM_FALLBACK_PROVIDER": "offline",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "OPENAI_API_KEY": "sk-secret",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    resource = llm_resource_from_env(env)
+
+    assert resource.providers == {"app1_chat": dg.EnvVar("ZQYY_LLM_PROVIDER_APP1_CHAT")}
+    assert resource.models == {"app1_chat": dg.EnvVar("ZQYY_LLM_MODEL_APP1_CHAT")}
+    assert resource.openai_api_key == dg.EnvVar("OPENAI_API_KEY")  # the UI shows the variable, not the key
+    assert resource.fallback_provider == dg.EnvVar("ZQYY_LLM_FALLBACK_PROVIDER")
+    settings = load_settings()  # everything from the environment
+    assert (settings.provider_for("app1_chat"), settings.model_for("app1_chat")) == ("openai", "qwen3-8b")
+    assert (settings.provider_for("app3_clue"), settings.fallback_provider) == ("dashscope", "offline")
