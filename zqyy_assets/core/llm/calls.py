@@ -119,6 +119,8 @@ def answer_through(
     input_hash: str | None,
     fallback_for: str | None = None,
 ) -> AppAnswer:
+    """The call through ``route``: its own ledger row and span; a fallback's answer (``fallback_for``:
+    the primary provider) carries ``"_provider"`` in its JSON."""
     record = service.call_record(
         call.app_name,
         call.prompt_text,
