@@ -18,6 +18,9 @@ SDK's batching processor exporting over OTLP/HTTP (protobuf) to a local sink in 
 mean of A and A'.
 
     .venv/bin/python bench/bench_prewarm.py [--sites 2] [--days 365] [--latency-ms 500] [--concurrency 8]
+                                            [--provider dashscope|openai]
+
+``--provider openai`` runs the same against the fake OpenAI-compatible server (the ``openai`` SDK).
 
 The database is created on the embedded server (``.pgdata/bench``, or DATABASE_URL's server)
 and dropped afterwards; the fake server process is stopped.
@@ -35,6 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -54,11 +58,28 @@ from zqyy_assets.tools.dws_refresh import materialize_dws, ods_date_range  # noq
 
 
 @contextmanager
-def fake_server(latency_ms: float) -> Iterator[str]:
-    """The fake DashScope server as its own process (as in a real deployment, not sharing our GIL)."""
-    command = ["-m", "zqyy_assets.testing.fake_dashscope", "--port", "0", "--latency-ms", str(latency_ms)]
-    with serving(command, r"(http://\S+/api/v1)", "the fake server") as url:
+def fake_server(latency_ms: float, provider: str = "dashscope") -> Iterator[str]:
+    """The fake server (DashScope's, or the OpenAI-compatible one) as its own process (as in a real
+    deployment, not sharing our GIL)."""
+    module, url_pattern = {
+        "dashscope": ("zqyy_assets.testing.fake_dashscope", r"(http://\S+/api/v1)"),
+        "openai": ("zqyy_assets.testing.fake_openai", r"(http://\S+/v1)"),
+    }[provider]
+    command = ["-m", module, "--port", "0", "--latency-ms", str(latency_ms)]
+    with serving(command, url_pattern, "the fake server") as url:
         yield url
+
+
+def provider_settings(provider: str, base_url: str) -> dict[str, Any]:
+    """The LLM resource's provider fields for the fake server at ``base_url``."""
+    if provider == "openai":
+        return {"provider": "openai", "openai_base_url": base_url, "openai_api_key": FAKE_API_KEY, "model": "qwen-plus"}
+    return {
+        "provider": "dashscope",
+        "api_key": FAKE_API_KEY,
+        "base_url": base_url,
+        "app_ids": {name: f"fake-{name}" for name in APP_NAMES},
+    }
 
 
 def ledger_totals(url: str) -> tuple[int, int]:
@@ -136,6 +157,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency-ms", type=float, default=500.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--provider", choices=("dashscope", "openai"), default="dashscope")
     args = parser.parse_args()
     latency_s = args.latency_ms / 1000
 
@@ -151,20 +173,17 @@ def main() -> None:
         )
         calendar = VenueCalendarResource()
         span = ods_date_range(url, calendar)
-        with postgres_dagster_instance(url) as instance, fake_server(args.latency_ms) as base_url:
+        with postgres_dagster_instance(url) as instance, fake_server(args.latency_ms, args.provider) as base_url:
             dws = materialize_dws(instance, url, span.first, span.last, calendar)
             assert dws.success, "DWS did not materialize"
             print(
-                f"setup: {args.sites} sites x {args.days} days generated, DWS materialized "
+                f"setup ({args.provider}): {args.sites} sites x {args.days} days generated, DWS materialized "
                 f"in {time.perf_counter() - t0:.1f} s"
             )
 
             llm = LLMResource(
                 database_url=url,
-                provider="dashscope",
-                api_key=FAKE_API_KEY,
-                base_url=base_url,
-                app_ids={name: f"fake-{name}" for name in APP_NAMES},
+                **provider_settings(args.provider, base_url),
                 # the guards are not what is measured: wide enough never to refuse or wait
                 rate_per_minute=600_000.0,
                 rate_burst=10_000,

@@ -50,7 +50,7 @@ async def create_batch_run(
         site_id,
         app_types,
         body.member_ids,
-        request.app.state.llm.provider,
+        request.app.state.llm.routes(),  # each app's provider and model: its memo key
         settings.venue.venue_timezone,
     )
     async with pool.connection() as conn:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ from zqyy_assets.core import answering, cache, db, prompts
 from zqyy_assets.core.apps import APP2_AREA_APP, APP2_SITE_APP
 from zqyy_assets.core.chains import CHAINS
 from zqyy_assets.core.llm import ledger
+from zqyy_assets.core.llm.providers import Route
 from zqyy_assets.core.partition_keys import (
     AssistantMemberKey,
     MemberKey,
@@ -100,14 +102,21 @@ class Estimate:
     plan: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _needs_call(ask: answering.Ask, latest: cache.CachedAnswer | None, provider: str) -> bool:
-    """The asset's own memoization test: no hit means a call."""
-    run = answering.RunInfo(provider=provider, trigger=BATCH_TRIGGER, force=False, dagster_run_id=None)
-    return answering.memo_hit(answering.prepare(ask, provider), latest, run) is None
+def _needs_call(ask: answering.Ask, latest: cache.CachedAnswer | None, routes: Mapping[str, Route]) -> bool:
+    """The asset's own memoization test under the app's route (provider and model): no hit means a call."""
+    route = routes[ask.app_name]
+    run = answering.RunInfo(provider=route.provider, trigger=BATCH_TRIGGER, force=False, dagster_run_id=None)
+    return answering.memo_hit(answering.prepare(ask, route.provider, route.model), latest, run) is None
 
 
 def _chain(
-    conn, est: Estimate, apps: list[str], key: MemberKey | AssistantMemberKey, builders: dict, provider: str, tz: str
+    conn,
+    est: Estimate,
+    apps: list[str],
+    key: MemberKey | AssistantMemberKey,
+    builders: dict,
+    routes: Mapping[str, Route],
+    tz: str,
 ) -> list[str]:
     """The apps of one target's chain that need a call, counting each app's outcome."""
     needed: list[str] = []
@@ -122,7 +131,7 @@ def _chain(
             est.skipped[app] += 1
             continue
         ask = answering.Ask(key.site_id, app, key.target_id, prompt, prompts.PROMPT_VERSIONS[app])
-        if _needs_call(ask, cache.latest_valid(conn, key.site_id, app, key.target_id), provider):
+        if _needs_call(ask, cache.latest_valid(conn, key.site_id, app, key.target_id), routes):
             needed.append(app)
             est.calls[app] += 1
         else:
@@ -155,7 +164,7 @@ def _run(
     }
 
 
-def _app2(conn, est: Estimate, batch_id: str, site_id: int, apps: list[str], provider: str) -> None:
+def _app2(conn, est: Estimate, batch_id: str, site_id: int, apps: list[str], routes: Mapping[str, Route]) -> None:
     finance = prompts.load_site_finance(conn, site_id)
     latest = cache.latest_valid_for_site(conn, site_id, apps)
     needed: list[tuple[int, int]] = []  # (time dimension index, area index)
@@ -175,7 +184,7 @@ def _app2(conn, est: Estimate, batch_id: str, site_id: int, apps: list[str], pro
                 prompts.build_app2_prompt(finance, time_dimension, area),
                 prompts.PROMPT_VERSIONS[app],
             )
-            if _needs_call(ask, latest.get((app, target)), provider):
+            if _needs_call(ask, latest.get((app, target)), routes):
                 needed.append((t, a))
                 est.calls[app] += 1
             else:
@@ -202,7 +211,13 @@ def _app2(conn, est: Estimate, batch_id: str, site_id: int, apps: list[str], pro
 
 
 def estimate(
-    database_url: str, batch_id: str, site_id: int, app_types: list[str], member_ids: list[int], provider: str, tz: str
+    database_url: str,
+    batch_id: str,
+    site_id: int,
+    app_types: list[str],
+    member_ids: list[int],
+    routes: Mapping[str, Route],
+    tz: str,
 ) -> Estimate:
     """Synchronous (the prompt builders are): run it in a worker thread."""
     est = Estimate()
@@ -220,12 +235,12 @@ def estimate(
             return est
         app2 = [a for a in APP2_APPS if a in selected]
         if app2:
-            _app2(conn, est, batch_id, site_id, app2, provider)
+            _app2(conn, est, batch_id, site_id, app2, routes)
         member_apps = [a for a in MEMBER_APPS if a in selected]
         pair_apps = [a for a in PAIR_APPS if a in selected]
         for member_id in dict.fromkeys(member_ids):
             key = MemberKey(site_id, member_id)
-            if member_apps and (needed := _chain(conn, est, member_apps, key, prompts.MEMBER_BUILDERS, provider, tz)):
+            if member_apps and (needed := _chain(conn, est, member_apps, key, prompts.MEMBER_BUILDERS, routes, tz)):
                 est.plan.append(_run(batch_id, site_id, key.partition_key, needed, dynamic=MEMBERS, force=True))
             if not pair_apps:
                 continue
@@ -239,7 +254,7 @@ def estimate(
             ]
             for assistant_id in assistants:
                 pair = AssistantMemberKey(site_id, assistant_id, member_id)
-                if needed := _chain(conn, est, pair_apps, pair, prompts.ASSISTANT_MEMBER_BUILDERS, provider, tz):
+                if needed := _chain(conn, est, pair_apps, pair, prompts.ASSISTANT_MEMBER_BUILDERS, routes, tz):
                     est.plan.append(
                         _run(
                             batch_id,

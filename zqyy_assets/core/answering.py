@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import queue
 import statistics
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ from zqyy_assets.core.apps import prompt_version as system_prompt_version
 from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.llm.correction import Correction
 from zqyy_assets.core.llm.errors import AttemptError, TransientLLMError
+from zqyy_assets.core.llm.providers import Route
 from zqyy_assets.core.llm.retry import RetriesExhausted, Retrying
 from zqyy_assets.core.llm.service import AppAnswer
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER
@@ -91,6 +92,11 @@ class RunInfo:
     dagster_run_id: str | None
     # Apps whose ungrounded answers are stored as such and not served (core/grounding, GroundingSettings).
     blocking_apps: frozenset[str] = frozenset(grounding.DEFAULT_BLOCKING_APPS)
+    # Each app's route (``LLMService.routes()``); an app not in it is answered by ``provider``.
+    routes: Mapping[str, Route] | None = field(default=None, hash=False, compare=False)
+
+    def route(self, app_name: str) -> Route:
+        return (self.routes or {}).get(app_name) or Route(self.provider)
 
 
 @dataclass
@@ -112,11 +118,12 @@ class Outcome:
     cost_avoided_cny: float = 0.0
 
 
-def app_version_for(ask: Ask, provider: str) -> str:
+def app_version_for(ask: Ask, provider: str, model: str | None = None) -> str:
     return cache.app_version(
         prompt_version=ask.prompt_version,
         system_prompt_version=system_prompt_version(ask.app_name),
         provider=provider,
+        model=model,
     )
 
 
@@ -128,8 +135,9 @@ class Prepared:
     prompt_text: str
 
 
-def prepare(ask: Ask, provider: str) -> Prepared:
-    version = app_version_for(ask, provider)
+def prepare(ask: Ask, provider: str, model: str | None = None) -> Prepared:
+    """The ask's memo key under a route: ``provider`` and, for an OpenAI-compatible route, ``model``."""
+    version = app_version_for(ask, provider, model)
     return Prepared(ask, version, cache.input_hash(ask.app_name, version, ask.prompt), cache.canonical_json(ask.prompt))
 
 
@@ -149,6 +157,9 @@ def _store(
     conn: DictConnection, prepared: Prepared, answer: AppAnswer, payload: dict[str, Any], run: RunInfo
 ) -> cache.CachedAnswer:
     ask = prepared.ask
+    if answer.fallback_for and answer.route is not None:
+        # The fallback's answer is memoized under its own route: the next run asks the primary again.
+        prepared = prepare(ask, answer.route.provider, answer.route.model)
     return cache.insert_answer(
         conn,
         site_id=ask.site_id,
@@ -283,7 +294,8 @@ def iter_answers(
         submitted = received = 0
         try:
             for ask in asks:
-                prepared = prepare(ask, run.provider)
+                route = run.route(ask.app_name)
+                prepared = prepare(ask, route.provider, route.model)
                 # One indexed lookup per target: a member run must not read the site's whole cache.
                 latest = cache.latest_valid(reads, ask.site_id, ask.app_name, ask.target_id)
                 hit = memo_hit(prepared, latest, run)

@@ -5,7 +5,8 @@ buckets, cache rows, prompts and schemas. Each app's Bailian ``app_id`` comes fr
 environment variable, ``DASHSCOPE_APP_ID_<NAME>`` (e.g. ``DASHSCOPE_APP_ID_APP2_FINANCE``).
 
 The real Bailian app keeps its system prompt in the console; ``zqyy_assets/prompts/<name>.md``
-is the versioned copy used by the offline provider and the fake server, and its version line
+is the versioned copy used by the offline provider, the fake servers and, as the system message,
+the OpenAI-compatible provider (``llm/openai_client.py``); its version line
 (``<!-- version: ... -->``) labels every answer.
 """
 

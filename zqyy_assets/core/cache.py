@@ -7,7 +7,7 @@ grounded-numbers verdict (``grounding``, ``core/grounding``); an answer whose ch
 fails is stored as ``ungrounded``: in the history, never read as the latest nor as a memo hit.
 
 Memoization: the input hash is sha256 over the app name, the app version (prompt builder
-version, system prompt version and provider) and the canonical JSON of the prompt. When the
+version, system prompt version, provider and model) and the canonical JSON of the prompt. When the
 newest valid row carries the same hash, the answer is reused and no call is made.
 """
 
@@ -64,13 +64,17 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def app_version(*, prompt_version: str, system_prompt_version: str, provider: str) -> str:
-    """What besides the prompt decides the answer: our builder, the app's system prompt, the provider.
+def app_version(*, prompt_version: str, system_prompt_version: str, provider: str, model: str | None = None) -> str:
+    """What besides the prompt decides the answer: our builder, the app's system prompt, the
+    provider and, where the route names one, the model (``openai/qwen-plus:...``).
 
     The provider is part of it so that answers of the offline analyst are never served as if a
-    model had given them once a key is configured.
+    model had given them once a key is configured; the model so that changing an app's model
+    asks again. A DashScope route names no model (the Bailian app chooses it): its version is
+    what it always was.
     """
-    return f"{provider}:{prompt_version}+sys.{system_prompt_version}"
+    route = f"{provider}/{model}" if model else provider
+    return f"{route}:{prompt_version}+sys.{system_prompt_version}"
 
 
 def input_hash(app_name: str, version: str, prompt: Any) -> str:

@@ -59,7 +59,7 @@ class MemoSavings:
     _pending: list[dict[str, Any]] = field(default_factory=list)
 
     def avoided(self, conn: DictConnection, cached: CachedAnswer) -> Avoided:
-        if self.provider == "offline":
+        if self.provider == "offline" or cached.provider == "offline":  # the offline analyst costs nothing
             return NOTHING
         app = cached.cache_type
         if app not in self._averages:

@@ -7,8 +7,9 @@
     zqyy ask app6_note --site 1 --target 100 --force        # ask again even if memoization would answer
 
 The answer goes through the pipeline's own path (``core/answering.py``: memoization, the call,
-validation, the cache row) with the provider the environment configures (DashScope when
-DASHSCOPE_API_KEY is set, else the offline analyst; every ZQYY_LLM_* setting applies). The
+validation, the cache row) with the app's route the environment configures (DashScope when
+DASHSCOPE_API_KEY is set, else the offline analyst; ZQYY_LLM_PROVIDER=openai for an
+OpenAI-compatible model, per-app providers and models, the fallback; every ZQYY_LLM_* setting applies). The
 validated answer, as cached, is printed on stdout as JSON; on stderr, the ledger line of each
 call it took (biz.ai_call_ledger), or that memoization answered (no call), and the numbers the
 answer cites that its prompt does not hold (``core/grounding``), if any. App8's clues are not
@@ -100,7 +101,7 @@ def _target_key(app: str, site_id: int, target: str) -> MemberKey | AssistantMem
 
 def _ledger_rows(conn: DictConnection, ask: Ask, after_id: int) -> list[dict[str, Any]]:
     return conn.execute(
-        """SELECT id, status, provider, model, tokens_in, tokens_out, cost_cny, latency_ms, error_code
+        """SELECT id, status, provider, model, tokens_in, tokens_out, cost_cny, latency_ms, error_code, fallback_for
            FROM biz.ai_call_ledger
            WHERE id > %s AND site_id = %s AND app_name = %s AND target_id = %s ORDER BY id""",
         (after_id, ask.site_id, ask.app_name, ask.target_id),
@@ -111,8 +112,10 @@ def ledger_line(row: dict[str, Any]) -> str:
     cost = float(row["cost_cny"] or 0)
     latency = "-" if row["latency_ms"] is None else f"{row['latency_ms']} ms"
     error = f", error {row['error_code']}" if row["error_code"] else ""
+    fallback = f" (fallback for {row['fallback_for']})" if row.get("fallback_for") else ""
     return (
-        f"ledger #{row['id']}: {row['status']}{error}, provider {row['provider']}, model {row['model'] or '-'}, "
+        f"ledger #{row['id']}: {row['status']}{error}, provider {row['provider']}{fallback}, "
+        f"model {row['model'] or '-'}, "
         f"tokens {row['tokens_in']} in / {row['tokens_out']} out, cost {cost:.6f} CNY, latency {latency}"
     )
 
@@ -144,6 +147,7 @@ def ask(app: str, site_id: int, target: str, *, force: bool, database_url: str) 
                 force=force,
                 dagster_run_id=None,
                 blocking_apps=GroundingSettings().blocking_apps,
+                routes=service.routes(),
             )
             # The service takes every keyword answering passes (site, target, run id, trigger, hash).
             llm = cast(answering.AnswerSource, service)

@@ -18,6 +18,7 @@ from zqyy_assets.core.apps import APP_NAMES
 from zqyy_assets.core.llm.service import LLMService
 from zqyy_assets.core.llm.settings import LLMSettings, load_settings
 from zqyy_assets.testing.fake_dashscope import FAKE_API_KEY, FakeDashScope
+from zqyy_assets.testing.fake_openai import FakeOpenAI
 
 FAST = {
     "provider": "dashscope",
@@ -80,3 +81,24 @@ def make_service(llm_settings: Callable[..., LLMSettings]) -> Iterator[Callable[
 def ledger(db_url: str) -> list[dict]:
     with db.connect(db_url) as conn:
         return conn.execute("SELECT * FROM biz.ai_call_ledger ORDER BY id").fetchall()
+
+
+@pytest.fixture
+def openai_fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def make_openai(make_service, openai_fake) -> Callable[..., LLMService]:
+    def make(**overrides: Any) -> LLMService:
+        settings = {
+            "provider": "openai",
+            "openai_base_url": openai_fake.base_url,
+            "openai_api_key": "k",
+            "model": "qwen-plus",
+            **overrides,
+        }
+        return make_service(**settings)
+
+    return make

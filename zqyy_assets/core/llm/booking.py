@@ -50,10 +50,11 @@ class CallBooking(ABC):
             alert_call(conn, record, "failed", f"{error.code}: {error.message}", ledger_id)
         return error
 
-    def book_success(self, ledger_id: int, app_name: str, **fields: Any) -> None:
+    def book_success(self, ledger_id: int, record: ledger.CallRecord, **fields: Any) -> None:
         with self.connection() as conn:
             ledger.finish_call(conn, ledger_id, status="success", **fields)
-            self.guards.call_succeeded(conn, app_name)
+            if not record.fallback_for:  # the breaker is the primary route's (``providers.py``)
+                self.guards.call_succeeded(conn, record.app_name)
 
     def book_failure(
         self,
@@ -82,7 +83,7 @@ class CallBooking(ABC):
                 error_message=err.message[:2000],
                 cost_cny=cost,
             )
-            state = self.guards.call_failed(conn, app_name, err.code)
+            state = "closed" if record.fallback_for else self.guards.call_failed(conn, app_name, err.code)
             alert_call(conn, record, outcome, f"{err.code}: {err.message[:500]}", ledger_id)
         if state == "open":
             logger.warning("circuit breaker for %s is open after %s", app_name, err.code)

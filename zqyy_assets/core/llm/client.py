@@ -261,11 +261,15 @@ class Turn:
     correction: Correction | None = None
     _unnoted: bool = False
 
-    def next_request(self, note: Callable[[str], None]) -> tuple[str, str | None]:
-        """``(prompt, session_id)`` of the next request."""
+    def take_note(self, note: Callable[[str], None]) -> None:
+        """Hand ``note`` the re-ask's ledger prompt, once, when the next request is the first re-ask."""
         if self.correction is not None and self._unnoted:
             note(self.correction.standalone(self.prompt))
             self._unnoted = False
+
+    def next_request(self, note: Callable[[str], None]) -> tuple[str, str | None]:
+        """``(prompt, session_id)`` of the next DashScope request."""
+        self.take_note(note)
         return dashscope_request(self.prompt, self.session_id, self.correction)
 
     def parse(self, result: CallResult, app_name: str) -> dict:

@@ -1,4 +1,4 @@
-"""Error classes of the LLM layer and the classification of DashScope failures.
+"""Error classes of the LLM layer and the classification of DashScope and OpenAI-compatible failures.
 
 Every failed attempt is classified into one of three kinds:
 
@@ -12,6 +12,16 @@ Every failed attempt is classified into one of three kinds:
 In a stream the SDK reports an ``event:error`` with ``status_code`` 400 whatever the real status
 was (it only reads ``status:`` lines, the service sends ``:HTTP_STATUS/...`` comments), so the
 ``code`` decides, never the status alone.
+
+An OpenAI-compatible server answers errors as ``{"error": {"code", "type", "message"}}`` with
+the HTTP status (``classify_openai``): 429, 408 and 5xx are transient (429 throttled), 400, 401,
+403, 404 and the other 4xx permanent; its ``code`` overrides the status where it is plainer
+(``insufficient_quota`` is a 429 no retry fixes). The SDK's exceptions are mapped in
+``openai_client.py``.
+
+Some permanent errors are about the input itself (``about_input``): content refused by data
+inspection or a content filter, a prompt over the context length. Another provider would be
+asked the same input, so those never fall back (``providers.py``).
 
 This module does not import Dagster: the API process uses the same classes.
 """
@@ -28,6 +38,22 @@ ErrorKind = Literal["permanent", "transient", "throttled"]
 PERMANENT_CODES = frozenset({"InvalidApiKey", "InvalidParameter", "DataInspectionFailed", "Arrearage"})
 PERMANENT_PREFIXES = ("AccessDenied", "InvalidApiKey", "DataInspectionFailed", "Arrearage")
 THROTTLING_PREFIX = "Throttling"
+
+# Parts of error codes (DashScope's and OpenAI-compatible servers', compared in lower case)
+# that mean the input itself was refused.
+INPUT_REFUSAL_MARKERS = (
+    "datainspection",
+    "data_inspection",
+    "content_filter",
+    "contentfilter",
+    "content_policy",
+    "context_length",
+)
+# OpenAI-compatible codes no retry can fix whatever the status says, and those that mean "slow down".
+OPENAI_PERMANENT_CODES = frozenset(
+    {"insufficient_quota", "invalid_api_key", "model_not_found", "invalid_parameter", "access_denied", "arrearage"}
+)
+OPENAI_THROTTLING_CODES = frozenset({"rate_limit_exceeded", "rate_limit_error", "requests", "tokens"})
 
 
 class LLMError(Exception):
@@ -182,3 +208,25 @@ def error_from_exception(exc: BaseException, *, app_name: str) -> AttemptError:
         # would fail the same way.
         kind, code = "permanent", type(exc).__name__
     return AttemptError(f"{type(exc).__name__}: {exc}", kind=kind, app_name=app_name, code=code)
+
+
+def about_input(code: str | None) -> bool:
+    """The error says the input itself was refused (content inspection, context length)."""
+    text = (code or "").lower()
+    return any(marker in text for marker in INPUT_REFUSAL_MARKERS)
+
+
+def classify_openai(status_code: int | None, code: str | None) -> ErrorKind:
+    """Classify an OpenAI-compatible error by its status, the ``code`` where it is plainer; an
+    in-stream error has no status, so its code decides (unknown: transient)."""
+    code = (code or "").strip()
+    if about_input(code) or code in OPENAI_PERMANENT_CODES:
+        return "permanent"
+    if code in OPENAI_THROTTLING_CODES or code.startswith(THROTTLING_PREFIX):
+        return "throttled"
+    status = int(status_code or 0)
+    if status == 429:
+        return "throttled"
+    if status >= 500 or status == 408 or status == 0:
+        return "transient"
+    return "permanent" if 400 <= status < 500 else "transient"

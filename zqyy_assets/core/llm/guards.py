@@ -78,7 +78,12 @@ class Guards:
         """Run the guards in order; returns the call's ``running`` ledger id, or raises ``GuardRefused``."""
         app = record.app_name
         with self._connect() as conn:
-            decision = breaker.breaker_check(conn, app, self.settings.breaker)
+            # The breaker is the app's primary route's: a fallback call neither checks nor moves it.
+            decision = (
+                breaker.BreakerDecision(True, "fallback")
+                if record.fallback_for
+                else breaker.breaker_check(conn, app, self.settings.breaker)
+            )
             if not decision.allowed:
                 message = f"circuit breaker for {app} is {decision.state}; retry in {decision.retry_after_s or 0:.0f} s"
                 refusal = record_refusal(conn, record, "circuit_open", message)

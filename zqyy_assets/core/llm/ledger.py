@@ -31,6 +31,7 @@ class CallRecord:
     trigger_type: str = "event"
     target_id: str | None = None
     streamed: bool = False
+    fallback_for: str | None = None  # the primary provider a fallback call stands in for (``providers.py``)
 
 
 def ms_since(started: float) -> int:
@@ -42,11 +43,11 @@ _INSERT = """
 INSERT INTO biz.ai_call_ledger
     (site_id, app_name, app_id, provider, model, status, error_code, error_message,
      tokens_reserved, request_prompt, session_id, prompt_version, dagster_run_id,
-     trigger_type, target_id, streamed, finished_at)
+     trigger_type, target_id, streamed, fallback_for, finished_at)
 VALUES
     (%(site_id)s, %(app_name)s, %(app_id)s, %(provider)s, %(model)s, %(status)s, %(error_code)s,
      %(error_message)s, %(tokens_reserved)s, %(request_prompt)s, %(session_id)s, %(prompt_version)s,
-     %(dagster_run_id)s, %(trigger_type)s, %(target_id)s, %(streamed)s,
+     %(dagster_run_id)s, %(trigger_type)s, %(target_id)s, %(streamed)s, %(fallback_for)s,
      CASE WHEN %(status)s = 'running' THEN NULL ELSE clock_timestamp() END)
 RETURNING id
 """
@@ -154,7 +155,7 @@ def call_record_of(conn: DictConnection, ledger_id: int) -> CallRecord:
     """What the ledger row says about the call (to raise its alert after the fact)."""
     row = conn.execute(
         """SELECT site_id, app_name, app_id, provider, request_prompt, prompt_version, model, session_id,
-                  dagster_run_id, trigger_type, target_id, streamed
+                  dagster_run_id, trigger_type, target_id, streamed, fallback_for
            FROM biz.ai_call_ledger WHERE id = %s""",
         (ledger_id,),
     ).fetchone()
@@ -203,7 +204,7 @@ def failed_attempts_for_answer(
 
 # An app's typical call lately: the averages over its last RECENT_CALLS successful calls within
 # RECENT_DAYS. The batch estimate takes every such call's tokens; what a memo hit saved takes the
-# priced DashScope calls only (``priced_only``), since it is money.
+# priced calls only (``priced_only``: not the offline analyst's), since it is money.
 RECENT_CALLS = 200
 RECENT_DAYS = 30
 RECENT_AVERAGES_SQL = """
@@ -213,7 +214,7 @@ SELECT app_name, round(avg(tokens_in))::int AS tokens_in, round(avg(tokens_out))
                row_number() OVER (PARTITION BY app_name ORDER BY called_at DESC, id DESC) AS n
           FROM biz.ai_call_ledger
          WHERE app_name = ANY(%(apps)s) AND status = 'success'
-           AND (NOT %(priced_only)s OR (provider = 'dashscope' AND cost_cny IS NOT NULL))
+           AND (NOT %(priced_only)s OR (provider <> 'offline' AND cost_cny IS NOT NULL))
            AND called_at > now() - make_interval(days => %(days)s)) recent
  WHERE n <= %(calls)s
  GROUP BY app_name

@@ -6,9 +6,12 @@ and turns permanent errors into ``dg.Failure(allow_retries=False)``.
 
 One call, in order:
 
+0. Route (``providers.py``): the app's provider (``dashscope``, ``openai``, ``offline``) and
+   model; a fallback route answers when the primary's breaker is open or it failed
+   permanently for a reason other than the input (the steps below, again, for the fallback).
 1. Provider ``offline``: the offline analyst answers at once (no guards, zero tokens); one
    ``success`` ledger row.
-2. Configuration: a missing app id or API key is a permanent error (one ``failed`` row).
+2. Configuration: a missing app id, model or API key is a permanent error (one ``failed`` row).
 3. Request cap: when the call belongs to a Dagster run, requests already spent on the same
    answer (run, app, site, target) by earlier step attempts and by answers rejected as
    outside their schema are subtracted from ``MAX_REQUESTS_PER_ANSWER``; nothing left is a
@@ -41,49 +44,30 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from zqyy_assets.core.apps import CHAT_APP, get_app, prompt_version
+from zqyy_assets.core.apps import prompt_version
 from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.llm import ledger, offline, stream, stream_bridge
-from zqyy_assets.core.llm.booking import CallBooking, time_left
+from zqyy_assets.core.llm.booking import CallBooking
 from zqyy_assets.core.llm.budget import BudgetStatus
-from zqyy_assets.core.llm.client import CallResult, DashScopeClient, Turn
+from zqyy_assets.core.llm.calls import AppAnswer, Call, answer_through
+from zqyy_assets.core.llm.client import DashScopeClient
 from zqyy_assets.core.llm.correction import Correction
-from zqyy_assets.core.llm.errors import LLMConfigError, PermanentLLMError
+from zqyy_assets.core.llm.errors import CircuitOpen, LLMConfigError, PermanentLLMError
 from zqyy_assets.core.llm.guards import Guards, GuardSettings
-from zqyy_assets.core.llm.ledger import ms_since
-from zqyy_assets.core.llm.retry import Backoff, RetriesExhausted, Retrying
+from zqyy_assets.core.llm.openai_client import OpenAIChatClient
+from zqyy_assets.core.llm.providers import Route, fallback_for, route_for, routes
+from zqyy_assets.core.llm.retry import Backoff, Retrying
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER, LLMSettings
 from zqyy_assets.core.llm.stream import ChatDelta
-from zqyy_assets.core.llm.tracing import CallTrace
+
+__all__ = ["AppAnswer", "LLMService"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AppAnswer:
-    payload: dict[str, Any]
-    tokens_in: int
-    tokens_out: int
-    session_id: str | None
-    latency_ms: int
-    attempts: int
-    provider: str
-    model: str
-    request_id: str | None
-    prompt_version: str
-    ledger_id: int | None = None
-    cost_cny: float = 0.0  # what the call cost, every attempt's tokens priced at their model
-    finish_reason: str | None = None
-
-    @property
-    def tokens_total(self) -> int:
-        return self.tokens_in + self.tokens_out
 
 
 class LLMService(CallBooking):
@@ -113,12 +97,29 @@ class LLMService(CallBooking):
                 workspace=settings.workspace,
                 timeout_s=settings.request_timeout_seconds,
             )
+        self.openai_client: OpenAIChatClient | None = None
+        if settings.openai_base_url or settings.openai_api_key_value():
+            self.openai_client = OpenAIChatClient(
+                api_key=settings.openai_api_key_value(),
+                base_url=settings.openai_base_url,
+                timeout_s=settings.request_timeout_seconds,
+                response_format=settings.response_format,
+            )
 
     # ------------------------------------------------------------------------------ plumbing
 
     @property
     def provider(self) -> str:
+        """The provider of the apps that do not name their own (``route`` tells an app's)."""
         return self.settings.resolved_provider()
+
+    def route(self, app_name: str) -> Route:
+        """The app's route: its provider and model (``providers.py``)."""
+        return route_for(self.settings, app_name)
+
+    def routes(self) -> dict[str, Route]:
+        """Every app's route, by app name (what a run's memo keys are made of)."""
+        return routes(self.settings)
 
     @contextmanager
     def connection(self) -> Iterator[DictConnection]:
@@ -142,6 +143,8 @@ class LLMService(CallBooking):
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+        if self.openai_client is not None:
+            self.openai_client.close()
 
     def __enter__(self) -> LLMService:
         return self
@@ -174,47 +177,33 @@ class LLMService(CallBooking):
         dagster_run_id: str | None,
         trigger_type: str,
         streamed: bool = False,
+        route: Route | None = None,
+        fallback_for: str | None = None,
     ) -> ledger.CallRecord:
+        """What the ledger knows of a call through ``route`` (default: the app's own)."""
+        route = route or self.route(app_name)
         return ledger.CallRecord(
             site_id=site_id,
             app_name=app_name,
-            app_id=self.settings.app_id(app_name),
-            provider=self.provider,
+            app_id=self.settings.app_id(app_name) if route.provider == "dashscope" else None,
+            provider=route.provider,
             request_prompt=prompt_text,
             prompt_version=prompt_version(app_name),
-            model=offline.OFFLINE_MODEL if self.provider == "offline" else None,
+            model=offline.OFFLINE_MODEL if route.provider == "offline" else route.model,
             session_id=session_id,
             dagster_run_id=dagster_run_id,
             trigger_type=trigger_type,
             target_id=target_id,
             streamed=streamed,
+            fallback_for=fallback_for,
         )
-
-    def check_config(self, record: ledger.CallRecord) -> tuple[str, DashScopeClient]:
-        """The app id and client a real call needs; a missing one is a permanent error, booked."""
-        app_name = record.app_name
-        if not record.app_id:
-            raise self.stop_before_send(
-                record,
-                LLMConfigError(
-                    f"no Bailian app id for {app_name}: set {get_app(app_name).app_id_env}",
-                    app_name=app_name,
-                    code="AppIdMissing",
-                ),
-            )
-        if self.client is None:
-            raise self.stop_before_send(
-                record,
-                LLMConfigError("provider dashscope needs DASHSCOPE_API_KEY", app_name=app_name, code="ApiKeyMissing"),
-            )
-        return record.app_id, self.client
 
     def reject_answer(self, answer: AppAnswer, reason: str) -> None:
         """Book an answer the caller found invalid as a failed call (``ledger.reject_answer``)."""
         if answer.ledger_id is not None:
             self.reject_call(answer.ledger_id, reason)
 
-    def _requests_left(self, record: ledger.CallRecord) -> int:
+    def requests_left(self, record: ledger.CallRecord) -> int:
         """What the per-answer request cap leaves this call (``max_attempts`` outside a run)."""
         if not record.dagster_run_id:
             return self.settings.max_attempts
@@ -260,129 +249,26 @@ class LLMService(CallBooking):
         ``target_id`` names the answer (member id, ``assistant_member``, ``time_dimension__area``):
         with ``dagster_run_id`` it keys the per-answer request cap across step retries, so give it
         whenever one run asks for several answers of the same app and site. ``input_hash`` (the
-        memoization key) only labels the call's span (``tracing.py``).
+        memoization key) only labels the call's span (``tracing.py``). The app's route answers,
+        or the fallback route when ``providers.fallback_for`` allows (its answer says so).
         ``correction`` re-asks after an answer outside its schema (``correction.py``; with that
         answer's ``session_id``); its row's ``request_prompt`` is ``correction.standalone(prompt)``.
         """
         prompt_text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, default=str)
-        record = self.call_record(
-            app_name,
-            prompt_text if correction is None else correction.standalone(prompt_text),
-            site_id=site_id,
-            target_id=target_id,
-            session_id=session_id,
-            dagster_run_id=dagster_run_id,
-            trigger_type=trigger_type,
+        call = Call(
+            app_name, prompt, prompt_text, site_id, target_id, session_id, biz_params, dagster_run_id, correction
         )
-        with CallTrace.start(record, input_hash=input_hash) as trace:
-            if self.provider == "offline":
-                answer = self._offline_answer(prompt, record, time.monotonic())
-            else:
-                answer = self._dashscope_answer(Turn(prompt_text, session_id, correction), record, biz_params, trace)
-            trace.answered(answer)
-            return answer
-
-    def _dashscope_answer(
-        self, turn: Turn, record: ledger.CallRecord, biz_params: dict[str, Any] | None, trace: CallTrace
-    ) -> AppAnswer:
-        app_name, spec, started = record.app_name, get_app(record.app_name), time.monotonic()
-        app_id, client = self.check_config(record)
-        retrying = self.retrying(
-            self._requests_left(record), label=app_name, started=started, on_retry=trace.attempt_failed
-        )
-        ledger_id = self.admit(record)
-        trace.ledger_row(ledger_id)
-
-        def attempt() -> tuple[CallResult, dict[str, Any]]:
-            prompt, session_id = turn.next_request(lambda reask: self.note_reask(ledger_id, reask))
-            result = client.complete(
-                app_name,
-                app_id,
-                prompt,
-                session_id=session_id,
-                biz_params=biz_params,
-                timeout_s=time_left(retrying, app_name),
-            )
-            if not spec.json_answer:
-                return result, {"text": result.text}
-            return result, turn.parse(result, app_name)  # an answer not JSON: the next attempt re-asks
-
+        primary = self.route(app_name)
         try:
-            result, payload = retrying.call(attempt)
-        except RetriesExhausted as failure:
-            cost = self.book_failure(ledger_id, record, failure, started)
-            trace.tokens(failure.tokens_in, failure.tokens_out, cost)
-            raise failure.as_llm_error() from failure.error
-        except BaseException:
-            # Interrupted (KeyboardInterrupt, run termination): close the row, count nothing.
-            self.book_interrupted(ledger_id, started, "Interrupted", "call interrupted before an answer")
-            raise
-
-        tokens_in = retrying.tokens_in + result.usage.tokens_in
-        tokens_out = retrying.tokens_out + result.usage.tokens_out
-        cost = self.prices.cost(result.usage.model, tokens_in, tokens_out, result.usage.parts)
-        latency_ms = ms_since(started)
-        self.book_success(
-            ledger_id,
-            app_name,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            latency_ms=latency_ms,
-            attempts=retrying.attempts,
-            response_text=result.text,
-            session_id=result.session_id,
-            request_id=result.request_id,
-            model=result.usage.model,
-            cost_cny=cost,
-        )
-        return AppAnswer(
-            payload=payload,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            session_id=result.session_id,
-            latency_ms=latency_ms,
-            attempts=retrying.attempts,
-            provider="dashscope",
-            model=result.usage.model,
-            request_id=result.request_id,
-            prompt_version=record.prompt_version or "",
-            ledger_id=ledger_id,
-            cost_cny=cost,
-            finish_reason=result.finish_reason,
-        )
-
-    def _offline_answer(self, prompt: str | dict[str, Any], record: ledger.CallRecord, started: float) -> AppAnswer:
-        app_name = record.app_name
-        payload = offline.analyse(app_name, prompt)
-        text = payload["text"] if app_name == CHAT_APP else json.dumps(payload, ensure_ascii=False)
-        latency_ms = ms_since(started)
-        with self.connection() as conn:
-            ledger_id = ledger.record_running(conn, record)
-            ledger.finish_call(
-                conn,
-                ledger_id,
-                status="success",
-                latency_ms=latency_ms,
-                attempts=1,
-                response_text=text,
-                session_id=record.session_id,
-                model=offline.OFFLINE_MODEL,
+            return answer_through(self, call, primary, trigger_type, input_hash)
+        except (CircuitOpen, PermanentLLMError) as error:
+            fallback = fallback_for(self.settings, app_name, primary, error)
+            if fallback is None:
+                raise
+            logger.warning(
+                "%s: %s failed (%s); the fallback %s answers", app_name, primary.provider, error, fallback.provider
             )
-        if not get_app(app_name).json_answer:
-            payload = {"text": payload["text"]}
-        return AppAnswer(
-            payload=payload,
-            tokens_in=0,
-            tokens_out=0,
-            session_id=record.session_id,
-            latency_ms=latency_ms,
-            attempts=1,
-            provider="offline",
-            model=offline.OFFLINE_MODEL,
-            request_id=None,
-            prompt_version=record.prompt_version or "",
-            ledger_id=ledger_id,
-        )
+            return answer_through(self, call, fallback, trigger_type, input_hash, fallback_for=primary.provider)
 
     async def acall_app(self, app_name: str, prompt: str | dict[str, Any], **kwargs: Any) -> AppAnswer:
         """``call_app`` in a worker thread, for the API's event loop."""

@@ -4,7 +4,15 @@ Values passed explicitly (by ``LLMResource`` fields or by a caller) win over the
 anything left unset falls back to the environment, then to the defaults below. The API key is
 a ``SecretStr``: it never appears in a repr, a log line or the Dagster UI. Each app's Bailian
 app id is its own variable, ``DASHSCOPE_APP_ID_<NAME>``, read into ``app_ids`` when the
-settings are built, so nothing reads the environment at call time.
+settings are built, so nothing reads the environment at call time; so are each app's provider
+(``ZQYY_LLM_PROVIDER_<NAME>``, into ``providers``) and model (``ZQYY_LLM_MODEL_<NAME>``, into
+``models``).
+
+Providers: ``dashscope`` (a Bailian app by its app id), ``openai`` (any OpenAI-compatible chat
+completions server: ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, the model ``ZQYY_LLM_MODEL`` or the
+app's own), ``offline`` (the deterministic analyst). ``auto`` is dashscope when
+``DASHSCOPE_API_KEY`` is set, else offline. How an app's route and fallback are chosen:
+``providers.py``.
 """
 
 from __future__ import annotations
@@ -37,13 +45,31 @@ from zqyy_assets.core.settings import blank_is_unset
 # count against the same cap.
 MAX_REQUESTS_PER_ANSWER = 4
 
-Provider = Literal["auto", "dashscope", "offline"]
+Provider = Literal["auto", "dashscope", "openai", "offline"]
+ProviderName = Literal["dashscope", "openai", "offline"]
+PROVIDER_NAMES: tuple[str, ...] = ProviderName.__args__  # type: ignore[attr-defined]
+ResponseFormat = Literal["json_schema", "json_object"]
 
 
 def app_ids_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every app id set in the environment (``DASHSCOPE_APP_ID_<NAME>``), by app name."""
     env = os.environ if environ is None else environ
     return {name: value for name, spec in APPS.items() if (value := env.get(spec.app_id_env, "").strip())}
+
+
+def per_app_env(prefix: str, app_name: str) -> str:
+    """An app's own variable of a setting, e.g. ``ZQYY_LLM_MODEL_APP2_FINANCE``."""
+    return f"{prefix}_{app_name.upper()}"
+
+
+def per_app_from_env(prefix: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every app's own value of a setting set in the environment (``<prefix>_<NAME>``), by app name."""
+    env = os.environ if environ is None else environ
+    return {name: value for name in APPS if (value := env.get(per_app_env(prefix, name), "").strip())}
+
+
+MODEL_ENV = "ZQYY_LLM_MODEL"
+PROVIDER_ENV = "ZQYY_LLM_PROVIDER"
 
 
 class LLMSettings(BaseSettings):
@@ -57,6 +83,21 @@ class LLMSettings(BaseSettings):
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
     # app name -> Bailian app id; names not given are filled from DASHSCOPE_APP_ID_<NAME>.
     app_ids: dict[str, str] = Field(default_factory=dict)
+
+    # OpenAI-compatible provider: the server, its key (a local server may need none), the model
+    # of every app unless the app names its own (ZQYY_LLM_MODEL_<NAME>), and how the answer's
+    # JSON is asked for: the app's schema (json_schema), or any JSON object for servers without
+    # structured output (json_object).
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY", repr=False)
+    model: str | None = None
+    models: dict[str, str] = Field(default_factory=dict)
+    response_format: ResponseFormat = "json_schema"
+    # app name -> its provider (ZQYY_LLM_PROVIDER_<NAME>), over ``provider``.
+    providers: dict[str, ProviderName] = Field(default_factory=dict)
+    # Answers when the app's provider is refused by its open breaker or fails permanently for a
+    # reason other than the input (providers.py); unset: no fallback.
+    fallback_provider: ProviderName | None = None
 
     daily_token_limit: int = Field(100_000, ge=0)
     monthly_token_limit: int = Field(2_000_000, ge=0)
@@ -98,6 +139,10 @@ class LLMSettings(BaseSettings):
         "daily_cost_limit_cny",
         "monthly_cost_limit_cny",
         "prices_file",
+        "openai_base_url",
+        "openai_api_key",
+        "model",
+        "fallback_provider",
         mode="before",
     )(blank_is_unset)
 
@@ -114,19 +159,48 @@ class LLMSettings(BaseSettings):
             PriceTable.load(value)  # read and checked once, where the process starts
         return value
 
+    @field_validator("models", "providers", mode="before")
+    @classmethod
+    def _known_apps(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - set(APPS))
+            if unknown:
+                raise ValueError(f"unknown app(s) {', '.join(unknown)}; known: {', '.join(APPS)}")
+        return value
+
     @model_validator(mode="after")
-    def _app_ids_from_env(self) -> LLMSettings:
+    def _per_app_from_env(self) -> LLMSettings:
         given = {name: app_id for name, app_id in self.app_ids.items() if app_id}
         self.app_ids = {**app_ids_from_env(), **given}
+        self.models = {**per_app_from_env(MODEL_ENV), **{k: v for k, v in self.models.items() if v}}
+        from_env = per_app_from_env(PROVIDER_ENV)
+        bad = {k: v for k, v in from_env.items() if v not in PROVIDER_NAMES}
+        if bad:
+            raise ValueError(
+                f"{', '.join(per_app_env(PROVIDER_ENV, k) + '=' + v for k, v in bad.items())}: "
+                f"a provider is one of {', '.join(PROVIDER_NAMES)}"
+            )
+        self.providers = {**from_env, **{k: v for k, v in self.providers.items() if v}}  # type: ignore[dict-item]
         return self
 
-    def resolved_provider(self) -> Literal["dashscope", "offline"]:
+    def resolved_provider(self) -> ProviderName:
+        """The provider of every app that does not name its own."""
         if self.provider == "auto":
             return "dashscope" if self.api_key_value() else "offline"
         return self.provider
 
+    def provider_for(self, app_name: str) -> ProviderName:
+        return self.providers.get(app_name) or self.resolved_provider()
+
+    def model_for(self, app_name: str) -> str | None:
+        """The OpenAI-compatible model the app asks (its own, else ``ZQYY_LLM_MODEL``)."""
+        return self.models.get(app_name) or self.model
+
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key else None
+
+    def openai_api_key_value(self) -> str | None:
+        return self.openai_api_key.get_secret_value() if self.openai_api_key else None
 
     def app_id(self, app_name: str) -> str | None:
         return self.app_ids.get(app_name)

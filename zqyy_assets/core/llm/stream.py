@@ -10,17 +10,20 @@ and the call's tokens; the ledger row is final before it is yielded. A reader th
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Generator, Iterator
+import uuid
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zqyy_assets.core.apps import CHAT_APP
-from zqyy_assets.core.llm import ledger, offline
+from zqyy_assets.core.llm import calls, ledger, offline
 from zqyy_assets.core.llm.booking import time_left
 from zqyy_assets.core.llm.client import StreamChunk, Usage
-from zqyy_assets.core.llm.errors import AttemptError, StreamInterrupted
+from zqyy_assets.core.llm.errors import AttemptError, CircuitOpen, PermanentLLMError, StreamInterrupted
 from zqyy_assets.core.llm.ledger import CallRecord, ms_since
+from zqyy_assets.core.llm.providers import Route, fallback_for
 from zqyy_assets.core.llm.retry import RetriesExhausted
 from zqyy_assets.core.llm.tracing import CallTrace
 
@@ -51,34 +54,81 @@ def stream_chat(
     trigger_type: str = "chat",
     dagster_run_id: str | None = None,
 ) -> Generator[ChatDelta, None, None]:
-    """The chat's answer as ``ChatDelta(text, session_id)`` deltas, keeping the session id."""
+    """The chat's answer as ``ChatDelta(text, session_id)`` deltas, keeping the session id.
+
+    Through the chat app's route; the fallback route (``providers.py``) streams instead when the
+    primary is refused by its open breaker or fails permanently before any text."""
+    call = _ChatCall(prompt, site_id, session_id, biz_params, target_id, trigger_type, dagster_run_id)
+    primary = service.route(CHAT_APP)
+    said_any = False
+    try:
+        for delta in _stream_route(service, call, primary):
+            said_any = True
+            yield delta
+    except (CircuitOpen, PermanentLLMError) as error:
+        fallback = None if said_any else fallback_for(service.settings, CHAT_APP, primary, error)
+        if fallback is None:
+            raise
+        yield from _stream_route(service, call, fallback, fallback_for=primary.provider)
+
+
+@dataclass(frozen=True)
+class _ChatCall:
+    prompt: str
+    site_id: int
+    session_id: str | None
+    biz_params: dict[str, Any] | None
+    target_id: str | None
+    trigger_type: str
+    dagster_run_id: str | None
+
+
+def _stream_route(
+    service: LLMService, call: _ChatCall, route: Route, fallback_for: str | None = None
+) -> Generator[ChatDelta, None, None]:
     started = time.monotonic()
+    if route.provider == "openai" and not call.session_id:
+        # An OpenAI-compatible server keeps no session: the chat still gets an id to name its conversation.
+        call = dataclasses.replace(call, session_id=uuid.uuid4().hex)
     record = service.call_record(
         CHAT_APP,
-        prompt,
-        site_id=site_id,
-        target_id=target_id,
-        session_id=session_id,
-        dagster_run_id=dagster_run_id,
-        trigger_type=trigger_type,
+        call.prompt,
+        site_id=call.site_id,
+        target_id=call.target_id,
+        session_id=call.session_id,
+        dagster_run_id=call.dagster_run_id,
+        trigger_type=call.trigger_type,
         streamed=True,
+        route=route,
+        fallback_for=fallback_for,
     )
     with CallTrace.start(record) as trace:
-        if service.provider == "offline":
-            yield from _offline_stream(service, prompt, record, started, trace)
+        if route.provider == "offline":
+            yield from _offline_stream(service, call.prompt, record, started, trace)
         else:
-            yield from _dashscope_stream(service, prompt, record, started, trace, biz_params)
+            yield from _remote_stream(service, _opener(service, call, record), record, started, trace)
 
 
-def _dashscope_stream(
+def _opener(
+    service: LLMService, call: _ChatCall, record: CallRecord
+) -> Callable[[float | None], Iterator[StreamChunk]]:
+    """One attempt's stream through the record's provider (configuration checked first, booked if missing)."""
+    if record.provider == "openai":
+        model, openai_client = calls.openai_config(service, record)
+        return lambda timeout_s: openai_client.stream(CHAT_APP, model, call.prompt, timeout_s=timeout_s)
+    app_id, client = calls.dashscope_config(service, record)
+    return lambda timeout_s: client.stream(
+        CHAT_APP, app_id, call.prompt, session_id=record.session_id, biz_params=call.biz_params, timeout_s=timeout_s
+    )
+
+
+def _remote_stream(
     service: LLMService,
-    prompt: str,
+    open_stream: Callable[[float | None], Iterator[StreamChunk]],
     record: CallRecord,
     started: float,
     trace: CallTrace,
-    biz_params: dict[str, Any] | None,
 ) -> Generator[ChatDelta, None, None]:
-    app_id, client = service.check_config(record)
     ledger_id = service.admit(record)
     trace.ledger_row(ledger_id)
     session_id = record.session_id
@@ -95,14 +145,7 @@ def _dashscope_stream(
         try:
             for attempt in retrying:
                 with attempt:
-                    chunks = client.stream(
-                        CHAT_APP,
-                        app_id,
-                        prompt,
-                        session_id=session_id,
-                        biz_params=biz_params,
-                        timeout_s=time_left(retrying, CHAT_APP),
-                    )
+                    chunks = open_stream(time_left(retrying, CHAT_APP))
                     yield from _attempt(chunks, said)
         except RetriesExhausted as failure:
             cost = service.book_failure(ledger_id, record, failure, started, partial=said.text)
@@ -113,7 +156,7 @@ def _dashscope_stream(
         cost = service.prices.cost(said.usage.model, tokens_in, tokens_out, said.usage.parts)
         service.book_success(
             ledger_id,
-            CHAT_APP,
+            record,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             latency_ms=ms_since(started),

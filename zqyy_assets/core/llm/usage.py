@@ -14,6 +14,7 @@ from zqyy_assets.core.llm.service import AppAnswer
 class UsageMeter:
     def __init__(self) -> None:
         self.calls = self.failed = self.refused = 0
+        self.fallback_answers = 0  # answered by the fallback provider (``providers.py``)
         self.tokens_in = self.tokens_out = 0
         self.cost_cny = 0.0
         self.latency_total = self.latency_max = 0
@@ -23,6 +24,7 @@ class UsageMeter:
 
     def add_answer(self, app_name: str, answer: AppAnswer) -> None:
         self.calls += 1
+        self.fallback_answers += answer.fallback_for is not None
         self.tokens_in += answer.tokens_in
         self.tokens_out += answer.tokens_out
         self.cost_cny += answer.cost_cny
@@ -40,6 +42,7 @@ class UsageMeter:
             "llm.calls": self.calls,
             "llm.failed_calls": self.failed,
             "llm.refused_calls": self.refused,
+            "llm.fallback_answers": self.fallback_answers,
             "llm.tokens_in": self.tokens_in,
             "llm.tokens_out": self.tokens_out,
             "llm.total_tokens": self.tokens_in + self.tokens_out,

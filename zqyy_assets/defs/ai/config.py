@@ -51,13 +51,15 @@ def run_info(context: dg.AssetExecutionContext, config: AIRunConfig, llm: LLMRes
     tags = context.run.tags
     force = config.force or is_true(tags.get(FORCE_TAG))
     trigger = config.trigger or tags.get(TRIGGER_TAG) or DEFAULT_TRIGGER
+    service = llm.service
     return RunInfo(
-        provider=llm.service.provider,
+        provider=service.provider,
         trigger=trigger,
         force=force,
         dagster_run_id=context.run.run_id,
         # Read when the run starts, as the LLM resource's variables are.
         blocking_apps=GroundingSettings().blocking_apps,
+        routes=service.routes(),
     )
 
 

@@ -37,12 +37,22 @@ from zqyy_assets.core.apps import APPS
 from zqyy_assets.core.llm.correction import Correction
 from zqyy_assets.core.llm.errors import GuardRefused, LLMError, PermanentLLMError
 from zqyy_assets.core.llm.service import AppAnswer, LLMService
-from zqyy_assets.core.llm.settings import LLMSettings, load_settings
+from zqyy_assets.core.llm.settings import (
+    MODEL_ENV,
+    PROVIDER_ENV,
+    LLMSettings,
+    load_settings,
+    per_app_env,
+    per_app_from_env,
+)
 from zqyy_assets.core.llm.usage import UsageMeter
 from zqyy_assets.core.pricing import PriceTable
 from zqyy_assets.core.settings import TelemetrySettings
 
 logger = logging.getLogger(__name__)
+
+# The per-app settings, each app's own variable: ``ZQYY_LLM_MODEL_<APP>``, ``ZQYY_LLM_PROVIDER_<APP>``.
+PER_APP_ENV = {"models": MODEL_ENV, "providers": PROVIDER_ENV}
 
 
 class LLMResource(dg.ConfigurableResource):
@@ -53,11 +63,28 @@ class LLMResource(dg.ConfigurableResource):
     """
 
     database_url: str = Field(description="Postgres URL of the app database (guards and ledger).")
-    provider: str | None = Field(None, description="'dashscope', 'offline' or 'auto' (dashscope when a key is set).")
+    provider: str | None = Field(
+        None, description="'dashscope', 'openai', 'offline' or 'auto' (dashscope when a DashScope key is set)."
+    )
     api_key: str | None = Field(None, description="DashScope API key; bind it as dg.EnvVar('DASHSCOPE_API_KEY').")
     base_url: str | None = Field(None, description="DashScope HTTP base URL, e.g. http://127.0.0.1:8765/api/v1.")
     workspace: str | None = Field(None, description="Bailian workspace id (X-DashScope-WorkSpace).")
     app_ids: dict[str, str] = Field(default_factory=dict, description="App name -> Bailian app id.")
+    openai_base_url: str | None = Field(
+        None, description="OpenAI-compatible server (provider openai), e.g. http://127.0.0.1:8000/v1."
+    )
+    openai_api_key: str | None = Field(None, description="Its key; bind it as dg.EnvVar('OPENAI_API_KEY').")
+    model: str | None = Field(None, description="The OpenAI-compatible model of every app without its own.")
+    models: dict[str, str] = Field(default_factory=dict, description="App name -> its own model (provider openai).")
+    response_format: str | None = Field(
+        None, description="'json_schema' (the app's answer schema) or 'json_object' (servers without schemas)."
+    )
+    providers: dict[str, str] = Field(
+        default_factory=dict, description="App name -> its own provider ('dashscope', 'openai', 'offline')."
+    )
+    fallback_provider: str | None = Field(
+        None, description="Answers when an app's provider is refused by its breaker or fails permanently."
+    )
     daily_token_limit: int | None = Field(None, description="Tokens a day, all sites together.")
     monthly_token_limit: int | None = Field(None, description="Tokens a month, all sites together.")
     budget_reserve_tokens: int | None = Field(None, description="Tokens an in-flight call reserves.")
@@ -91,7 +118,7 @@ class LLMResource(dg.ConfigurableResource):
 
     def llm_settings(self) -> LLMSettings:
         fields = {name: getattr(self, name) for name in LLMSettings.model_fields}
-        for name in ("app_ids", "prices"):
+        for name in ("app_ids", "prices", "models", "providers"):
             if not fields.get(name):
                 fields.pop(name, None)
         return load_settings(**fields)
@@ -250,6 +277,9 @@ def llm_resource_from_env(environ: Mapping[str, str] | None = None) -> LLMResour
             continue
         if name == "app_ids":
             bound[name] = {app: dg.EnvVar(spec.app_id_env) for app, spec in APPS.items() if env.get(spec.app_id_env)}
+        elif name in PER_APP_ENV:
+            prefix = PER_APP_ENV[name]
+            bound[name] = {app: dg.EnvVar(per_app_env(prefix, app)) for app in per_app_from_env(prefix, env)}
         elif not (env.get(var) or "").strip():
             continue  # unset: the default
         elif field.annotation is int:

@@ -20,7 +20,8 @@ Scripting, per app (by name, or ``"*"`` for every app): a queue of steps consume
 request (then ``ok``), latency, token counts, usage shape (``models`` | ``flat`` | ``total``),
 stream chunk count, a fixed answer. Steps are shorthands (``"ok"``, ``"429"``, ``"500"``,
 ``"503"``, ``"401"``, ``"400"``, ``"403"``, ``"data_inspection"``, ``"arrearage"``,
-``"invalid_json"``, ``"bare_list"``, ``"drop"``, ``"cut:3"`` a stream cut after 3 chunks,
+``"invalid_json"``, ``"bare_list"``, ``"drop"``, ``"timeout"`` (no answer until the client gives
+up), ``"cut:3"`` a stream cut after 3 chunks,
 ``"stream_error:2:Throttling.RateQuota"``, ``"slow:1500"``) or dicts
 (``{"kind": "error", "status": 500, "code": "InternalError"}``, or ``{"answer": {...}}`` for one
 response's own answer, e.g. one outside the app's schema; ``"session": false`` for an answer
@@ -46,8 +47,8 @@ and script it over HTTP (``FakeAdmin`` wraps these): ``POST /_fake/script`` with
 ``GET /_fake/requests[?app=...]``, ``POST /_fake/reset``, ``GET /_fake/health``.
 """
 
+from zqyy_assets.testing.fake_common.scripts import DEFAULT_MODEL, AppScript, Step, parse_step
 from zqyy_assets.testing.fake_dashscope.admin import FAKE_API_KEY, FakeAdmin, demo_env
-from zqyy_assets.testing.fake_dashscope.scripts import DEFAULT_MODEL, AppScript, Step, parse_step
 from zqyy_assets.testing.fake_dashscope.server import FakeDashScope
 
 __all__ = [

@@ -1,44 +1,12 @@
-"""Using a fake that runs in another process: scripting it over HTTP, and the environment that
-points the project at it."""
+"""Using the fake DashScope from another process: the environment that points the project at it
+(scripting over HTTP is ``fake_common.admin.FakeAdmin``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from zqyy_assets.core.apps import APPS
+from zqyy_assets.testing.fake_common.admin import FAKE_API_KEY, FakeAdmin
 
-FAKE_API_KEY = "fake-key"
-
-
-class FakeAdmin:
-    """Scripts a fake server running in another process, over its ``/_fake/*`` endpoints."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/").removesuffix("/api/v1")
-
-    def _post(self, path: str, body: dict) -> dict:
-        import requests
-
-        response = requests.post(f"{self.url}{path}", json=body, timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def script(self, app: str, steps: list | tuple = (), **settings: Any) -> None:
-        self._post("/_fake/script", {"app": app, "steps": list(steps), **settings})
-
-    def reset(self) -> None:
-        self._post("/_fake/reset", {})
-
-    def requests(self, app: str | None = None) -> list[dict]:
-        import requests
-
-        params = {"app": app} if app else None
-        response = requests.get(f"{self.url}/_fake/requests", params=params, timeout=10)
-        response.raise_for_status()
-        return response.json()["requests"]
-
-    def count(self, app: str | None = None) -> int:
-        return len(self.requests(app))
+__all__ = ["FAKE_API_KEY", "FakeAdmin", "demo_env"]
 
 
 def demo_env(base_url: str) -> dict[str, str]:

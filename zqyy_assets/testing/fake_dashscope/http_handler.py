@@ -1,21 +1,17 @@
-"""The fake's HTTP side: DashScope's completion route (plain JSON and SSE), errors, and ``/_fake/*``."""
+"""The fake's HTTP side: DashScope's completion route (plain JSON and SSE) and its errors; the
+plumbing and ``/_fake/*`` are ``fake_common.http_base``'s."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import socket
-import sys
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING
 
-from zqyy_assets.core.apps import APP_NAMES, app_for_app_id
-from zqyy_assets.testing.fake_dashscope.scripts import AppScript, Step
+from zqyy_assets.core.apps import app_for_app_id
+from zqyy_assets.testing.fake_common.http_base import FakeHandler, split_text
+from zqyy_assets.testing.fake_common.scripts import AppScript, Step
 
 if TYPE_CHECKING:
     from zqyy_assets.testing.fake_dashscope.server import FakeDashScope
@@ -31,135 +27,16 @@ def _usage(shape: str, tokens_in: int, tokens_out: int, model: str) -> dict:
     return {"models": [{"model_id": model, "input_tokens": tokens_in, "output_tokens": tokens_out}]}
 
 
-def _split(text: str, parts: int) -> list[str]:
-    parts = max(1, min(parts, len(text) or 1))
-    size = -(-len(text) // parts) if text else 0
-    return [text[i * size : (i + 1) * size] for i in range(parts)] if text else [""]
+class CompletionHandler(FakeHandler):
+    def error_body(self, status: int, code: str | None, message: str | None) -> dict:
+        return {"code": code, "message": message or code, "request_id": ""}
 
-
-class FakeHttpServer(ThreadingHTTPServer):
-    daemon_threads = True  # keep-alive handler threads never block shutdown
-    allow_reuse_address = True
-    fake: FakeDashScope
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_open_connections(self) -> None:
-        """End kept-alive connections, so no client keeps talking to a stopped server."""
-        with self._open_lock:
-            open_now = list(self._open)
-        for sock in open_now:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # the client went away (timed out, or the test is over): nothing to report
-        super().handle_error(request, client_address)
-
-
-class CompletionHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: FakeHttpServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read the record instead
-        return
-
-    # ---------------------------------------------------------------------------- plumbing
-
-    def _read_json(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        return json.loads(raw.decode("utf-8")) if raw else {}
-
-    def _send_json(self, status: int, body: Any, *, close: bool = False) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def _chunk(self, text: str) -> None:
-        data = text.encode("utf-8")
-        self.wfile.write(f"{len(data):x}\r\n".encode("ascii") + data + b"\r\n")
-        self.wfile.flush()
-
-    def _abort(self) -> None:
-        """Close the socket with no goodbye: no response, or no end to the chunked body."""
-        self.close_connection = True
-        try:
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    # ------------------------------------------------------------------------------ routes
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        parts = urlsplit(self.path)
-        fake = self.server.fake
-        if parts.path == "/_fake/health":
-            self._send_json(200, {"ok": True, "apps": list(APP_NAMES)})
-        elif parts.path == "/_fake/requests":
-            app = parse_qs(parts.query).get("app", [None])[0]
-            self._send_json(200, {"requests": fake.requests(app)})
-        else:
-            self._send_json(404, {"code": "NotFound", "message": f"no route {parts.path}", "request_id": ""})
-
-    def do_POST(self) -> None:  # noqa: N802
-        path = urlsplit(self.path).path
-        fake = self.server.fake
-        try:
-            body = self._read_json()
-        except (ValueError, UnicodeDecodeError):
-            self._send_json(400, {"code": "InvalidParameter", "message": "body is not JSON", "request_id": ""})
-            return
-        if path == "/_fake/reset":
-            fake.reset()
-            self._send_json(200, {"ok": True})
-            return
-        if path == "/_fake/script":
-            try:
-                fake.script(
-                    body["app"],
-                    body.get("steps", []),
-                    latency_ms=body.get("latency_ms"),
-                    tokens=body.get("tokens"),
-                    usage_shape=body.get("usage_shape"),
-                    chunks=body.get("chunks"),
-                    answer=body.get("answer"),
-                    model=body.get("model"),
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                self._send_json(400, {"ok": False, "error": str(exc)})
-                return
-            self._send_json(200, {"ok": True})
-            return
+    def completion(self, path: str, body: dict) -> bool:
         match = _COMPLETION.fullmatch(path)
         if not match:
-            self._send_json(404, {"code": "NotFound", "message": f"no route {path}", "request_id": ""})
-            return
-        self._completion(fake, match.group(1), body)
-
-    # -------------------------------------------------------------------------- completion
+            return False
+        self._completion(self.fake, match.group(1), body)  # type: ignore[arg-type]
+        return True
 
     def _completion(self, fake: FakeDashScope, app_id: str, body: dict) -> None:
         app = app_for_app_id(app_id, fake.app_ids)
@@ -196,11 +73,13 @@ class CompletionHandler(BaseHTTPRequestHandler):
 
         if fake.api_key is not None and auth != f"Bearer {fake.api_key}":
             step = Step("error", 401, "InvalidApiKey", "Invalid API-key provided.")
-        if step.kind == "drop":
-            self._abort()
+        if step.kind in ("drop", "timeout"):
+            if step.kind == "timeout":
+                fake.hang()  # until the client's time-out closes it, or the fake stops
+            self.abort()
             return
         if step.kind == "error" or (step.kind == "stream_error" and not stream):
-            self._send_json(
+            self.send_json(
                 step.status, {"code": step.code, "message": step.message or step.code, "request_id": request_id}
             )
             return
@@ -217,15 +96,9 @@ class CompletionHandler(BaseHTTPRequestHandler):
                 "request_id": request_id,
             }
             if step.kind == "cut":
-                data = json.dumps(body_out, ensure_ascii=False).encode("utf-8")
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data[: len(data) // 2])
-                self._abort()
+                self.send_half_json(body_out)
                 return
-            self._send_json(200, body_out)
+            self.send_json(200, body_out)
             return
         self._stream(fake, script, step, text, session_id, request_id, tokens_in, tokens_out, incremental)
 
@@ -241,14 +114,8 @@ class CompletionHandler(BaseHTTPRequestHandler):
         tokens_out: int,
         incremental: bool,
     ) -> None:
-        pieces = _split(text, script.chunks)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream;charset=UTF-8")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        pieces = split_text(text, script.chunks)
+        self.start_stream()
         sent = ""
         stop_at = step.after_chunks if step.kind in ("cut", "stream_error") else len(pieces)
         for index, piece in enumerate(pieces[:stop_at], start=1):
@@ -266,15 +133,14 @@ class CompletionHandler(BaseHTTPRequestHandler):
                 "usage": _usage(script.usage_shape, tokens_in, out_tokens, script.model),
                 "request_id": request_id,
             }
-            self._chunk(f"id:{index}\nevent:result\n:HTTP_STATUS/200\ndata:{json.dumps(data, ensure_ascii=False)}\n\n")
+            self.chunk(f"id:{index}\nevent:result\n:HTTP_STATUS/200\ndata:{json.dumps(data, ensure_ascii=False)}\n\n")
         if step.kind == "cut":
-            self._abort()
+            self.abort()
             return
         if step.kind == "stream_error":
             error = {"code": step.code, "message": step.message or step.code, "request_id": request_id}
-            self._chunk(
+            self.chunk(
                 f"id:{stop_at + 1}\nevent:error\n:HTTP_STATUS/{step.status}\n"
                 f"data:{json.dumps(error, ensure_ascii=False)}\n\n"
             )
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+        self.end_stream()

@@ -1,23 +1,23 @@
-"""``FakeDashScope``: the server object tests hold, its scripting and what it recorded."""
+"""``FakeDashScope``: the fake DashScope server (scripting and recording: ``fake_common.base``)."""
 
 from __future__ import annotations
 
 import json
 import threading
 from collections import OrderedDict
-from typing import Any
 
-from zqyy_assets.core.apps import APPS
-from zqyy_assets.core.llm import offline
 from zqyy_assets.core.llm.correction import REASK_MARK
-from zqyy_assets.testing.fake_dashscope.http_handler import CompletionHandler, FakeHttpServer
-from zqyy_assets.testing.fake_dashscope.scripts import DEFAULT_MODEL, AppScript, Step, parse_step
+from zqyy_assets.testing.fake_common.base import ScriptedFake
+from zqyy_assets.testing.fake_dashscope.http_handler import CompletionHandler
 
 MAX_SESSIONS = 4096  # sessions remembered (the newest), for re-asks in a session
 
 
-class FakeDashScope:
+class FakeDashScope(ScriptedFake):
     """The fake server, in a daemon thread. Thread-safe; use as a context manager."""
+
+    handler = CompletionHandler
+    name = "fake-dashscope"
 
     def __init__(
         self,
@@ -30,152 +30,27 @@ class FakeDashScope:
         api_key: str | None = None,
         app_ids: dict[str, str] | None = None,
     ) -> None:
-        self.latency_ms = latency_ms
-        self.chunk_delay_ms = chunk_delay_ms
-        self.chunks = chunks
-        self.api_key = api_key  # when set, any other key gets 401 InvalidApiKey
+        super().__init__(
+            host, port, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, chunks=chunks, api_key=api_key
+        )
         self.app_ids = dict(app_ids or {})
-        self._lock = threading.Lock()
-        self._scripts: dict[str, AppScript] = {}
-        self._records: list[dict] = []
         self._sessions: OrderedDict[str, str] = OrderedDict()  # session id -> the prompt that opened it
-        self._httpd = FakeHttpServer((host, port), CompletionHandler)
-        self._httpd.fake = self
-        self._thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------------------------ lifecycle
-
-    @property
-    def host(self) -> str:
-        return self._httpd.server_address[0]
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        self._sessions_lock = threading.Lock()
 
     @property
     def base_url(self) -> str:
         """What to give the SDK (``base_address`` / ``DASHSCOPE_BASE_URL``)."""
         return f"{self.url}/api/v1"
 
-    def start(self) -> FakeDashScope:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-dashscope-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End the serving thread started by ``start``, then close."""
-        self._httpd.shutdown()
-        self.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def serve_forever(self) -> None:
-        self._httpd.serve_forever(poll_interval=0.2)
-
-    def close(self) -> None:
-        """Release the port and end kept-alive connections (after ``serve_forever`` returned)."""
-        self._httpd.server_close()
-        self._httpd.close_open_connections()
-
-    def __enter__(self) -> FakeDashScope:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # ------------------------------------------------------------------------------ scripting
-
-    def script(
-        self,
-        app: str,
-        steps: list | tuple = (),
-        *,
-        latency_ms: float | None = None,
-        tokens: tuple[int, int] | list[int] | None = None,
-        usage_shape: str | None = None,
-        chunks: int | None = None,
-        answer: Any = None,
-        model: str | None = None,
-    ) -> None:
-        """Queue steps for an app (name, app id, or ``"*"``) and set how it answers."""
-        if usage_shape is not None and usage_shape not in ("models", "flat", "total"):
-            raise ValueError(f"usage_shape must be models, flat or total, not {usage_shape!r}")
-        parsed = [parse_step(s) for s in steps]
-        with self._lock:
-            current = self._scripts.setdefault(app, AppScript())
-            current.steps.extend(parsed)
-            if latency_ms is not None:
-                current.latency_ms = latency_ms
-            if tokens is not None:
-                current.tokens = (int(tokens[0]), int(tokens[1]))
-            if usage_shape is not None:
-                current.usage_shape = usage_shape
-            if chunks is not None:
-                current.chunks = chunks
-            if answer is not None:
-                current.answer = answer
-            if model is not None:
-                current.model = model
-
     def reset(self) -> None:
-        with self._lock:
-            self._scripts.clear()
-            self._records.clear()
+        super().reset()
+        with self._sessions_lock:
             self._sessions.clear()
-
-    def requests(self, app: str | None = None) -> list[dict]:
-        """What the server received (completion requests only), oldest first."""
-        with self._lock:
-            return [dict(r) for r in self._records if app is None or app in (r["app"], r["app_id"])]
-
-    def count(self, app: str | None = None) -> int:
-        return len(self.requests(app))
-
-    # ------------------------------------------------------------------------------- serving
-
-    def next_step(self, key: str) -> tuple[Step, AppScript]:
-        """The step for this request and the effective settings (the app's over ``"*"``)."""
-        with self._lock:
-            own = self._scripts.get(key) or AppScript()
-            default = self._scripts.get("*") or AppScript()
-            source = own if own.steps else default
-            step = source.steps.popleft() if source.steps else Step()
-
-            def pick(name: str, fallback: Any) -> Any:
-                for candidate in (getattr(own, name), getattr(default, name)):
-                    if candidate is not None:
-                        return candidate
-                return fallback
-
-            effective = AppScript(
-                latency_ms=pick("latency_ms", self.latency_ms),
-                tokens=pick("tokens", None),
-                usage_shape=pick("usage_shape", "models"),
-                chunks=pick("chunks", self.chunks),
-                answer=pick("answer", None),
-                model=pick("model", DEFAULT_MODEL),
-            )
-            return step, effective
-
-    def record(self, entry: dict) -> None:
-        with self._lock:
-            entry["seq"] = len(self._records) + 1
-            self._records.append(entry)
 
     def conversation_prompt(self, session_id: str, prompt: str) -> str:
         """The prompt to answer. A re-ask (``REASK_MARK``, ``core/llm/correction.py``) is answered
         from what it corrects: the prompt that opened its session, or the one it quotes first."""
-        with self._lock:
+        with self._sessions_lock:
             opened = self._sessions.setdefault(session_id, prompt)
             self._sessions.move_to_end(session_id)
             while len(self._sessions) > MAX_SESSIONS:
@@ -183,24 +58,6 @@ class FakeDashScope:
         if REASK_MARK not in prompt:
             return prompt
         return opened if prompt.startswith(REASK_MARK) else _leading_json(prompt)
-
-    def answer_text(self, app: str | None, prompt: str, script: AppScript, step: Step) -> str:
-        if step.answer is not None:
-            answer = step.answer
-        elif script.answer is not None:
-            answer = script.answer
-        elif app == "app1_chat":
-            return offline.chat_answer(prompt)  # the offline reply without its offline label and key hint
-        elif app in APPS:
-            answer = {k: v for k, v in offline.analyse(app, prompt).items() if k != "_provider"}
-        else:
-            answer = {"text": "ok"}
-        if step.kind == "bare_list" and isinstance(answer, dict):
-            answer = next((v for v in answer.values() if isinstance(v, list)), [answer])
-        if step.kind == "invalid_json":
-            full = json.dumps(answer, ensure_ascii=False)
-            return full[: max(10, len(full) // 3)]  # what a model gives when it stops mid-answer
-        return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
 
 
 def _leading_json(prompt: str) -> str:

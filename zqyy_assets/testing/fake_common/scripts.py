@@ -1,4 +1,6 @@
-"""How the fake answers: scripted steps (shorthands such as ``"429"`` or ``"cut:3"``) and per-app settings."""
+"""How a fake LLM server answers: scripted steps (shorthands such as ``"429"`` or ``"cut:3"``) and
+per-app settings. Both fakes (DashScope, OpenAI-compatible) read the same steps; each frames the
+step's status and code in its own wire format."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ DEFAULT_MODEL = "qwen-plus"
 
 @dataclass(frozen=True)
 class Step:
-    kind: str = "ok"  # ok | error | invalid_json | bare_list | drop | cut | stream_error
+    kind: str = "ok"  # ok | error | invalid_json | bare_list | drop | cut | stream_error | timeout
     status: int = 200
     code: str | None = None
     message: str | None = None
@@ -47,7 +49,7 @@ def parse_step(spec: str | dict | Step) -> Step:
     if text in _ERRORS:
         status, code, message = _ERRORS[text]
         return Step("error", status, code, message)
-    if text in ("invalid_json", "bare_list", "drop"):
+    if text in ("invalid_json", "bare_list", "drop", "timeout"):
         return Step(text)
     head, _, rest = text.partition(":")
     if head == "cut":

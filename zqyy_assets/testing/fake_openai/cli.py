@@ -1,0 +1,55 @@
+"""``python -m zqyy_assets.testing.fake_openai``: run the fake until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+from zqyy_assets.testing.fake_openai.server import FakeOpenAI, demo_env
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m zqyy_assets.testing.fake_openai",
+        description="Run the fake OpenAI-compatible chat completions server until interrupted.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8766, help="0 picks a free port")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each answer")
+    parser.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between stream chunks")
+    parser.add_argument("--chunks", type=int, default=4, help="chunks per streamed answer")
+    parser.add_argument("--api-key", default=None, help="accept only this key (default: any bearer key)")
+    parser.add_argument("--no-json-schema", action="store_true", help="refuse response_format json_schema (400)")
+    parser.add_argument("--print-env", action="store_true", help="print shell exports pointing the project here")
+    args = parser.parse_args(argv)
+
+    fake = FakeOpenAI(
+        args.host,
+        args.port,
+        latency_ms=args.latency_ms,
+        chunk_delay_ms=args.chunk_delay_ms,
+        chunks=args.chunks,
+        api_key=args.api_key,
+        json_schema=not args.no_json_schema,
+    )
+    if args.print_env:
+        env = demo_env(fake.base_url)
+        if args.api_key:
+            env["OPENAI_API_KEY"] = args.api_key
+        for key, value in env.items():
+            print(f"export {key}='{value}'")
+        sys.stdout.flush()
+    print(f"fake OpenAI-compatible server listening on {fake.base_url}", file=sys.stderr, flush=True)
+
+    def _stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        fake.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.close()
