@@ -283,11 +283,11 @@ class LLMService(CallBooking):
     ) -> AppAnswer:
         app_name, spec, started = record.app_name, get_app(record.app_name), time.monotonic()
         app_id, client = self.check_config(record)
-        retrying = self.retrying(
-            self._requests_left(record), label=app_name, started=started, on_retry=trace.attempt_failed
-        )
+        left = self._requests_left(record)
         ledger_id = self.admit(record)
         trace.ledger_row(ledger_id)
+        on_retry = self.retry_listener(ledger_id, trace.attempt_failed)  # the span and the in-flight cap hear it
+        retrying = self.retrying(left, label=app_name, started=started, on_retry=on_retry)
 
         def attempt() -> tuple[CallResult, dict[str, Any]]:
             result = client.complete(

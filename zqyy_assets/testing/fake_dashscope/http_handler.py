@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from zqyy_assets.core.apps import APP_NAMES, app_for_app_id
+from zqyy_assets.testing.fake_dashscope.quota import THROTTLED
 from zqyy_assets.testing.fake_dashscope.scripts import AppScript, Step
 
 if TYPE_CHECKING:
@@ -118,6 +119,8 @@ class CompletionHandler(BaseHTTPRequestHandler):
         fake = self.server.fake
         if parts.path == "/_fake/health":
             self._send_json(200, {"ok": True, "apps": list(APP_NAMES)})
+        elif parts.path == "/_fake/quota":
+            self._send_json(200, fake.quota.stats() if fake.quota else {})
         elif parts.path == "/_fake/requests":
             app = parse_qs(parts.query).get("app", [None])[0]
             self._send_json(200, {"requests": fake.requests(app)})
@@ -191,8 +194,13 @@ class CompletionHandler(BaseHTTPRequestHandler):
         )
 
         latency = step.delay_ms if step.delay_ms is not None else script.latency_ms
+        # The provider's limit (quota.py): over it, 429 Throttling.RateQuota at once.
+        if fake.quota is not None and not fake.quota.admit():
+            step, latency = THROTTLED, 0
         if latency:
             time.sleep(latency / 1000)
+        if fake.quota is not None and step is not THROTTLED:
+            fake.quota.done()
 
         if fake.api_key is not None and auth != f"Bearer {fake.api_key}":
             step = Step("error", 401, "InvalidApiKey", "Invalid API-key provided.")

@@ -9,6 +9,7 @@ from typing import Any
 from zqyy_assets.core.apps import APPS
 from zqyy_assets.core.llm import offline
 from zqyy_assets.testing.fake_dashscope.http_handler import CompletionHandler, FakeHttpServer
+from zqyy_assets.testing.fake_dashscope.quota import ProviderQuota
 from zqyy_assets.testing.fake_dashscope.scripts import DEFAULT_MODEL, AppScript, Step, parse_step
 
 
@@ -25,12 +26,14 @@ class FakeDashScope:
         chunks: int = 4,
         api_key: str | None = None,
         app_ids: dict[str, str] | None = None,
+        qps: float | None = None,
     ) -> None:
         self.latency_ms = latency_ms
         self.chunk_delay_ms = chunk_delay_ms
         self.chunks = chunks
         self.api_key = api_key  # when set, any other key gets 401 InvalidApiKey
         self.app_ids = dict(app_ids or {})
+        self.quota = ProviderQuota(qps) if qps else None  # the provider's limit (quota.py)
         self._lock = threading.Lock()
         self._scripts: dict[str, AppScript] = {}
         self._records: list[dict] = []
