@@ -70,6 +70,8 @@ class PrewarmScheduleSettings(BaseSettings):
 
     app2_prewarm_cron: str = "0 10 * * *"
     app2_prewarm_timezone: str | None = None
+    # Sites per prewarm run: the schedule requests one run per shard (core/prewarm_shards.py).
+    app2_prewarm_shard_size: int = 100
 
     _blank = field_validator("app2_prewarm_timezone", mode="before")(blank_is_unset)
     _known_zone = field_validator("app2_prewarm_timezone")(_iana_zone("APP2_PREWARM_TIMEZONE"))
@@ -81,6 +83,13 @@ class PrewarmScheduleSettings(BaseSettings):
             return check_cron(value)
         except ValueError as exc:
             raise ValueError(f"APP2_PREWARM_CRON: {exc}") from None
+
+    @field_validator("app2_prewarm_shard_size")
+    @classmethod
+    def _positive_shard(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"APP2_PREWARM_SHARD_SIZE must be at least 1, got {value}")
+        return value
 
     def timezone(self, venue: VenueSettings) -> str:
         return self.app2_prewarm_timezone or venue.venue_timezone

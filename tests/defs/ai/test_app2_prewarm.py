@@ -21,6 +21,7 @@ from zqyy_assets.defs.ai.assets import ai_assets, app2_finance
 from zqyy_assets.defs.ai.jobs import (
     ai_jobs,
     app2_prewarm_run_request,
+    app2_prewarm_shard_requests,
     materialize_app2_prewarm,
 )
 from zqyy_assets.defs.ai.partitions import app2_partitions
@@ -202,3 +203,30 @@ def test_a_run_can_be_narrowed_to_sites(venue: str, resources: dict[str, Any], f
     assert (row["site_id"], row["cache_type"], row["target_id"]) == (2, "app2a_finance_area", "this_month__snooker")
     [request] = fake.requests("app2a_finance_area")
     assert '"area":"snooker"' in request["prompt"] and '"revenue":200.0' in request["prompt"]
+
+
+def test_a_sharded_prewarm_runs_each_shard_alone_and_reruns_free(venue: str, resources: dict[str, Any], fake) -> None:
+    requests = app2_prewarm_shard_requests([2, 1], shard_size=1, trigger="schedule", run_key="day")
+    assert [(r.run_key, r.tags["zqyy/site_ids"], r.tags["zqyy/shard"]) for r in requests] == [
+        ("day-shard-1-of-2", "1", "1/2"),
+        ("day-shard-2-of-2", "2", "2/2"),
+    ]
+    defs = dg.Definitions(assets=[*ods_assets, *ai_assets], jobs=ai_jobs, resources=resources)
+    job = defs.resolve_job_def(requests[0].job_name)
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = job.execute_in_process(instance=instance, tags=requests[0].tags, raise_on_error=False)
+    assert first.success and len(_partitions(first)) == 72
+    # the shard's coverage: its own site, 72 of 72, while site 2 has nothing yet
+    check = _check(first)
+    assert check.passed and check.metadata["active_sites"].value == 1
+    assert "| 1 | 72 | 72 | - |" in check.metadata["coverage"].value
+    site1 = {r["id"] for r in cache_rows(venue)}
+    assert len(site1) == 72 and {r["site_id"] for r in cache_rows(venue)} == {1}
+
+    again = job.execute_in_process(instance=instance, tags=requests[0].tags, raise_on_error=False)
+    assert again.success and fake.count() == 72  # the same shard again: every answer a memo hit
+    second = job.execute_in_process(instance=instance, tags=requests[1].tags, raise_on_error=False)
+    assert second.success and _check(second).passed and fake.count() == 144
+    rows = cache_rows(venue)
+    assert len(rows) == 144 and {r["id"] for r in rows if r["site_id"] == 1} == site1
