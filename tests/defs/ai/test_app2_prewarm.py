@@ -230,3 +230,35 @@ def test_a_sharded_prewarm_runs_each_shard_alone_and_reruns_free(venue: str, res
     assert second.success and _check(second).passed and fake.count() == 144
     rows = cache_rows(venue)
     assert len(rows) == 144 and {r["id"] for r in rows if r["site_id"] == 1} == site1
+
+
+def test_an_over_budget_prewarm_answers_the_most_valuable_first_and_says_what_it_skipped(
+    venue: str, resources: dict[str, Any], make_llm, fake
+) -> None:
+    # 100 tokens a call (no history yet: the reservation is the estimate), 1,000 left today: 10 calls.
+    fake.script("*", tokens=(60, 40))
+    llm = make_llm(daily_token_limit=1_000, budget_reserve_tokens=100)
+    result = materialize_app2_prewarm(dg.DagsterInstance.ephemeral(), database_url=venue, llm=llm, concurrency=4)
+
+    assert result.success
+    # area 'all' first; this_month and this_week, then the default order of the older windows
+    windows = ("this_month", "this_week", "last_week", "last_month", "this_quarter")
+    assert _partitions(result) == {f"all|{w}" for w in windows}
+    assert fake.count() == 10 and fake.count("app2a_finance_area") == 0
+    assert {(r["site_id"], r["target_id"]) for r in cache_rows(venue)} == {
+        (s, f"{w}__all") for s in (1, 2) for w in windows
+    }
+    [observation] = [
+        e.asset_observation_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    md = {k: v.value for k, v in observation.metadata.items()}
+    assert md["budget_skipped_answers"] == 144 - 10
+    assert "only 1000 left" in md["budget"] and "134 skipped with reason 'budget'" in md["budget"]
+    assert "- `vip|this_month`: 2 site(s)" in md["budget_skipped_partitions"]
+    assert md["llm_inflight_cap_cuts"] == 0
+    assert _tokens_spent(venue) == 1_000  # nothing refused halfway
+    with db.connect(venue) as conn:
+        statuses = conn.execute("SELECT DISTINCT status FROM biz.ai_call_ledger").fetchall()
+    assert [r["status"] for r in statuses] == ["success"]
