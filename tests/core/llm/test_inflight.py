@@ -179,3 +179,13 @@ def test_the_fakes_provider_limit_counts_per_second():
     now[0] = 101.0
     assert quota.admit()
     assert quota.stats() == {"qps": 2, "admitted": 3, "throttled": 1, "peak_in_flight": 3}
+
+
+def test_a_throttled_call_backs_off_without_its_slot(make_service, fake, db_url):
+    fake.script("app3_clue", ["429", "ok"])
+    held_while_backing_off: list[int] = []
+    service = make_service(sleep=lambda seconds: held_while_backing_off.append(_leases(db_url)))
+
+    service.call_app("app3_clue", {}, site_id=1)
+
+    assert held_while_backing_off == [0] and fake.count("app3_clue") == 2 and _leases(db_url) == 0

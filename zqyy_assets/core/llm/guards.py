@@ -83,6 +83,7 @@ class Guards:
         self._sleep = sleep
         self.inflight = inflight.InflightCap(connect, settings.inflight)
         self._leases: dict[int, int] = {}  # running ledger id -> its in-flight lease
+        self._given_back: set[int] = set()  # calls backing off after a throttle, their slot returned
         self._leases_lock = threading.Lock()
 
     def budget(self) -> budget.BudgetStatus:
@@ -152,14 +153,23 @@ class Guards:
         raise RateLimited(message, app_name=record.app_name, retry_after_s=1.0, ledger_id=refusal)
 
     def attempt_throttled(self, ledger_id: int) -> None:
-        """A throttling answer to a call that will retry: its slot goes back (the cap may be cut)
-        and the retry waits for a slot under the new cap, so retries cannot keep the provider
-        over its limit. No slot within the wait: the retry goes without one (its call has begun)."""
+        """A throttling answer to a call that will retry: its slot goes back while it backs off
+        (the cap may be cut) and ``resume`` waits for one under the new cap before the retry, so
+        retries cannot keep the provider over its limit."""
         with self._leases_lock:
             lease = self._leases.pop(ledger_id, None)
-        if lease is None:
-            return
-        self.inflight.release(lease, "throttled")
+            if lease is not None:
+                self._given_back.add(ledger_id)
+        if lease is not None:
+            self.inflight.release(lease, "throttled")
+
+    def resume(self, ledger_id: int) -> None:
+        """Before an attempt: a call that gave its slot back takes one again (no slot within the
+        wait: the retry goes without one, its call has begun)."""
+        with self._leases_lock:
+            if ledger_id not in self._given_back:
+                return
+            self._given_back.discard(ledger_id)
         again = self.inflight.acquire()
         if again is not None:
             with self._leases_lock:
@@ -169,6 +179,7 @@ class Guards:
         """The call is booked: its slot is free; a success may grow the cap, a throttle cut it."""
         with self._leases_lock:
             lease = self._leases.pop(ledger_id, None)
+            self._given_back.discard(ledger_id)
         if lease is not None:
             self.inflight.release(lease, outcome)
 

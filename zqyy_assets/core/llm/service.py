@@ -290,6 +290,7 @@ class LLMService(CallBooking):
         retrying = self.retrying(left, label=app_name, started=started, on_retry=on_retry)
 
         def attempt() -> tuple[CallResult, dict[str, Any]]:
+            self.guards.resume(ledger_id)  # a slot again after a throttled attempt gave it back
             result = client.complete(
                 app_name,
                 app_id,
