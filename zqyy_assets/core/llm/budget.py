@@ -74,22 +74,37 @@ class BudgetStatus:
         }
 
 
+# Finished calls from the 15-minute slots a trigger keeps (``biz.ai_budget_bucket``, migration
+# 0023), running ones (the calls in flight) from the ledger: the cost of one admission no longer
+# grows with the month's calls.
 _BUDGET_USED = """
-SELECT COALESCE(SUM(tokens) FILTER (WHERE called_at >= day_start), 0)::bigint AS daily_used,
-       COALESCE(SUM(tokens), 0)::bigint AS monthly_used,
-       COALESCE(SUM(cny) FILTER (WHERE called_at >= day_start), 0)::float8 AS daily_cost_cny,
-       COALESCE(SUM(cny), 0)::float8 AS monthly_cost_cny
-  FROM (SELECT l.called_at, b.day_start,
-               CASE WHEN l.status = 'running' AND l.called_at > now() - make_interval(secs => %(ttl)s)
-                    THEN GREATEST(l.tokens_reserved, l.tokens_in + l.tokens_out)
-                    ELSE l.tokens_in + l.tokens_out END AS tokens,
-               CASE WHEN l.status = 'running' AND l.called_at > now() - make_interval(secs => %(ttl)s)
-                    THEN GREATEST(CASE WHEN l.tokens_reserved > 0 THEN %(reserve_cny)s ELSE 0 END,
-                                  COALESCE(l.cost_cny, 0))
-                    ELSE COALESCE(l.cost_cny, 0) END AS cny
-          FROM (SELECT date_trunc('day', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS day_start,
-                       date_trunc('month', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS month_start) b
-          JOIN biz.ai_call_ledger l ON l.called_at >= b.month_start) x
+WITH b AS (SELECT date_trunc('day', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS day_start,
+                  date_trunc('month', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS month_start),
+done AS (
+    SELECT COALESCE(SUM(k.tokens) FILTER (WHERE k.bucket_start >= b.day_start), 0) AS daily_tokens,
+           COALESCE(SUM(k.tokens), 0) AS monthly_tokens,
+           COALESCE(SUM(k.cost_cny) FILTER (WHERE k.bucket_start >= b.day_start), 0) AS daily_cny,
+           COALESCE(SUM(k.cost_cny), 0) AS monthly_cny
+      FROM b JOIN biz.ai_budget_bucket k ON k.bucket_start >= b.month_start),
+running AS (
+    SELECT COALESCE(SUM(tokens) FILTER (WHERE called_at >= day_start), 0) AS daily_tokens,
+           COALESCE(SUM(tokens), 0) AS monthly_tokens,
+           COALESCE(SUM(cny) FILTER (WHERE called_at >= day_start), 0) AS daily_cny,
+           COALESCE(SUM(cny), 0) AS monthly_cny
+      FROM (SELECT l.called_at, b.day_start,
+                   CASE WHEN l.called_at > now() - make_interval(secs => %(ttl)s)
+                        THEN GREATEST(l.tokens_reserved, l.tokens_in + l.tokens_out)
+                        ELSE l.tokens_in + l.tokens_out END AS tokens,
+                   CASE WHEN l.called_at > now() - make_interval(secs => %(ttl)s)
+                        THEN GREATEST(CASE WHEN l.tokens_reserved > 0 THEN %(reserve_cny)s ELSE 0 END,
+                                      COALESCE(l.cost_cny, 0))
+                        ELSE COALESCE(l.cost_cny, 0) END AS cny
+              FROM b JOIN biz.ai_call_ledger l ON l.status = 'running' AND l.called_at >= b.month_start) x)
+SELECT (done.daily_tokens + running.daily_tokens)::bigint AS daily_used,
+       (done.monthly_tokens + running.monthly_tokens)::bigint AS monthly_used,
+       (done.daily_cny + running.daily_cny)::float8 AS daily_cost_cny,
+       (done.monthly_cny + running.monthly_cny)::float8 AS monthly_cost_cny
+  FROM done, running
 """
 
 

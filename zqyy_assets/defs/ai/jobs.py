@@ -151,11 +151,15 @@ def materialize_app2_prewarm(
     concurrency: int = DEFAULT_CONCURRENCY,
     as_of_date: str | None = None,
     calendar: VenueCalendarResource | None = None,
+    sites: list[int] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """The 72-partition prewarm as one in-process run (the benchmark, the demo, tests)."""
+    """The 72-partition prewarm as one in-process run (the benchmark, the demo, tests); ``sites``
+    narrows it to a shard's sites."""
     config: dict[str, Any] = {"concurrency": concurrency}
     if as_of_date:
         config["as_of_date"] = as_of_date
+    if sites is not None:
+        config["site_ids"] = sites
     return dg.materialize(
         [app2_finance],
         instance=instance,
