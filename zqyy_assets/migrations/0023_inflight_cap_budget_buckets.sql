@@ -7,11 +7,13 @@ CREATE TABLE biz.ai_inflight_cap (
     slow_start   boolean NOT NULL DEFAULT true,   -- until the first throttle: +1 per success
     cuts         bigint NOT NULL DEFAULT 0,       -- multiplicative decreases so far
     throttles    bigint NOT NULL DEFAULT 0,       -- throttling answers heard so far
+    held         integer NOT NULL DEFAULT 0 CHECK (held >= 0),  -- leases held: one row lock per statement
     last_cut_at  timestamptz,
     updated_at   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
--- A slot held by a call; a crashed holder's lease stops counting at expires_at.
+-- A slot held by a call (counted in ai_inflight_cap.held); a crashed holder's lease is swept
+-- (and uncounted) once past expires_at.
 CREATE TABLE biz.ai_inflight_lease (
     id           bigserial PRIMARY KEY,
     pool         text NOT NULL,

@@ -68,7 +68,7 @@ def test_a_throttling_answer_cuts_the_cap_and_it_shows(make_service, fake, db_ur
 
     snapshot = service.guards.inflight.snapshot()
     assert (snapshot.cap, snapshot.cuts, snapshot.throttles, snapshot.held) == (5.0, 1, 1, 0)
-    assert "in-flight cap cut to 5" in caplog.text
+    assert "in-flight cap cut from 10 to 5" in caplog.text
     assert [r["status"] for r in ledger(db_url)] == ["success"]
 
 
@@ -77,7 +77,7 @@ def test_one_overshoot_cuts_once_and_the_floor_holds(db_url):
     before = [cap.try_acquire() for _ in range(3)]
     assert None not in before
     for lease in before:  # three 429s from calls sent under the same cap: one congestion event
-        cap.throttled(lease)  # type: ignore[arg-type]
+        cap.release(lease, "throttled")  # type: ignore[arg-type]
     assert (cap.snapshot().cap, cap.snapshot().cuts, cap.snapshot().throttles) == (5.0, 1, 3)
 
     after = cap.try_acquire()  # sent under the cut cap, throttled again: a second event

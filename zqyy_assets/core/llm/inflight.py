@@ -75,18 +75,51 @@ class CapSnapshot:
 
 
 _ENSURE = """INSERT INTO biz.ai_inflight_cap (pool, cap) VALUES (%(pool)s, %(start)s) ON CONFLICT (pool) DO NOTHING"""
-_LOCK = """SELECT cap, slow_start, cuts, throttles FROM biz.ai_inflight_cap WHERE pool = %(pool)s FOR UPDATE"""
-# A second statement, after the lock: its snapshot sees every lease committed before the lock was ours.
+# Each change is ONE statement, so the pool's row is locked for that statement alone (a lock
+# held across round trips convoys every process on a loaded machine). The UPDATE re-reads the
+# row once it has the lock, so ``held`` is always the latest count.
 _TAKE = """
-WITH gone AS (DELETE FROM biz.ai_inflight_lease WHERE pool = %(pool)s AND expires_at < clock_timestamp()),
-     held AS (SELECT count(*) AS n FROM biz.ai_inflight_lease
-               WHERE pool = %(pool)s AND expires_at >= clock_timestamp())
+WITH took AS (
+    UPDATE biz.ai_inflight_cap SET held = held + 1
+     WHERE pool = %(pool)s AND held < floor(LEAST(%(ceiling)s, GREATEST(%(floor)s, cap)))
+    RETURNING pool)
 INSERT INTO biz.ai_inflight_lease (pool, holder, expires_at)
-SELECT %(pool)s, %(holder)s, clock_timestamp() + make_interval(secs => %(ttl)s)
-  FROM held WHERE held.n < %(slots)s
+SELECT pool, %(holder)s, clock_timestamp() + make_interval(secs => %(ttl)s) FROM took
 RETURNING id
 """
-_HELD = """SELECT count(*) AS n FROM biz.ai_inflight_lease WHERE pool = %(pool)s AND expires_at >= clock_timestamp()"""
+# Leases past their expiry (a crashed holder's) stop counting.
+_SWEEP = """
+WITH gone AS (DELETE FROM biz.ai_inflight_lease WHERE pool = %(pool)s AND expires_at < clock_timestamp() RETURNING 1)
+UPDATE biz.ai_inflight_cap SET held = GREATEST(0, held - (SELECT count(*) FROM gone))
+ WHERE pool = %(pool)s AND EXISTS (SELECT 1 FROM gone)
+RETURNING held
+"""
+# End a lease: the count, and the cap's AIMD step. ``c`` is the row as it was (the lock taken,
+# the latest version): a throttle from a lease taken after the last cut cuts; a success while
+# the pool was full (the cap was what limited) grows it, by 1 in slow start, else by 1 / cap.
+_RELEASE = """
+WITH gone AS (DELETE FROM biz.ai_inflight_lease WHERE id = %(lease)s RETURNING acquired_at),
+c AS (SELECT pool, cap, slow_start, held, last_cut_at FROM biz.ai_inflight_cap WHERE pool = %(pool)s FOR UPDATE),
+d AS (SELECT c.*, LEAST(%(ceiling)s, GREATEST(%(floor)s, c.cap)) AS eff,
+             EXISTS (SELECT 1 FROM gone) AS had,
+             %(outcome)s = 'throttled' AND EXISTS (SELECT 1 FROM gone)
+                 AND (c.last_cut_at IS NULL OR c.last_cut_at < (SELECT acquired_at FROM gone)) AS cut
+        FROM c)
+UPDATE biz.ai_inflight_cap t
+   SET held = GREATEST(0, d.held - CASE WHEN d.had THEN 1 ELSE 0 END),
+       cap = CASE WHEN d.cut THEN GREATEST(%(floor)s, d.eff * %(factor)s)
+                  WHEN %(outcome)s = 'success' AND d.had AND d.held >= floor(d.eff)
+                  THEN LEAST(%(ceiling)s, d.eff + CASE WHEN d.slow_start THEN 1 ELSE 1 / GREATEST(d.eff, 1) END)
+                  ELSE d.cap END,
+       slow_start = d.slow_start AND NOT d.cut,
+       cuts = t.cuts + CASE WHEN d.cut THEN 1 ELSE 0 END,
+       throttles = t.throttles + CASE WHEN %(outcome)s = 'throttled' THEN 1 ELSE 0 END,
+       last_cut_at = CASE WHEN d.cut THEN clock_timestamp() ELSE d.last_cut_at END,
+       updated_at = CASE WHEN d.cut OR t.cap <> d.cap THEN clock_timestamp() ELSE t.updated_at END
+  FROM d
+ WHERE t.pool = d.pool
+RETURNING d.cut, d.cap AS before, t.cap AS after, t.cuts
+"""
 
 
 class InflightCap:
@@ -131,78 +164,49 @@ class InflightCap:
 
     def try_acquire(self) -> int | None:
         """One attempt: a lease id, or None when the pool is full."""
-        s = self.settings
-        params = {"pool": s.pool, "start": float(s.clamp(s.start)), "holder": self._holder, "ttl": s.lease_ttl_s}
-        with self._connect() as conn, conn.transaction():
+        params = self._params()
+        with self._connect() as conn:
             if not self._ensured:
                 conn.execute(_ENSURE, params)
                 self._ensured = True
-            row = conn.execute(_LOCK, params).fetchone()
-            if row is None:  # the row was removed behind our back: make it again next time
-                self._ensured = False
-                return None
-            taken = conn.execute(_TAKE, {**params, "slots": math.floor(s.clamp(float(row["cap"])))}).fetchone()
+            taken = conn.execute(_TAKE, params).fetchone()
+            if taken is None and conn.execute(_SWEEP, params).fetchone() is not None:
+                taken = conn.execute(_TAKE, params).fetchone()  # a crashed holder's slot came free
         return int(taken["id"]) if taken else None
+
+    def _params(self, **more: object) -> dict[str, object]:
+        s = self.settings
+        return {
+            "pool": s.pool,
+            "start": s.clamp(s.start),
+            "floor": float(s.floor),
+            "ceiling": float(s.ceiling),
+            "factor": s.decrease_factor,
+            "holder": self._holder,
+            "ttl": s.lease_ttl_s,
+            **more,
+        }
 
     # -------------------------------------------------------------------------- release
 
     def release(self, lease_id: int, outcome: Outcome) -> None:
         """End a lease; a success may grow the cap, a throttle cut it (once per congestion event)."""
-        s = self.settings
-        with self._connect() as conn, conn.transaction():
-            row = conn.execute(_LOCK, {"pool": s.pool}).fetchone()
-            if outcome == "throttled":
-                self._cut(conn, lease_id)
-            held = int(conn.execute(_HELD, {"pool": s.pool}).fetchone()["n"])  # type: ignore[index]
-            conn.execute("DELETE FROM biz.ai_inflight_lease WHERE id = %s", (lease_id,))
-            if outcome == "success" and row is not None:
-                cap = float(row["cap"])
-                if held >= math.floor(s.clamp(cap)):  # the cap was what limited: probe for more
-                    grown = s.clamp(cap + (1.0 if row["slow_start"] else 1.0 / max(cap, 1.0)))
-                    if grown != cap:
-                        conn.execute(
-                            "UPDATE biz.ai_inflight_cap SET cap = %s, updated_at = clock_timestamp() WHERE pool = %s",
-                            (grown, s.pool),
-                        )
-                        if math.floor(grown) != math.floor(cap):
-                            logger.debug("LLM in-flight cap grew to %d (%.2f)", math.floor(grown), grown)
+        with self._connect() as conn:
+            row = conn.execute(_RELEASE, self._params(lease=lease_id, outcome=outcome)).fetchone()
         self._freed.set()
-
-    def throttled(self, lease_id: int) -> None:
-        """A throttling answer to a call still holding its lease (it will retry): maybe cut."""
-        with self._connect() as conn, conn.transaction():
-            conn.execute(_LOCK, {"pool": self.settings.pool})
-            self._cut(conn, lease_id)
-
-    def _cut(self, conn: DictConnection, lease_id: int) -> None:
-        s = self.settings
-        cut = conn.execute(
-            """
-            UPDATE biz.ai_inflight_cap c
-               SET cap = GREATEST(%(floor)s, LEAST(%(ceiling)s, c.cap) * %(factor)s),
-                   slow_start = false, cuts = c.cuts + 1, last_cut_at = clock_timestamp(),
-                   updated_at = clock_timestamp()
-             WHERE c.pool = %(pool)s
-               AND (c.last_cut_at IS NULL
-                    OR c.last_cut_at < (SELECT acquired_at FROM biz.ai_inflight_lease WHERE id = %(lease)s))
-            RETURNING c.cap, c.cuts
-            """,
-            {
-                "floor": float(s.floor),
-                "ceiling": float(s.ceiling),
-                "factor": s.decrease_factor,
-                "pool": s.pool,
-                "lease": lease_id,
-            },
-        ).fetchone()
-        conn.execute("UPDATE biz.ai_inflight_cap SET throttles = throttles + 1 WHERE pool = %s", (s.pool,))
-        if cut is not None:
+        if row is None:
+            return
+        before, after = float(row["before"]), float(row["after"])
+        if row["cut"]:
             logger.warning(
-                "LLM in-flight cap cut to %d (%.2f) after a throttling answer (cut %d)",
-                math.floor(cut["cap"]),
-                cut["cap"],
-                cut["cuts"],
+                "LLM in-flight cap cut from %d to %d (%.2f) after a throttling answer (cut %d)",
+                math.floor(before),
+                math.floor(after),
+                after,
+                row["cuts"],
             )
+        elif math.floor(after) > math.floor(before):
+            logger.info("LLM in-flight cap grew to %d (%.2f)", math.floor(after), after)
 
     # ------------------------------------------------------------------------- reading
 
@@ -211,10 +215,9 @@ class InflightCap:
         s = self.settings
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT cap, cuts, throttles FROM biz.ai_inflight_cap WHERE pool = %(pool)s", {"pool": s.pool}
+                "SELECT cap, held, cuts, throttles FROM biz.ai_inflight_cap WHERE pool = %(pool)s", {"pool": s.pool}
             ).fetchone()
-            held = int(conn.execute(_HELD, {"pool": s.pool}).fetchone()["n"])  # type: ignore[index]
         if row is None:
-            return CapSnapshot(cap=s.clamp(s.start), held=held, cuts=0, throttles=0)
+            return CapSnapshot(cap=s.clamp(s.start), held=0, cuts=0, throttles=0)
         cap = s.clamp(float(row["cap"]))
-        return CapSnapshot(cap=cap, held=held, cuts=int(row["cuts"]), throttles=int(row["throttles"]))
+        return CapSnapshot(cap=cap, held=int(row["held"]), cuts=int(row["cuts"]), throttles=int(row["throttles"]))
