@@ -3,10 +3,13 @@ the sums over the ledger itself, whatever is inserted, finished, rewritten or de
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from zqyy_assets.core import db
-from zqyy_assets.core.llm import budget
+from zqyy_assets.core.llm import budget, ledger
 
 # The definition: what every finished and running row of the month counts (a running row
 # reserves its tokens until the TTL; NULL cost counts 0), summed over the ledger directly.
@@ -75,3 +78,26 @@ def test_the_buckets_equal_the_ledger_through_every_change(db_url: str, tz: str)
         conn.execute("DELETE FROM biz.ai_call_ledger WHERE id = %s", (ids[2],))
         last = _agree(conn, limits)
         assert last.monthly_used != first.monthly_used
+
+
+def test_admission_far_from_the_limits_needs_no_lock_and_near_them_takes_it(db_url: str) -> None:
+    record = ledger.CallRecord(site_id=1, app_name="app3_clue", app_id="x", provider="dashscope", request_prompt="{}")
+    limits = budget.BudgetLimits(daily_limit=10_000, reserve_tokens=100)
+    pool = ThreadPoolExecutor(1)
+    with db.connect(db_url, autocommit=True) as holder, db.connect(db_url, autocommit=True) as conn:
+        with holder.transaction():
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", (budget._BUDGET_LOCK_ID,))
+            # 64 admissions at once could reserve 6,400 of the 10,000 left: no race can overrun.
+            ledger_id, status = budget.admit_call(conn, record, limits, concurrent_admissions=64)
+            assert status.allowed and ledger_id > 0
+            # 128 could not: this one waits for the lock, until the holder lets go.
+            waiting = pool.submit(budget.admit_call, conn, record, limits, concurrent_admissions=128)
+            with db.connect(db_url, autocommit=True) as probe:
+                deadline = time.monotonic() + 30
+                while not probe.execute(
+                    "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()["n"]:
+                    assert time.monotonic() < deadline, "the admission never waited for the lock"
+            assert not waiting.done()
+        assert waiting.result(timeout=30)[1].allowed
+    pool.shutdown()

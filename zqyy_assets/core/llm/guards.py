@@ -104,7 +104,9 @@ class Guards:
             lease = self._take_slot(record)
             try:
                 with self._connect() as conn:
-                    ledger_id, status = budget.admit_call(conn, record, self.settings.budget)
+                    ledger_id, status = budget.admit_call(
+                        conn, record, self.settings.budget, concurrent_admissions=self.settings.inflight.ceiling
+                    )
             except BaseException:
                 self.inflight.release(lease, "other")
                 raise
