@@ -56,3 +56,38 @@ def test_production_yaml_storage_config_is_valid() -> None:
     )
     result = validate_config(PooledPostgresStorage.config_type(), storage["custom"]["config"])
     assert result.success, result.errors
+
+
+def test_production_yaml_is_valid_for_dagster_with_the_kubernetes_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/dagster.production.yaml as Dagster reads it: the whole file against the instance's
+    schema, then its run launcher and coordinator built by Dagster from their config (the
+    `k8s` extra installs dagster-k8s). Only the Kubernetes client's config load is skipped: no
+    cluster here."""
+    import dagster_k8s.launcher
+    from dagster._core.instance.config import ConcurrencyConfig
+    from dagster._core.instance.ref import InstanceRef
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster_k8s import K8sRunLauncher
+
+    shutil.copyfile(REPO_ROOT / "deploy" / "dagster.production.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setattr(dagster_k8s.launcher, "load_kubernetes_config", lambda **_: None)
+    monkeypatch.setenv("DAGSTER_K8S_NAMESPACE", "zqyy")
+    monkeypatch.setenv("DAGSTER_K8S_JOB_IMAGE", "registry.example/zqyy-assets:1.0")
+
+    ref = InstanceRef.from_dir(str(tmp_path))  # the whole file against Dagster's instance schema
+    launcher = ref.run_launcher
+    assert isinstance(launcher, K8sRunLauncher)
+    assert (launcher.job_namespace, launcher.job_image) == ("zqyy", "registry.example/zqyy-assets:1.0")
+    assert launcher.instance_config_map == "dagster-instance"
+    assert "zqyy-secrets" in launcher.env_secrets
+    assert {"VENUE_TIMEZONE", "BUSINESS_DAY_CUTOFF_HOURS"} <= set(launcher.env_vars)
+    coordinator = ref.run_coordinator
+    assert isinstance(coordinator, QueuedRunCoordinator)
+    # what the instance makes of the `concurrency` section with this coordinator
+    config = ConcurrencyConfig.from_concurrency_settings(
+        ref.settings["concurrency"], coordinator.get_run_queue_config()
+    )
+    assert config.run_queue_config is not None and config.run_queue_config.max_concurrent_runs == 20
+    assert config.pool_config.default_pool_limit == 12
