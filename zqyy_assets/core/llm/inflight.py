@@ -170,8 +170,10 @@ class InflightCap:
                 conn.execute(_ENSURE, params)
                 self._ensured = True
             taken = conn.execute(_TAKE, params).fetchone()
-            if taken is None and conn.execute(_SWEEP, params).fetchone() is not None:
-                taken = conn.execute(_TAKE, params).fetchone()  # a crashed holder's slot came free
+            if taken is None:
+                conn.execute(_ENSURE, params)  # full, or the pool's row is gone: made again
+                if conn.execute(_SWEEP, params).fetchone() is not None:
+                    taken = conn.execute(_TAKE, params).fetchone()  # a crashed holder's slot came free
         return int(taken["id"]) if taken else None
 
     def _params(self, **more: object) -> dict[str, object]:
