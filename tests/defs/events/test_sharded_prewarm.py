@@ -20,7 +20,6 @@ from zqyy_assets.testing.daemon_harness import daemon_harness
 from zqyy_assets.testing.fake_dashscope import FakeDashScope, demo_env
 from zqyy_assets.tools.dws_refresh import materialize_dws
 
-
 # A second active site with a sale in March, so both shards have figures to ask about.
 SECOND_SITE_SQL = """
 INSERT INTO ods.sites (site_id, name) VALUES (2, '第二门店');
