@@ -66,7 +66,7 @@ def test_production_instance_loads_with_the_kubernetes_launcher(
         assert concurrency.run_queue_config is not None
         assert concurrency.run_queue_config.max_concurrent_runs == 20
         assert [limit["key"] for limit in concurrency.run_queue_config.tag_concurrency_limits] == ["zqyy/trigger"]
-        assert concurrency.pool_config.default_pool_limit == 8
+        assert concurrency.pool_config.default_pool_limit == 12
 
         launcher = instance.run_launcher  # built by Dagster from the file: its config is validated here
         assert isinstance(launcher, K8sRunLauncher)

@@ -52,6 +52,10 @@ def defs() -> dg.Definitions:
         build_ods_defs(),
         build_dws_defs(venue_timezone=venue.venue_timezone),
         build_ai_defs(),
-        build_events_defs(prewarm_cron=prewarm_cron, prewarm_timezone=prewarm.timezone(venue)),
+        build_events_defs(
+            prewarm_cron=prewarm_cron,
+            prewarm_timezone=prewarm.timezone(venue),
+            shard_size=prewarm.app2_prewarm_shard_size,
+        ),
         dg.Definitions(resources=resources(venue)),
     )

@@ -64,6 +64,8 @@ def test_blank_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
         ("APP2_PREWARM_TIMEZONE", "Mars/Olympus_Mons", PrewarmScheduleSettings),
         ("BUSINESS_DAY_CUTOFF_HOURS", "24", VenueSettings),
         ("APP2_PREWARM_CRON", "0 25 * * *", PrewarmScheduleSettings),
+        ("APP2_PREWARM_SHARD_SIZE", "0", PrewarmScheduleSettings),
+        ("APP2_PREWARM_SHARD_SIZE", "-5", PrewarmScheduleSettings),
     ],
 )
 def test_bad_values_fail_naming_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, model) -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,18 +29,23 @@ ASSET_CACHE_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
-def app2_coverage(conn: DictConnection) -> list[dict[str, Any]]:
-    """Per active site: has it finance figures, how many of the 72 answers exist, which are missing."""
+def app2_coverage(conn: DictConnection, site_ids: Collection[int] | None = None) -> list[dict[str, Any]]:
+    """Per active site (of ``site_ids``, default all): has it finance figures, how many of the 72
+    answers exist, which are missing."""
     expected = {(k.app_name, k.target_id) for k in all_app2_keys()}
+    only = None if site_ids is None else sorted(site_ids)
     sites = conn.execute(
         """SELECT s.site_id,
                   EXISTS (SELECT 1 FROM dws.finance_area_daily f WHERE f.site_id = s.site_id) AS has_data
-           FROM ods.sites s WHERE s.is_active ORDER BY s.site_id"""
+           FROM ods.sites s WHERE s.is_active AND (%(only)s::bigint[] IS NULL OR s.site_id = ANY(%(only)s))
+           ORDER BY s.site_id""",
+        {"only": only},
     ).fetchall()
     present = conn.execute(
         """SELECT DISTINCT site_id, cache_type, target_id FROM biz.ai_cache
-           WHERE status = 'valid' AND cache_type = ANY(%s)""",
-        (list(APP2_CACHE_TYPES),),
+           WHERE status = 'valid' AND cache_type = ANY(%(types)s)
+             AND (%(only)s::bigint[] IS NULL OR site_id = ANY(%(only)s))""",
+        {"types": list(APP2_CACHE_TYPES), "only": only},
     ).fetchall()
     by_site: dict[int, set[tuple[str, str]]] = {}
     for row in present:

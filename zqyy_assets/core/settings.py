@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zqyy_assets.core.business_date import DEFAULT_CUTOFF_HOURS, DEFAULT_TIMEZONE
 from zqyy_assets.core.grounding import DEFAULT_BLOCKING_APPS, GROUNDED_APPS
+from zqyy_assets.core.prewarm_budget import parse_priority
 from zqyy_assets.core.schedules import check_cron
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +72,11 @@ class PrewarmScheduleSettings(BaseSettings):
 
     app2_prewarm_cron: str = "0 10 * * *"
     app2_prewarm_timezone: str | None = None
+    # Sites per prewarm run: the schedule requests one run per shard (core/prewarm_shards.py).
+    app2_prewarm_shard_size: int = 100
+    # When the budget cannot pay for the whole prewarm, the windows answered first, after area
+    # 'all' (core/prewarm_budget.py); those not named follow in the default order.
+    app2_prewarm_priority: str = "this_month,this_week"
 
     _blank = field_validator("app2_prewarm_timezone", mode="before")(blank_is_unset)
     _known_zone = field_validator("app2_prewarm_timezone")(_iana_zone("APP2_PREWARM_TIMEZONE"))
@@ -82,6 +88,22 @@ class PrewarmScheduleSettings(BaseSettings):
             return check_cron(value)
         except ValueError as exc:
             raise ValueError(f"APP2_PREWARM_CRON: {exc}") from None
+
+    @field_validator("app2_prewarm_shard_size")
+    @classmethod
+    def _positive_shard(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"APP2_PREWARM_SHARD_SIZE must be at least 1, got {value}")
+        return value
+
+    @field_validator("app2_prewarm_priority")
+    @classmethod
+    def _known_windows(cls, value: str) -> str:
+        parse_priority(value)
+        return value
+
+    def priority(self) -> tuple[str, ...]:
+        return parse_priority(self.app2_prewarm_priority)
 
     def timezone(self, venue: VenueSettings) -> str:
         return self.app2_prewarm_timezone or venue.venue_timezone

@@ -10,6 +10,7 @@ FORCE_TAG = "zqyy/force"  # "true": ask again even when the input hash is unchan
 TRIGGER_TAG = "zqyy/trigger"  # what started the run: an event type, "schedule", "manual", "admin"...
 SITE_TAG = "zqyy/site_id"
 SITES_TAG = "zqyy/site_ids"  # app2 prewarm: the comma-separated sites to answer for
+SHARD_TAG = "zqyy/shard"  # app2 prewarm: which shard of the day's sites the run is, "2/5" (core/prewarm_shards.py)
 EVENT_ID_TAG = "zqyy/event_id"  # the first (often only) event the run answers
 EVENT_COUNT_TAG = "zqyy/event_count"
 PARTITION_KEYS_TAG = "zqyy/partition_keys"  # a range run: its keys, comma-separated, in order

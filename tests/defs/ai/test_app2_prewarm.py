@@ -21,6 +21,7 @@ from zqyy_assets.defs.ai.assets import ai_assets, app2_finance
 from zqyy_assets.defs.ai.jobs import (
     ai_jobs,
     app2_prewarm_run_request,
+    app2_prewarm_shard_requests,
     materialize_app2_prewarm,
 )
 from zqyy_assets.defs.ai.partitions import app2_partitions
@@ -209,3 +210,62 @@ def test_a_run_can_be_narrowed_to_sites(venue: str, resources: dict[str, Any], f
     assert (row["site_id"], row["cache_type"], row["target_id"]) == (2, "app2a_finance_area", "this_month__snooker")
     [request] = fake.requests("app2a_finance_area")
     assert '"area":"snooker"' in request["prompt"] and '"revenue":200.0' in request["prompt"]
+
+
+def test_a_sharded_prewarm_runs_each_shard_alone_and_reruns_free(venue: str, resources: dict[str, Any], fake) -> None:
+    requests = app2_prewarm_shard_requests([2, 1], shard_size=1, trigger="schedule", run_key="day")
+    assert [(r.run_key, r.tags["zqyy/site_ids"], r.tags["zqyy/shard"]) for r in requests] == [
+        ("day-shard-1-of-2", "1", "1/2"),
+        ("day-shard-2-of-2", "2", "2/2"),
+    ]
+    defs = dg.Definitions(assets=[*ods_assets, *ai_assets], jobs=ai_jobs, resources=resources)
+    job = defs.resolve_job_def(requests[0].job_name)
+    instance = dg.DagsterInstance.ephemeral()
+
+    first = job.execute_in_process(instance=instance, tags=requests[0].tags, raise_on_error=False)
+    assert first.success and len(_partitions(first)) == 72
+    # the shard's coverage: its own site, 72 of 72, while site 2 has nothing yet
+    check = _check(first)
+    assert check.passed and check.metadata["active_sites"].value == 1
+    assert "| 1 | 72 | 72 | - |" in check.metadata["coverage"].value
+    site1 = {r["id"] for r in cache_rows(venue)}
+    assert len(site1) == 72 and {r["site_id"] for r in cache_rows(venue)} == {1}
+
+    again = job.execute_in_process(instance=instance, tags=requests[0].tags, raise_on_error=False)
+    assert again.success and fake.count() == 72  # the same shard again: every answer a memo hit
+    second = job.execute_in_process(instance=instance, tags=requests[1].tags, raise_on_error=False)
+    assert second.success and _check(second).passed and fake.count() == 144
+    rows = cache_rows(venue)
+    assert len(rows) == 144 and {r["id"] for r in rows if r["site_id"] == 1} == site1
+
+
+def test_an_over_budget_prewarm_answers_the_most_valuable_first_and_says_what_it_skipped(
+    venue: str, resources: dict[str, Any], make_llm, fake
+) -> None:
+    # 100 tokens a call (no history yet: the reservation is the estimate), 1,000 left today: 10 calls.
+    fake.script("*", tokens=(60, 40))
+    llm = make_llm(daily_token_limit=1_000, budget_reserve_tokens=100)
+    result = materialize_app2_prewarm(dg.DagsterInstance.ephemeral(), database_url=venue, llm=llm, concurrency=4)
+
+    assert result.success
+    # area 'all' first; this_month and this_week, then the default order of the older windows
+    windows = ("this_month", "this_week", "last_week", "last_month", "this_quarter")
+    assert _partitions(result) == {f"all|{w}" for w in windows}
+    assert fake.count() == 10 and fake.count("app2a_finance_area") == 0
+    assert {(r["site_id"], r["target_id"]) for r in cache_rows(venue)} == {
+        (s, f"{w}__all") for s in (1, 2) for w in windows
+    }
+    [observation] = [
+        e.asset_observation_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    md = {k: v.value for k, v in observation.metadata.items()}
+    assert md["budget_skipped_answers"] == 144 - 10
+    assert "only 1000 left" in md["budget"] and "134 skipped with reason 'budget'" in md["budget"]
+    assert "- `vip|this_month`: 2 site(s)" in md["budget_skipped_partitions"]
+    assert md["llm_inflight_cap_cuts"] == 0
+    assert _tokens_spent(venue) == 1_000  # nothing refused halfway
+    with db.connect(venue) as conn:
+        statuses = conn.execute("SELECT DISTINCT status FROM biz.ai_call_ledger").fetchall()
+    assert [r["status"] for r in statuses] == ["success"]

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import pytest
 
 from tests.defs.events.conftest import code_location, tick
 from zqyy_assets.core import db
@@ -70,11 +71,31 @@ def test_dws_materialization_writes_one_event_per_affected_site(instance, postgr
     )
 
 
-def schedule_at(instance, postgres, moment: datetime):
+def schedule_at(instance, postgres, moment: datetime, shard_size: int = 100):
     with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=moment, resources={"postgres": postgres}
     ) as context:
-        return build_prewarm_schedule(ScheduleCron("0 10 * * *", "test"), "Asia/Shanghai").evaluate_tick(context)
+        schedule = build_prewarm_schedule(ScheduleCron("0 10 * * *", "test"), "Asia/Shanghai", shard_size)
+        return schedule.evaluate_tick(context)
+
+
+def test_daily_schedule_requests_one_run_per_shard(instance, postgres, venue, db_url) -> None:
+    with db.transaction(db_url) as conn:
+        conn.execute(MORE_SITES_SQL)
+    moment = datetime(2026, 3, 3, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+    requests = schedule_at(instance, postgres, moment, shard_size=1).run_requests
+
+    assert [(r.run_key, r.tags["zqyy/site_ids"], r.tags["zqyy/shard"]) for r in requests] == [
+        ("app2-prewarm-2026-03-03-shard-1-of-2", "1", "1/2"),
+        ("app2-prewarm-2026-03-03-shard-2-of-2", "2", "2/2"),
+    ]
+    assert {r.job_name for r in requests} == {"app2_prewarm_job"}
+    for request in requests:
+        for tag, value in app2_full_range_tags().items():
+            assert request.tags[tag] == value
+    with pytest.raises(ValueError, match="APP2_PREWARM_SHARD_SIZE must be at least 1, got 0"):
+        build_prewarm_schedule(ScheduleCron("0 10 * * *", "test"), "Asia/Shanghai", 0)
 
 
 def test_daily_schedule_prewarms_every_active_site_in_one_run(instance, postgres, venue, db_url, monkeypatch) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -55,6 +56,20 @@ class CallBooking(ABC):
             ledger.finish_call(conn, ledger_id, status="success", **fields)
             if not record.fallback_for:  # the breaker is the primary route's (``providers.py``)
                 self.guards.call_succeeded(conn, record.app_name)
+        self.guards.call_ended(ledger_id, "success")  # its in-flight slot (after: one connection at a time)
+
+    def retry_listener(
+        self, ledger_id: int, then: Callable[[int, AttemptError, float], None]
+    ) -> Callable[[int, AttemptError, float], None]:
+        """A retry loop's ``on_retry``: ``then`` hears each retried attempt, and a throttling
+        answer tells the in-flight cap (``inflight.py``), which may cut it."""
+
+        def heard(attempt: int, error: AttemptError, delay: float) -> None:
+            then(attempt, error, delay)
+            if error.kind == "throttled":
+                self.guards.attempt_throttled(ledger_id)
+
+        return heard
 
     def book_failure(
         self,
@@ -85,6 +100,7 @@ class CallBooking(ABC):
             )
             state = "closed" if record.fallback_for else self.guards.call_failed(conn, app_name, err.code)
             alert_call(conn, record, outcome, f"{err.code}: {err.message[:500]}", ledger_id)
+        self.guards.call_ended(ledger_id, "throttled" if err.kind == "throttled" else "other")
         if state == "open":
             logger.warning("circuit breaker for %s is open after %s", app_name, err.code)
         return cost
@@ -101,6 +117,7 @@ class CallBooking(ABC):
                 error_message=message,
                 **fields,
             )
+        self.guards.call_ended(ledger_id, "other")
 
     def note_reask(self, ledger_id: int, request_prompt: str) -> None:
         """The call's next attempt re-asks (``correction.py``): its row's prompt becomes the re-ask's."""

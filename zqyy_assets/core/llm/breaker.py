@@ -30,6 +30,12 @@ class BreakerDecision:
 
 
 def breaker_check(conn: DictConnection, app_name: str, settings: BreakerSettings) -> BreakerDecision:
+    # A closed breaker (nearly every call) is one read, no lock: every call of an app locking its
+    # one row serialized the whole chain's prewarm. Only an open or half-open one is decided
+    # under the row lock (one probe at a time).
+    seen = conn.execute("SELECT state FROM biz.ai_circuit_breaker WHERE app_name = %s", (app_name,)).fetchone()
+    if seen is not None and seen["state"] == "closed":
+        return BreakerDecision(True, "closed")
     with conn.transaction():
         conn.execute(
             "INSERT INTO biz.ai_circuit_breaker (app_name) VALUES (%s) ON CONFLICT (app_name) DO NOTHING",
@@ -64,12 +70,15 @@ def breaker_check(conn: DictConnection, app_name: str, settings: BreakerSettings
 
 
 def breaker_success(conn: DictConnection, app_name: str) -> None:
+    # Already clean (the usual case): nothing to write, no row lock taken.
     with conn.transaction():
         conn.execute(
             """UPDATE biz.ai_circuit_breaker
                   SET state = 'closed', consecutive_failures = 0, opened_at = NULL, probe_started_at = NULL,
                       last_error_code = NULL, updated_at = clock_timestamp()
-                WHERE app_name = %s""",
+                WHERE app_name = %s
+                  AND NOT (state = 'closed' AND consecutive_failures = 0 AND opened_at IS NULL
+                           AND probe_started_at IS NULL AND last_error_code IS NULL)""",
             (app_name,),
         )
 

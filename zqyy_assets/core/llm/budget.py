@@ -1,8 +1,10 @@
 """The budget guard: daily and monthly limits in tokens and in CNY, all sites together, over the ledger.
 
 The check and the insert of the call's ledger row happen in one transaction under an advisory
-lock. An admitted call's row is ``running`` and reserves ``reserve_tokens`` (and their price,
-``reserve_cost_cny``) until it ends, so a racing process sees it. A call is refused once used +
+lock, unless the budget is so far from its limits that every admission that could race this
+one fits (``admit_call``'s ``concurrent_admissions``). An admitted call's row is ``running`` and
+reserves ``reserve_tokens`` (and their price, ``reserve_cost_cny``) until it ends, so a racing
+process sees it. A call is refused once used +
 reserved reaches a limit; a call admitted just below the limit may overrun it by its own size,
 so N racing callers overrun by at most one call each. The CNY limits are optional (None: none);
 a finished row's cost is the ``cost_cny`` the LLM layer priced it at (``core/pricing.py``).
@@ -74,22 +76,37 @@ class BudgetStatus:
         }
 
 
+# Finished calls from the 15-minute slots a trigger keeps (``biz.ai_budget_bucket``, migration
+# 0023), running ones (the calls in flight) from the ledger: the cost of one admission no longer
+# grows with the month's calls.
 _BUDGET_USED = """
-SELECT COALESCE(SUM(tokens) FILTER (WHERE called_at >= day_start), 0)::bigint AS daily_used,
-       COALESCE(SUM(tokens), 0)::bigint AS monthly_used,
-       COALESCE(SUM(cny) FILTER (WHERE called_at >= day_start), 0)::float8 AS daily_cost_cny,
-       COALESCE(SUM(cny), 0)::float8 AS monthly_cost_cny
-  FROM (SELECT l.called_at, b.day_start,
-               CASE WHEN l.status = 'running' AND l.called_at > now() - make_interval(secs => %(ttl)s)
-                    THEN GREATEST(l.tokens_reserved, l.tokens_in + l.tokens_out)
-                    ELSE l.tokens_in + l.tokens_out END AS tokens,
-               CASE WHEN l.status = 'running' AND l.called_at > now() - make_interval(secs => %(ttl)s)
-                    THEN GREATEST(CASE WHEN l.tokens_reserved > 0 THEN %(reserve_cny)s ELSE 0 END,
-                                  COALESCE(l.cost_cny, 0))
-                    ELSE COALESCE(l.cost_cny, 0) END AS cny
-          FROM (SELECT date_trunc('day', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS day_start,
-                       date_trunc('month', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS month_start) b
-          JOIN biz.ai_call_ledger l ON l.called_at >= b.month_start) x
+WITH b AS (SELECT date_trunc('day', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS day_start,
+                  date_trunc('month', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS month_start),
+done AS (
+    SELECT COALESCE(SUM(k.tokens) FILTER (WHERE k.bucket_start >= b.day_start), 0) AS daily_tokens,
+           COALESCE(SUM(k.tokens), 0) AS monthly_tokens,
+           COALESCE(SUM(k.cost_cny) FILTER (WHERE k.bucket_start >= b.day_start), 0) AS daily_cny,
+           COALESCE(SUM(k.cost_cny), 0) AS monthly_cny
+      FROM b JOIN biz.ai_budget_bucket k ON k.bucket_start >= b.month_start),
+running AS (
+    SELECT COALESCE(SUM(tokens) FILTER (WHERE called_at >= day_start), 0) AS daily_tokens,
+           COALESCE(SUM(tokens), 0) AS monthly_tokens,
+           COALESCE(SUM(cny) FILTER (WHERE called_at >= day_start), 0) AS daily_cny,
+           COALESCE(SUM(cny), 0) AS monthly_cny
+      FROM (SELECT l.called_at, b.day_start,
+                   CASE WHEN l.called_at > now() - make_interval(secs => %(ttl)s)
+                        THEN GREATEST(l.tokens_reserved, l.tokens_in + l.tokens_out)
+                        ELSE l.tokens_in + l.tokens_out END AS tokens,
+                   CASE WHEN l.called_at > now() - make_interval(secs => %(ttl)s)
+                        THEN GREATEST(CASE WHEN l.tokens_reserved > 0 THEN %(reserve_cny)s ELSE 0 END,
+                                      COALESCE(l.cost_cny, 0))
+                        ELSE COALESCE(l.cost_cny, 0) END AS cny
+              FROM b JOIN biz.ai_call_ledger l ON l.status = 'running' AND l.called_at >= b.month_start) x)
+SELECT (done.daily_tokens + running.daily_tokens)::bigint AS daily_used,
+       (done.monthly_tokens + running.monthly_tokens)::bigint AS monthly_used,
+       (done.daily_cny + running.daily_cny)::float8 AS daily_cost_cny,
+       (done.monthly_cny + running.monthly_cny)::float8 AS monthly_cost_cny
+  FROM done, running
 """
 
 
@@ -112,12 +129,35 @@ def budget_status(conn: DictConnection, limits: BudgetLimits) -> BudgetStatus:
     )
 
 
-def admit_call(conn: DictConnection, record: CallRecord, limits: BudgetLimits) -> tuple[int, BudgetStatus]:
+def _room_for(status: BudgetStatus, limits: BudgetLimits, calls: int) -> bool:
+    """Would ``calls`` more reservations still fit under every limit?"""
+    tokens = calls * limits.reserve_tokens
+    cny = calls * limits.reserve_cost_cny
+    return (
+        status.daily_used + tokens < status.daily_limit
+        and status.monthly_used + tokens < status.monthly_limit
+        and (status.daily_cost_limit_cny is None or status.daily_cost_cny + cny < status.daily_cost_limit_cny)
+        and (status.monthly_cost_limit_cny is None or status.monthly_cost_cny + cny < status.monthly_cost_limit_cny)
+    )
+
+
+def admit_call(
+    conn: DictConnection, record: CallRecord, limits: BudgetLimits, *, concurrent_admissions: int = 0
+) -> tuple[int, BudgetStatus]:
     """Check the budget and write the call's ledger row in one serialized transaction.
 
     Returns ``(ledger_id, status)``; the row is ``running`` (reserving tokens) when
     ``status.allowed``, else it is the ``budget_exceeded`` refusal.
+
+    ``concurrent_admissions``: at most this many calls can be admitted at once, all processes
+    together (the cap on calls in flight: a call holds its slot before it is admitted). While
+    that many reservations more would still fit under every limit, the lock is not needed (no
+    race can overrun) and the row is written at once; near a limit, admissions serialize.
     """
+    if concurrent_admissions > 0:
+        status = budget_status(conn, limits)
+        if _room_for(status, limits, concurrent_admissions):
+            return insert_row(conn, record, status="running", reserved=limits.reserve_tokens), status
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_BUDGET_LOCK_ID,))
         status = budget_status(conn, limits)

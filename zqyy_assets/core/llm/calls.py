@@ -179,13 +179,14 @@ def _remote_answer(
     service: LLMService, send: Send, turn: Turn, record: ledger.CallRecord, trace: CallTrace
 ) -> AppAnswer:
     app_name, spec, started = record.app_name, get_app(record.app_name), time.monotonic()
-    retrying = service.retrying(
-        service.requests_left(record), label=app_name, started=started, on_retry=trace.attempt_failed
-    )
+    left = service.requests_left(record)
     ledger_id = service.admit(record)
     trace.ledger_row(ledger_id)
+    on_retry = service.retry_listener(ledger_id, trace.attempt_failed)  # the span and the in-flight cap hear it
+    retrying = service.retrying(left, label=app_name, started=started, on_retry=on_retry)
 
     def attempt() -> tuple[CallResult, dict[str, Any]]:
+        service.guards.resume(ledger_id)  # a slot again after a throttled attempt gave it back
         result = send(time_left(retrying, app_name), lambda reask: service.note_reask(ledger_id, reask))
         if not spec.json_answer:
             return result, {"text": result.text}

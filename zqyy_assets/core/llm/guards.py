@@ -1,21 +1,24 @@
-"""The guards before every LLM call, run in order: circuit breaker, rate limit, budget (tokens and CNY).
+"""The guards before every LLM call, run in order: circuit breaker, rate limit, a slot under the
+cap on calls in flight (``inflight.py``), budget (tokens and CNY).
 
 Run processes (Dagster's run workers) and the API all call the LLM, so a guard held in memory
 would only see its own process: each guard is a short transaction on a ``biz`` table
 (``breaker.py``, ``rate_limit.py``, ``budget.py``), with Postgres' clock as the one clock.
 A refusal writes its ledger row and raises ``CircuitOpen`` / ``RateLimited`` /
-``BudgetExceeded``; an admitted call gets its ``running`` row from the budget guard.
+``BudgetExceeded``; an admitted call gets its ``running`` row from the budget guard and holds
+its slot until the call is booked (``call_ended``); no slot within the wait is ``RateLimited``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from zqyy_assets.core.db import DictConnection
-from zqyy_assets.core.llm import breaker, budget, rate_limit
+from zqyy_assets.core.llm import breaker, budget, inflight, rate_limit
 from zqyy_assets.core.llm.errors import BudgetExceeded, CircuitOpen, RateLimited
 from zqyy_assets.core.llm.ledger import CallRecord, record_refusal
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER, LLMSettings
@@ -29,6 +32,7 @@ class GuardSettings:
     budget: budget.BudgetLimits
     breaker: breaker.BreakerSettings
     rate: rate_limit.RateSettings
+    inflight: inflight.InflightSettings = inflight.InflightSettings()
 
     @classmethod
     def from_settings(cls, settings: LLMSettings, prices: PriceTable | None = None) -> GuardSettings:
@@ -59,6 +63,14 @@ class GuardSettings:
                 burst=settings.rate_burst,
                 max_wait_s=settings.rate_max_wait_seconds,
             ),
+            inflight=inflight.InflightSettings(
+                start=settings.inflight_start,
+                floor=settings.inflight_floor,
+                ceiling=settings.inflight_ceiling,
+                decrease_factor=settings.inflight_decrease_factor,
+                max_wait_s=settings.inflight_max_wait_seconds,
+                lease_ttl_s=max(900.0, longest_call_s * 1.5),
+            ),
         )
 
 
@@ -69,6 +81,10 @@ class Guards:
         self._connect = connect
         self.settings = settings
         self._sleep = sleep
+        self.inflight = inflight.InflightCap(connect, settings.inflight)
+        self._leases: dict[int, int] = {}  # running ledger id -> its in-flight lease
+        self._given_back: set[int] = set()  # calls backing off after a throttle, their slot returned
+        self._leases_lock = threading.Lock()
 
     def budget(self) -> budget.BudgetStatus:
         with self._connect() as conn:
@@ -90,10 +106,20 @@ class Guards:
                 raise CircuitOpen(message, app_name=app, retry_after_s=decision.retry_after_s, ledger_id=refusal)
         try:
             self._take_rate_token(record)
-            with self._connect() as conn:
-                ledger_id, status = budget.admit_call(conn, record, self.settings.budget)
+            lease = self._take_slot(record)
+            try:
+                with self._connect() as conn:
+                    ledger_id, status = budget.admit_call(
+                        conn, record, self.settings.budget, concurrent_admissions=self.settings.inflight.ceiling
+                    )
+            except BaseException:
+                self.inflight.release(lease, "other")
+                raise
             if not status.allowed:
+                self.inflight.release(lease, "other")
                 raise BudgetExceeded(f"token budget exhausted: {status.reason}", app_name=app, ledger_id=ledger_id)
+            with self._leases_lock:
+                self._leases[ledger_id] = lease
             return ledger_id
         except (RateLimited, BudgetExceeded):
             if decision.probe:
@@ -119,6 +145,50 @@ class Guards:
                 raise RateLimited(message, app_name=app, retry_after_s=wait, ledger_id=refusal)
             self._sleep(wait)
             waited += wait
+
+    def _take_slot(self, record: CallRecord) -> int:
+        lease = self.inflight.acquire()
+        if lease is not None:
+            return lease
+        snapshot = self.inflight.snapshot()
+        message = (
+            f"LLM calls in flight at the cap ({snapshot.slots}, {snapshot.held} held) "
+            f"for {self.settings.inflight.max_wait_s:g} s; not sending"
+        )
+        with self._connect() as conn:
+            refusal = record_refusal(conn, record, "rate_limited", message)
+        raise RateLimited(message, app_name=record.app_name, retry_after_s=1.0, ledger_id=refusal)
+
+    def attempt_throttled(self, ledger_id: int) -> None:
+        """A throttling answer to a call that will retry: its slot goes back while it backs off
+        (the cap may be cut) and ``resume`` waits for one under the new cap before the retry, so
+        retries cannot keep the provider over its limit."""
+        with self._leases_lock:
+            lease = self._leases.pop(ledger_id, None)
+            if lease is not None:
+                self._given_back.add(ledger_id)
+        if lease is not None:
+            self.inflight.release(lease, "throttled")
+
+    def resume(self, ledger_id: int) -> None:
+        """Before an attempt: a call that gave its slot back takes one again (no slot within the
+        wait: the retry goes without one, its call has begun)."""
+        with self._leases_lock:
+            if ledger_id not in self._given_back:
+                return
+            self._given_back.discard(ledger_id)
+        again = self.inflight.acquire()
+        if again is not None:
+            with self._leases_lock:
+                self._leases[ledger_id] = again
+
+    def call_ended(self, ledger_id: int, outcome: inflight.Outcome) -> None:
+        """The call is booked: its slot is free; a success may grow the cap, a throttle cut it."""
+        with self._leases_lock:
+            lease = self._leases.pop(ledger_id, None)
+            self._given_back.discard(ledger_id)
+        if lease is not None:
+            self.inflight.release(lease, outcome)
 
     def call_succeeded(self, conn: DictConnection, app_name: str) -> None:
         breaker.breaker_success(conn, app_name)

@@ -18,29 +18,32 @@ class RateSettings:
     max_wait_s: float = 10.0  # wait this long for a token before refusing
 
 
+_TAKE = """
+WITH now_ AS (SELECT clock_timestamp() AS t)
+UPDATE biz.ai_rate_bucket b
+   SET tokens = LEAST(%(cap)s, b.tokens + EXTRACT(EPOCH FROM n.t - b.refilled_at)::float8 * %(rate)s) - 1,
+       refilled_at = n.t
+  FROM now_ n
+ WHERE b.bucket_key = %(key)s
+   AND LEAST(%(cap)s, b.tokens + EXTRACT(EPOCH FROM n.t - b.refilled_at)::float8 * %(rate)s) >= 1
+RETURNING b.tokens
+"""
+
+
 def rate_try_acquire(conn: DictConnection, key: str, settings: RateSettings) -> float:
     """Take one token; returns 0.0 when taken, else the seconds until one will be there."""
     rate = settings.per_minute / 60.0
     params = {"key": key, "cap": float(settings.burst), "rate": rate}
+    # The usual case in one statement (the row lock held for it alone): a token taken.
+    if conn.execute(_TAKE, params).fetchone() is not None:
+        return 0.0
     with conn.transaction():
         conn.execute(
             """INSERT INTO biz.ai_rate_bucket (bucket_key, tokens, refilled_at)
                VALUES (%(key)s, %(cap)s, clock_timestamp()) ON CONFLICT (bucket_key) DO NOTHING""",
             params,
         )
-        taken = conn.execute(
-            """
-            WITH now_ AS (SELECT clock_timestamp() AS t)
-            UPDATE biz.ai_rate_bucket b
-               SET tokens = LEAST(%(cap)s, b.tokens + EXTRACT(EPOCH FROM n.t - b.refilled_at)::float8 * %(rate)s) - 1,
-                   refilled_at = n.t
-              FROM now_ n
-             WHERE b.bucket_key = %(key)s
-               AND LEAST(%(cap)s, b.tokens + EXTRACT(EPOCH FROM n.t - b.refilled_at)::float8 * %(rate)s) >= 1
-            RETURNING b.tokens
-            """,
-            params,
-        ).fetchone()
+        taken = conn.execute(_TAKE, params).fetchone()
         if taken is not None:
             return 0.0
         level = conn.execute(

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zqyy_assets.core.apps import APPS
@@ -131,6 +131,16 @@ class LLMSettings(BaseSettings):
 
     db_pool_size: int = Field(8, ge=1)
 
+    # One cap on calls in flight across every process (``inflight.py``), adapting to the provider
+    # (AIMD): it starts at ``inflight_start`` the first time, is cut to ``cap * decrease_factor``
+    # on a throttling answer and grows back on successes, between floor and ceiling. A call
+    # waiting longer than ``inflight_max_wait_seconds`` for a slot is refused (``rate_limited``).
+    inflight_start: int = 8
+    inflight_floor: int = 1
+    inflight_ceiling: int = 64
+    inflight_decrease_factor: float = Field(0.9, gt=0, lt=1)
+    inflight_max_wait_seconds: float = Field(120.0, gt=0)
+
     _blank = field_validator(
         "api_key",
         "base_url",
@@ -167,6 +177,22 @@ class LLMSettings(BaseSettings):
             if unknown:
                 raise ValueError(f"unknown app(s) {', '.join(unknown)}; known: {', '.join(APPS)}")
         return value
+
+    @field_validator("inflight_start", "inflight_floor", "inflight_ceiling")
+    @classmethod
+    def _positive_slots(cls, value: int, info: ValidationInfo) -> int:
+        if value <= 0:
+            raise ValueError(f"ZQYY_LLM_{(info.field_name or '').upper()} must be at least 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _inflight_order(self) -> LLMSettings:
+        if not self.inflight_floor <= self.inflight_ceiling:
+            raise ValueError(
+                f"ZQYY_LLM_INFLIGHT_FLOOR ({self.inflight_floor}) must not exceed "
+                f"ZQYY_LLM_INFLIGHT_CEILING ({self.inflight_ceiling})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _per_app_from_env(self) -> LLMSettings:

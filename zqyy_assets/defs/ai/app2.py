@@ -16,10 +16,14 @@ from typing import Any
 
 import dagster as dg
 
-from zqyy_assets.core import answering, prompts
+from zqyy_assets.core import answering, cache, prewarm_budget, prompts
 from zqyy_assets.core.answer_runs import PartitionProgress, active_sites, failure_table
-from zqyy_assets.core.answering import Ask, Outcome, summarise
+from zqyy_assets.core.answering import Ask, Outcome, RunInfo, summarise
+from zqyy_assets.core.db import DictConnection
+from zqyy_assets.core.llm.inflight import CapSnapshot
 from zqyy_assets.core.partition_keys import App2Key, parse_app2_key
+from zqyy_assets.core.prewarm_budget import BUDGET_SKIP_REASON, tokens_left
+from zqyy_assets.core.settings import PrewarmScheduleSettings
 from zqyy_assets.core.tags import FAILED_PARTITIONS_METADATA
 from zqyy_assets.defs.ai import checks
 from zqyy_assets.defs.ai.config import App2Config, requested_sites, run_info
@@ -75,18 +79,24 @@ def app2_finance(
     # and each is materialized while later ones are still being asked. Prompts are built lazily:
     # the first calls leave while the rest are being built.
     progress: PartitionProgress[App2Key] = PartitionProgress(keys)
+    cap_before = _cap(llm, run.provider)
+    with postgres.connect() as conn:
+        budget_note, over_budget = _plan_budget(conn, llm, run, keys, finances)
+    context.log.info(f"app2 {budget_note}")
     for key in keys:
         for site_id, finance in finances.items():
             if finance is None:
                 reason = "no DWS finance figures for the site"
                 progress.skip(key, Outcome(site_id, key.app_name, key.target_id, "skipped", reason=reason))
+            elif (site_id, key) in over_budget:
+                progress.skip(key, Outcome(site_id, key.app_name, key.target_id, "skipped", reason=BUDGET_SKIP_REASON))
             else:
                 progress.expect(key)
 
     def asks() -> Iterator[Ask]:
         for key in keys:
             for site_id, finance in finances.items():
-                if finance is not None:
+                if finance is not None and (site_id, key) not in over_budget:
                     refs = prompts.References()
                     yield Ask(
                         site_id=site_id,
@@ -105,10 +115,14 @@ def app2_finance(
 
     key_by_target = {key.target_id: key for key in keys}
     failed_keys: list[App2Key] = []
+    budget_keys: list[App2Key] = []  # some site's answer left for another day: not materialized
 
     def finish(key: App2Key) -> dg.AssetMaterialization | None:
         if progress.failed(key):
             failed_keys.append(key)
+            return None
+        if any(o.reason == BUDGET_SKIP_REASON for o in progress.outcomes[key]):
+            budget_keys.append(key)
             return None
         return dg.AssetMaterialization(
             asset_key=context.asset_key,
@@ -119,6 +133,7 @@ def app2_finance(
                 "app": dg.MetadataValue.text(key.app_name),
                 "target_id": dg.MetadataValue.text(key.target_id),
                 **sites_preview(progress.outcomes[key]),
+                **({"llm_inflight_cap": cap.slots} if (cap := _cap(llm, run.provider)) else {}),
             },
         )
 
@@ -138,9 +153,10 @@ def app2_finance(
     failed_keys.sort(key=keys.index)
 
     with postgres.connect() as conn:
-        yield checks.app2_coverage_result(conn)
+        yield checks.app2_coverage_result(conn, wanted)  # a shard's run: its own sites
     if checks.grounding_selected(context, "app2_finance"):
         yield checks.grounding_result("app2_finance", outcomes, run.blocking_apps)
+    yield _run_observation(context, budget_note, over_budget, budget_keys, cap_before, _cap(llm, run.provider))
 
     total = summarise(outcomes)
     context.log.info(
@@ -167,3 +183,92 @@ def app2_finance(
                 **as_metadata(total),
             },
         )
+
+
+# ------------------------------------------------------------------------ budget and the cap
+
+
+def _cap(llm: LLMResource, provider: str) -> CapSnapshot | None:
+    """The shared in-flight cap now (``core/llm/inflight.py``); none for the offline analyst."""
+    return llm.service.guards.inflight.snapshot() if provider != "offline" else None
+
+
+def _plan_budget(
+    conn: DictConnection,
+    llm: LLMResource,
+    run: RunInfo,
+    keys: list[App2Key],
+    finances: dict[int, prompts.SiteFinance | None],
+) -> tuple[str, set[tuple[int, App2Key]]]:
+    """What the budget cannot pay for, as (site, partition) pairs (``core/prewarm_budget.py``)."""
+    if all(run.route(key.app_name).provider == "offline" for key in keys):
+        return "budget: the offline analyst costs no tokens", set()
+    service = llm.service
+    left = tokens_left(service.budget())
+    averages = prewarm_budget.average_tokens(conn, {k.app_name for k in keys}, service.settings.budget_reserve_tokens)
+    sites = [site_id for site_id, finance in finances.items() if finance is not None]
+    bound = sum(averages[k.app_name] for k in keys) * len(sites)
+    if bound <= left:  # even if nothing were memoized: no need to look closer
+        return f"budget: at most {bound} tokens for {len(keys) * len(sites)} answer(s), {left} left", set()
+    misses: list[tuple[int, App2Key]] = []
+    for site_id in sites:
+        finance = finances[site_id]
+        assert finance is not None
+        latest = cache.latest_valid_for_site(conn, site_id, {k.app_name for k in keys})
+        for key in keys:
+            ask = Ask(
+                site_id=site_id,
+                app_name=key.app_name,
+                target_id=key.target_id,
+                prompt=prompts.build_app2_prompt(finance, key.time_dimension, key.area, refs=prompts.References()),
+                prompt_version=prompts.PROMPT_VERSIONS[key.app_name],
+            )
+            route = run.route(key.app_name)
+            prepared = answering.prepare(ask, route.provider, route.model)
+            if answering.memo_hit(prepared, latest.get((key.app_name, key.target_id)), run) is None:
+                misses.append((site_id, key))
+    priority = PrewarmScheduleSettings().priority()
+    chosen = prewarm_budget.plan(
+        misses,
+        cost=lambda m: averages[m[1].app_name],
+        rank=lambda m: prewarm_budget.value_rank(m[1].time_dimension, m[1].area, m[0], priority),
+        left=left,
+    )
+    return chosen.summary(), set(chosen.skipped)
+
+
+def _run_observation(
+    context: dg.AssetExecutionContext,
+    budget_note: str,
+    over_budget: set[tuple[int, App2Key]],
+    budget_keys: list[App2Key],
+    before: CapSnapshot | None,
+    after: CapSnapshot | None,
+) -> dg.AssetObservation:
+    """The run's figures beyond its partitions: what the budget skipped and the in-flight cap."""
+    metadata: dict[str, Any] = {
+        "budget": dg.MetadataValue.text(budget_note),
+        "budget_skipped_answers": len(over_budget),
+    }
+    if over_budget:
+        lines = [f"- `{k.partition_key}`: {sum(1 for _, key in over_budget if key == k)} site(s)" for k in budget_keys]
+        metadata["budget_skipped_partitions"] = dg.MetadataValue.md("\n".join(lines))
+        context.log.warning(
+            f"app2 {budget_note}: {len(budget_keys)} partition(s) not materialized; they are answered by a later "
+            "prewarm (already cached answers are not asked again)"
+        )
+    if before is not None and after is not None:
+        cuts, throttles = after.cuts - before.cuts, after.throttles - before.throttles
+        metadata.update(
+            {
+                "llm_inflight_cap_start": before.slots,
+                "llm_inflight_cap_end": after.slots,
+                "llm_inflight_cap_cuts": cuts,
+                "llm_throttled_answers": throttles,
+            }
+        )
+        context.log.info(
+            f"app2 LLM in-flight cap (all processes): {before.slots} -> {after.slots}, "
+            f"{cuts} cut(s) after {throttles} throttling answer(s) during the run"
+        )
+    return dg.AssetObservation(asset_key="app2_finance", metadata=metadata)

@@ -5,7 +5,8 @@ a run launch costs seconds of CPU on this machine. Jobs run in process (one proc
 no second one per step).
 
 - ``app2_prewarm_job``: app2_finance; ``app2_prewarm_run_request`` asks for all 72 partitions
-  in one run (a partition range: first key .. last key is the whole 8 x 9 rectangle).
+  in one run (a partition range: first key .. last key is the whole 8 x 9 rectangle);
+  ``app2_prewarm_shard_requests`` one such run per shard of the sites (the daily schedule).
 - ``consumption_chain_job`` [members]: app3 -> app8 -> app7.
 - ``consumption_assistant_chain_job`` [assistant_members]: app4 -> app5, for a consumption an
   assistant served (a second run: the two chains have different partitions).
@@ -29,7 +30,8 @@ from typing import Any
 import dagster as dg
 
 from zqyy_assets.core.partition_keys import app2_full_range_tags
-from zqyy_assets.core.tags import FORCE_TAG, MAX_RUNTIME_TAG, TRIGGER_TAG
+from zqyy_assets.core.prewarm_shards import shard_sites
+from zqyy_assets.core.tags import FORCE_TAG, MAX_RUNTIME_TAG, SHARD_TAG, SITES_TAG, TRIGGER_TAG
 from zqyy_assets.defs.ai.assets import (
     DEFAULT_CONCURRENCY,
     app2_finance,
@@ -119,6 +121,27 @@ def app2_prewarm_run_request(
     )
 
 
+def app2_prewarm_shard_requests(
+    site_ids: list[int], *, shard_size: int, trigger: str, run_key: str | None = None, force: bool = False
+) -> list[dg.RunRequest]:
+    """The prewarm of these sites as one run per shard (``core/prewarm_shards.py``): each is all
+    72 partitions for its sites, tagged with them and with its shard; run keys ``{run_key}``
+    for a single shard, else ``{run_key}-shard-{i}-of-{n}``."""
+    shards = shard_sites(site_ids, shard_size)
+    requests = []
+    for shard in shards:
+        request = app2_prewarm_run_request(
+            trigger=trigger,
+            force=force,
+            run_key=None if run_key is None or len(shards) == 1 else f"{run_key}-shard-{shard.index}-of-{shard.count}",
+        )
+        if run_key is not None and len(shards) == 1:
+            request = request.with_replaced_attrs(run_key=run_key)
+        tags = {**request.tags, SITES_TAG: ",".join(map(str, shard.site_ids)), SHARD_TAG: shard.label}
+        requests.append(request.with_replaced_attrs(tags=tags))
+    return requests
+
+
 # ------------------------------------------------------------------------- in-process helper
 
 
@@ -132,11 +155,15 @@ def materialize_app2_prewarm(
     concurrency: int = DEFAULT_CONCURRENCY,
     as_of_date: str | None = None,
     calendar: VenueCalendarResource | None = None,
+    sites: list[int] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """The 72-partition prewarm as one in-process run (the benchmark, the demo, tests)."""
+    """The 72-partition prewarm as one in-process run (the benchmark, the demo, tests); ``sites``
+    narrows it to a shard's sites."""
     config: dict[str, Any] = {"concurrency": concurrency}
     if as_of_date:
         config["as_of_date"] = as_of_date
+    if sites is not None:
+        config["site_ids"] = sites
     return dg.materialize(
         [app2_finance],
         instance=instance,

@@ -109,6 +109,11 @@ class LLMResource(dg.ConfigurableResource):
         None, description="One answer's deadline across all its attempts (default 180 s)."
     )
     db_pool_size: int | None = Field(None, description="Connections the guards and the ledger may hold.")
+    inflight_start: int | None = Field(None, description="LLM calls in flight at first, all processes together.")
+    inflight_floor: int | None = Field(None, description="The in-flight cap is never cut below this.")
+    inflight_ceiling: int | None = Field(None, description="The in-flight cap never grows above this.")
+    inflight_decrease_factor: float | None = Field(None, description="The cap is multiplied by this on a 429.")
+    inflight_max_wait_seconds: float | None = Field(None, description="Wait this long for an in-flight slot.")
 
     _service: LLMService | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)

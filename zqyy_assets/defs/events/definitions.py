@@ -15,8 +15,8 @@ from zqyy_assets.defs.events.status_sensors import (
 )
 
 
-def build_events_defs(*, prewarm_cron: ScheduleCron, prewarm_timezone: str) -> dg.Definitions:
+def build_events_defs(*, prewarm_cron: ScheduleCron, prewarm_timezone: str, shard_size: int = 100) -> dg.Definitions:
     return dg.Definitions(
         sensors=[ai_events_sensor, dws_completion_sensor, ai_event_status_sensor, ai_run_failure_alert_sensor],
-        schedules=[build_prewarm_schedule(prewarm_cron, prewarm_timezone)],
+        schedules=[build_prewarm_schedule(prewarm_cron, prewarm_timezone, shard_size)],
     )

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between stream chunks")
     parser.add_argument("--chunks", type=int, default=4, help="chunks per streamed answer")
     parser.add_argument("--api-key", default=None, help="accept only this key (default: any bearer key)")
+    parser.add_argument("--qps", type=float, default=None, help="the provider's limit: 429 above this a second")
     parser.add_argument("--print-env", action="store_true", help="print shell exports pointing the project here")
     args = parser.parse_args(argv)
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         chunk_delay_ms=args.chunk_delay_ms,
         chunks=args.chunks,
         api_key=args.api_key,
+        qps=args.qps,
     )
     if args.print_env:
         env = demo_env(fake.base_url)

@@ -7,11 +7,13 @@ import json
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+from urllib.parse import urlsplit
 
 from zqyy_assets.core.apps import app_for_app_id
 from zqyy_assets.testing.fake_common.http_base import FakeHandler, split_text
 from zqyy_assets.testing.fake_common.scripts import AppScript, Step
+from zqyy_assets.testing.fake_dashscope.quota import THROTTLED
 
 if TYPE_CHECKING:
     from zqyy_assets.testing.fake_dashscope.server import FakeDashScope
@@ -30,6 +32,13 @@ def _usage(shape: str, tokens_in: int, tokens_out: int, model: str) -> dict:
 class CompletionHandler(FakeHandler):
     def error_body(self, status: int, code: str | None, message: str | None) -> dict:
         return {"code": code, "message": message or code, "request_id": ""}
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if urlsplit(self.path).path == "/_fake/quota":
+            quota = cast("FakeDashScope", self.fake).quota
+            self.send_json(200, quota.stats() if quota else {})
+        else:
+            super().do_GET()
 
     def completion(self, path: str, body: dict) -> bool:
         match = _COMPLETION.fullmatch(path)
@@ -68,8 +77,13 @@ class CompletionHandler(FakeHandler):
         )
 
         latency = step.delay_ms if step.delay_ms is not None else script.latency_ms
+        # The provider's limit (quota.py): over it, 429 Throttling.RateQuota at once.
+        if fake.quota is not None and not fake.quota.admit():
+            step, latency = THROTTLED, 0
         if latency:
             time.sleep(latency / 1000)
+        if fake.quota is not None and step is not THROTTLED:
+            fake.quota.done()
 
         if fake.api_key is not None and auth != f"Bearer {fake.api_key}":
             step = Step("error", 401, "InvalidApiKey", "Invalid API-key provided.")

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from zqyy_assets.core.llm.correction import REASK_MARK
 from zqyy_assets.testing.fake_common.base import ScriptedFake
 from zqyy_assets.testing.fake_dashscope.http_handler import CompletionHandler
+from zqyy_assets.testing.fake_dashscope.quota import ProviderQuota
 
 MAX_SESSIONS = 4096  # sessions remembered (the newest), for re-asks in a session
 
@@ -29,11 +30,13 @@ class FakeDashScope(ScriptedFake):
         chunks: int = 4,
         api_key: str | None = None,
         app_ids: dict[str, str] | None = None,
+        qps: float | None = None,
     ) -> None:
         super().__init__(
             host, port, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, chunks=chunks, api_key=api_key
         )
         self.app_ids = dict(app_ids or {})
+        self.quota = ProviderQuota(qps) if qps else None  # the provider's limit (quota.py)
         self._sessions: OrderedDict[str, str] = OrderedDict()  # session id -> the prompt that opened it
         self._sessions_lock = threading.Lock()
 

@@ -1,0 +1,86 @@
+"""The sharded prewarm with the real daemon: the schedule's one run per shard, dequeued by the
+queued coordinator and run as concurrent run processes, all holding one in-flight cap.
+
+The schedule fires every minute here (``APP2_PREWARM_CRON``) with one site a shard; the fake
+DashScope answers after 800 ms and counts the calls in flight at once, which the shared cap
+(``ZQYY_LLM_INFLIGHT_CEILING=4``) keeps at 4 or fewer although each run has 8 threads.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+
+import pytest
+
+from tests.defs.events.test_run_deadline import UNTHROTTLED
+from zqyy_assets.core import db
+from zqyy_assets.core.answer_audit import app2_coverage
+from zqyy_assets.testing.daemon_harness import daemon_harness
+from zqyy_assets.testing.fake_dashscope import FakeDashScope, demo_env
+from zqyy_assets.tools.dws_refresh import materialize_dws
+
+# A second active site with a sale in March, so both shards have figures to ask about.
+SECOND_SITE_SQL = """
+INSERT INTO ods.sites (site_id, name) VALUES (2, '第二门店');
+INSERT INTO ods.areas VALUES (2, 'vip', 'VIP');
+INSERT INTO ods.tables VALUES (2, 51, 'vip', 'V9', 2.00);
+INSERT INTO ods.settlements (site_id, settlement_id, member_id, area_code, table_id, started_at, ended_at,
+    settled_at, table_minutes, table_fee, assistant_fee, goods_amount, discount, total, pay_method) VALUES
+ (2, 1, NULL, 'vip', 51, '2026-03-02 20:00+08', '2026-03-02 21:00+08', '2026-03-02 21:00+08',
+  60, 120.00, 0, 0, 0, 120.00, '现金');
+"""
+
+
+def _runs(db_url: str) -> list[dict]:
+    with db.connect(db_url) as conn:
+        return conn.execute(
+            """SELECT dagster_run_id, min(called_at) AS first, max(called_at) AS last, count(*) AS calls,
+                      count(DISTINCT site_id) AS sites, count(*) FILTER (WHERE status <> 'success') AS not_ok
+                 FROM biz.ai_call_ledger GROUP BY dagster_run_id ORDER BY min(called_at)"""
+        ).fetchall()
+
+
+def test_shards_run_as_concurrent_processes_under_one_cap(db_url, venue, instance, tmp_path) -> None:
+    with db.transaction(db_url) as conn:
+        conn.execute(SECOND_SITE_SQL)
+    assert materialize_dws(instance, db_url, date(2026, 3, 2), date(2026, 3, 3)).success
+
+    with FakeDashScope(latency_ms=800, qps=100_000) as fake:
+        env = {
+            **demo_env(fake.base_url),
+            **UNTHROTTLED,
+            "APP2_PREWARM_CRON": "* * * * *",
+            "APP2_PREWARM_SHARD_SIZE": "1",
+            "ZQYY_LLM_INFLIGHT_START": "4",
+            "ZQYY_LLM_INFLIGHT_CEILING": "4",
+        }
+        with daemon_harness(
+            database_url=db_url,
+            dagster_database=db.database_name(db_url) + "_dagster",
+            home=tmp_path / "dagster_home",
+            env=env,
+            run_coordinator_config={"dequeue_interval_seconds": 1},
+        ) as harness:
+            harness.start()
+            deadline = time.monotonic() + 300  # the next minute's tick, then 144 calls at 4 at once
+            while sum(r["calls"] for r in _runs(db_url)) < 144 or any(r["last"] is None for r in _runs(db_url)):
+                if time.monotonic() > deadline:
+                    errors = [ln for ln in harness.log_text().splitlines() if "Error" in ln or "Traceback" in ln]
+                    pytest.fail(f"the shards did not finish: {_runs(db_url)}; {errors[-15:]}")
+                time.sleep(0.5)
+            with db.connect(db_url) as conn:
+                while conn.execute("SELECT held FROM biz.ai_inflight_cap").fetchone()["held"]:
+                    assert time.monotonic() < deadline, "slots still held after the runs"
+                    time.sleep(0.2)
+                coverage = app2_coverage(conn)
+        quota = fake.quota
+        assert quota is not None
+
+    runs = _runs(db_url)
+    assert [(r["calls"], r["sites"], r["not_ok"]) for r in runs] == [(72, 1, 0), (72, 1, 0)]
+    # two run processes asking at the same time...
+    assert runs[1]["first"] < runs[0]["last"], runs
+    # ...and never more than the one cap in flight at the provider, all of them together
+    assert 2 <= quota.peak_in_flight <= 4
+    assert [(r["site_id"], r["done"], r["total"]) for r in coverage] == [(1, 72, 72), (2, 72, 72)]
