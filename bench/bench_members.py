@@ -15,9 +15,11 @@ batches of 10,000, timed, the daemon running).
 (b) event -> answers through the daemon, ``--single`` consumption events one at a time per phase,
     half for members whose key exists, half for new members (the sensor adds their key): p50
     against the goal (<= 8 s), and the daemon's own inbox-sensor ticks for those events.
+(c) a burst of ``--burst`` new members at once per phase (one range run per chain): time until
+    all are answered. No goal; it shows what a range run still costs at scale.
 
     .venv/bin/python bench/bench_members.py [--keys 1000000] [--single 10] [--ticks 20] [--events 100]
-        [--latency-ms 200]
+        [--burst 20] [--latency-ms 200]
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class Ticks:
         self.url, self.instance, self.defs, self.events = url, instance, defs, events
         self.cursor: str | None = None
         self.fresh = SYNTHETIC_MEMBER * 2  # members with no key yet
+        self.cpu: list[float] = []  # this process's CPU seconds per evaluation (Postgres's not included)
 
     def measure(self, ticks: int, existing_pool: range, seed: int) -> tuple[list[float], list[int]]:
         """``ticks`` ticks of ``events`` events: half on keys drawn from ``existing_pool`` (each
@@ -99,6 +102,7 @@ class Ticks:
         half = self.events // 2
         drawn = random.Random(seed).sample(existing_pool, ticks * half)
         timings, runs = [], []
+        self.cpu = []
         for t in range(ticks):
             members = [_member_of(_synthetic_key(i)) for i in drawn[t * half : (t + 1) * half]]
             members += [(2 + m % 999, m) for m in range(self.fresh, self.fresh + self.events - half)]
@@ -113,9 +117,10 @@ class Ticks:
                 definitions=self.defs,
                 resources={"postgres": self.postgres},
             ) as context:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 result = ai_events_sensor.evaluate_tick(context)
                 timings.append(time.perf_counter() - started)
+                self.cpu.append(time.process_time() - cpu)
             runs.append(len(result.run_requests))
             for request in result.dynamic_partitions_requests:  # as the daemon does before the next tick
                 self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
@@ -137,14 +142,26 @@ def _singles(url: str, members: list[int], known: set[int], seed: int) -> dict[s
     return took
 
 
+def _burst(url: str, members: list[int]) -> float:
+    """Seconds from inserting one event per member (one transaction) to every answer cached."""
+    if not members:
+        return 0.0
+    inserted = _insert(url, members)
+    took = _wait_answered(url, members, inserted[0][1], 600)
+    if took is None:
+        raise SystemExit(f"a burst of {len(members)} not answered in 600 s")
+    return took
+
+
 def _ms(values: list[float]) -> str:
     return f"p50 {_pct(values, 0.5) * 1000:.0f} ms, p95 {_pct(values, 0.95) * 1000:.0f} ms"
 
 
-def _report_ticks(label: str, keys: int, timings: list[float], runs: list[int], events: int) -> None:
+def _report_ticks(label: str, keys: int, timings: list[float], runs: list[int], cpu: list[float], events: int) -> None:
     print(
         f"    {label}: {keys:,} keys, {len(timings)} ticks of {events} new events "
-        f"({statistics.median(runs):.0f} run requests a tick): {_ms(timings)}"
+        f"({statistics.median(runs):.0f} run requests a tick): {_ms(timings)}; "
+        f"CPU of the evaluating process {statistics.median(cpu) * 1000:.0f} ms a tick (median)"
     )
 
 
@@ -168,6 +185,8 @@ def _run(args, url: str, ticks_url: str, harness, instance: dg.DagsterInstance, 
     )
     # Half of each phase's members have a key already (added with the baseline's keys).
     warm, before, after = members[0], members[1 : 1 + args.single], members[1 + args.single : 1 + 2 * args.single]
+    rest = members[1 + 2 * args.single :]
+    bursts = rest[: args.burst], rest[args.burst : 2 * args.burst]  # new members, one range run each burst
     known = set(before[::2] + after[::2])
     instance.add_dynamic_partitions(MEMBERS, [f"1-{m}" for m in sorted(known)])
     _grow(instance, 0, SMALL)
@@ -182,20 +201,22 @@ def _run(args, url: str, ticks_url: str, harness, instance: dg.DagsterInstance, 
     ticks = Ticks(ticks_url, instance, defs(), args.events)
 
     # Same-run baseline: the small key set.
-    small_ticks = ticks.measure(args.ticks, range(SMALL), seed=1)
+    small_ticks = (*ticks.measure(args.ticks, range(SMALL), seed=1), ticks.cpu)
     since = time.time()
     small_singles = _singles(url, before, known, seed=7)
     small_daemon = _daemon_sensor_ticks(instance, since)
+    small_burst = _burst(url, bursts[0])
 
     took = _grow(instance, SMALL, args.keys - len(known))
     print(
         f"grew `members` from {small:,} to {args.keys:,} keys with add_dynamic_partitions in batches of {BATCH:,}: "
         f"{took:.1f} s ({(args.keys - small) / took:,.0f} keys/s), the daemon running"
     )
-    big_ticks = ticks.measure(args.ticks, range(SMALL, args.keys - len(known)), seed=2)
+    big_ticks = (*ticks.measure(args.ticks, range(SMALL, args.keys - len(known)), seed=2), ticks.cpu)
     since = time.time()
     big_singles = _singles(url, after, known, seed=8)
     big_daemon = _daemon_sensor_ticks(instance, since)
+    big_burst = _burst(url, bursts[1])
     whole = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -220,6 +241,12 @@ def _run(args, url: str, ticks_url: str, harness, instance: dg.DagsterInstance, 
     )
     _report_singles("baseline", small, small_singles, small_daemon)
     _report_singles("at scale", args.keys, big_singles, big_daemon)
+    if args.burst:
+        print(
+            f"(c) a burst of {args.burst} new members at once (their keys added together, one range run a chain): "
+            f"all answered in {small_burst:.1f} s at {small:,} keys, {big_burst:.1f} s at {args.keys:,} keys "
+            "(a range run resolves its keys from the whole set: Dagster's get_partition_keys_in_range)"
+        )
     print(f"load average {os.getloadavg()[0]:.1f} at end")
 
 
@@ -229,6 +256,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=10, help="single events per phase (baseline, at scale)")
     parser.add_argument("--ticks", type=int, default=20, help="sensor ticks per phase")
     parser.add_argument("--events", type=int, default=100, help="new events per tick")
+    parser.add_argument("--burst", type=int, default=20, help="new members at once, per phase (0: none)")
     parser.add_argument("--latency-ms", type=float, default=200.0)
     parser.add_argument("--days", type=int, default=90)
     args = parser.parse_args()
@@ -243,8 +271,9 @@ def main() -> None:
             tempfile.TemporaryDirectory() as home,
         ):
             members = _prepare_venue(url, args.days)
-            if len(members) < 2 * args.single + 1:
-                raise SystemExit(f"the venue has {len(members)} members with history; need {2 * args.single + 1}")
+            need = 1 + 2 * args.single + 2 * args.burst
+            if len(members) < need:
+                raise SystemExit(f"the venue has {len(members)} members with history; need {need} (raise --days)")
             env = {
                 **demo_env(base_url),
                 "ZQYY_LLM_RATE_PER_MINUTE": "100000",
