@@ -21,6 +21,7 @@ from tests.defs.events.conftest import MORNING, code_location, tick
 from zqyy_assets.core import db, member_keys
 from zqyy_assets.core import tokens as token_store
 from zqyy_assets.core.settings import DatabaseSettings
+from zqyy_assets.core.tags import MAX_RUNTIME_TAG
 from zqyy_assets.defs.ai.assets import ai_assets
 from zqyy_assets.defs.ai.jobs import ai_jobs
 from zqyy_assets.defs.ai.resources import LLMResource
@@ -99,6 +100,7 @@ def test_the_code_location_binds_the_retention_and_schedules_the_job_daily(monke
         "0 5 * * *",
         "Asia/Kuala_Lumpur",
     )
+    assert defs.resolve_job_def("retire_member_partitions_job").tags[MAX_RUNTIME_TAG] == str(4 * 3600)
     bound = defs.resources["member_partitions"]
     assert isinstance(bound, MemberPartitionsResource)
     assert bound.retention_days == dg.EnvVar.int("MEMBER_PARTITION_RETENTION_DAYS")
