@@ -168,7 +168,7 @@ def _member_chain_runs(event: Event) -> tuple[list[tuple[Chain, PlannedRun]], st
     raise ValueError(f"event {event.id}: unknown event type {event.event_type!r}")
 
 
-def _run_key_of(chain: Chain, run: PlannedRun) -> tuple[str, str]:
+def _partition_of(chain: Chain, run: PlannedRun) -> tuple[str, str]:
     assert chain.partitions is not None  # member chains run on dynamic partitions
     return chain.partitions, _member_key(run)
 
@@ -220,12 +220,13 @@ def plan_window(
         decided.append((event, runs))
 
     used = set(used_keys)
-    batchable = [(event, chain, run, _run_key_of(chain, run)) for event, runs in decided for chain, run in runs]
+    member_runs = [(event, chain, run, _partition_of(chain, run)) for event, runs in decided for chain, run in runs]
     existing = _existing(
-        existing_keys, [key for event, chain, _, key in batchable if chain.name in range_chains and not event.is_forced]
+        existing_keys,
+        [key for event, chain, _, key in member_runs if chain.name in range_chains and not event.is_forced],
     )
     batches: dict[str, list[list[tuple[Event, PlannedRun]]]] = {}
-    for event, chain, run, key in batchable:
+    for event, chain, run, key in member_runs:
         if (
             existing is not None
             and chain.name in range_chains
