@@ -41,6 +41,12 @@ def test_dagster_yaml_uses_postgres_storage(
         for storage in (instance.run_storage, instance.event_log_storage):
             assert storage._engine.pool.checkedin() >= 1, type(storage).__name__
 
+        # The inbox sensor asks which of its window's keys exist: one query bounded by the keys
+        # asked (the storage's unique index), not a load of every key.
+        assert instance.event_log_storage.has_bounded_dynamic_partition_membership_query
+        instance.add_dynamic_partitions("members", ["1-100", "1-101"])
+        assert instance.get_existing_dynamic_partitions("members", ["1-101", "1-102"]) == {"1-101"}
+
 
 def test_production_yaml_storage_config_is_valid() -> None:
     """deploy/dagster.production.yaml names the same pooled storage, with postgres_db fields."""

@@ -11,11 +11,17 @@ the Dagster UI shows where each value comes from and reads it when a run starts.
 import dagster as dg
 
 from zqyy_assets.core.schedules import PREWARM_SCHEDULE_NAME, load_cron
-from zqyy_assets.core.settings import DatabaseSettings, PrewarmScheduleSettings, VenueSettings
+from zqyy_assets.core.settings import (
+    DatabaseSettings,
+    MemberPartitionSettings,
+    PrewarmScheduleSettings,
+    VenueSettings,
+)
 from zqyy_assets.defs.ai.definitions import build_ai_defs
 from zqyy_assets.defs.ai.resources import llm_resource_from_env
 from zqyy_assets.defs.dws.definitions import build_dws_defs
 from zqyy_assets.defs.events.definitions import build_events_defs
+from zqyy_assets.defs.events.retirement import MemberPartitionsResource
 from zqyy_assets.defs.ods.definitions import build_ods_defs
 from zqyy_assets.defs.resources import PostgresResource, VenueCalendarResource
 
@@ -32,10 +38,18 @@ def venue_calendar(venue: VenueSettings) -> VenueCalendarResource:
     )
 
 
-def resources(venue: VenueSettings) -> dict[str, dg.ConfigurableResource]:
+def member_partitions(settings: MemberPartitionSettings) -> MemberPartitionsResource:
+    """The retention bound from its variable when set (validated when the location loads)."""
+    if "member_partition_retention_days" in settings.model_fields_set:
+        return MemberPartitionsResource(retention_days=dg.EnvVar.int("MEMBER_PARTITION_RETENTION_DAYS"))
+    return MemberPartitionsResource(retention_days=settings.member_partition_retention_days)
+
+
+def resources(venue: VenueSettings, members: MemberPartitionSettings) -> dict[str, dg.ConfigurableResource]:
     return {
         "postgres": PostgresResource(database_url=dg.EnvVar("DATABASE_URL")),
         "venue_calendar": venue_calendar(venue),
+        "member_partitions": member_partitions(members),
         # Every LLM setting: provider, key (secret), base URL, app ids, budgets, timeouts.
         "llm": llm_resource_from_env(),
     }
@@ -45,6 +59,7 @@ def resources(venue: VenueSettings) -> dict[str, dg.ConfigurableResource]:
 def defs() -> dg.Definitions:
     venue = VenueSettings()
     prewarm = PrewarmScheduleSettings()
+    members = MemberPartitionSettings()  # a retention of 0 or below stops the load here, naming the variable
     prewarm_cron = load_cron(
         DatabaseSettings().database_url, PREWARM_SCHEDULE_NAME, prewarm.app2_prewarm_cron, "APP2_PREWARM_CRON"
     )
@@ -56,6 +71,7 @@ def defs() -> dg.Definitions:
             prewarm_cron=prewarm_cron,
             prewarm_timezone=prewarm.timezone(venue),
             shard_size=prewarm.app2_prewarm_shard_size,
+            venue_timezone=venue.venue_timezone,
         ),
-        dg.Definitions(resources=resources(venue)),
+        dg.Definitions(resources=resources(venue, members)),
     )

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from zqyy_assets.core.settings import DatabaseSettings, PrewarmScheduleSettings, VenueSettings
+from zqyy_assets.core.settings import (
+    DatabaseSettings,
+    MemberPartitionSettings,
+    PrewarmScheduleSettings,
+    VenueSettings,
+)
 
 VARIABLES = (
     "DATABASE_URL",
@@ -16,6 +21,7 @@ VARIABLES = (
     "BUSINESS_DAY_CUTOFF_HOURS",
     "APP2_PREWARM_CRON",
     "APP2_PREWARM_TIMEZONE",
+    "MEMBER_PARTITION_RETENTION_DAYS",
 )
 
 
@@ -30,6 +36,7 @@ def test_defaults() -> None:
     assert (VenueSettings().venue_timezone, VenueSettings().business_day_cutoff_hours) == ("Asia/Shanghai", 6)
     prewarm = PrewarmScheduleSettings()
     assert (prewarm.app2_prewarm_cron, prewarm.timezone(VenueSettings())) == ("0 10 * * *", "Asia/Shanghai")
+    assert MemberPartitionSettings().member_partition_retention_days == 90
 
 
 def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -66,6 +73,8 @@ def test_blank_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
         ("APP2_PREWARM_CRON", "0 25 * * *", PrewarmScheduleSettings),
         ("APP2_PREWARM_SHARD_SIZE", "0", PrewarmScheduleSettings),
         ("APP2_PREWARM_SHARD_SIZE", "-5", PrewarmScheduleSettings),
+        ("MEMBER_PARTITION_RETENTION_DAYS", "0", MemberPartitionSettings),
+        ("MEMBER_PARTITION_RETENTION_DAYS", "-3", MemberPartitionSettings),
     ],
 )
 def test_bad_values_fail_naming_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, model) -> None:

@@ -55,11 +55,16 @@ def load_runs(conn: DictConnection, run_keys: Iterable[str], *, splits: bool = T
 
 
 def record_runs(conn: DictConnection, runs: Sequence[PlannedRun]) -> None:
-    for run in runs:
-        conn.execute(
+    # One pipelined batch (psycopg's executemany), not a round trip per run: a tick of 100
+    # events plans ~50 runs, and one statement each was most of the tick (~90 of ~160 ms).
+    with conn.cursor() as cur:
+        cur.executemany(
             """INSERT INTO biz.ai_event_runs (run_key, job_name, partition_key, asset_names, event_ids, tags)
                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_key) DO NOTHING""",
-            (run.run_key, run.job_name, run.partition_key, list(run.asset_names), list(run.event_ids), Jsonb(run.tags)),
+            [
+                (r.run_key, r.job_name, r.partition_key, list(r.asset_names), list(r.event_ids), Jsonb(r.tags))
+                for r in runs
+            ],
         )
 
 

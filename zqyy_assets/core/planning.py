@@ -9,7 +9,8 @@ so requesting it again is a no-op.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
 from zqyy_assets.core.chains import (
@@ -149,11 +150,38 @@ def _range_run(chain: Chain, items: Sequence[tuple[Event, PlannedRun]]) -> Plann
     return _batch_run(chain, events, tags)
 
 
+def _member_chain_runs(event: Event) -> tuple[list[tuple[Chain, PlannedRun]], str]:
+    """A member event's own runs (one per chain and key) and its app_chain label."""
+    if event.event_type == CONSUMPTION:
+        served = [
+            (CONSUMPTION_ASSISTANT_CHAIN, _assistant_member_run(event, CONSUMPTION_ASSISTANT_CHAIN, a))
+            for a in event.assistant_ids()
+        ]
+        label = CONSUMPTION_CHAIN.label + (f" + {CONSUMPTION_ASSISTANT_CHAIN.label}" if served else "")
+        return [(CONSUMPTION_CHAIN, _member_run(event, CONSUMPTION_CHAIN)), *served], label
+    if event.event_type == NOTE_CREATED:
+        return [(NOTE_CHAIN, _member_run(event, NOTE_CHAIN))], NOTE_CHAIN.label
+    if event.event_type == TASK_ASSIGNED:
+        runs = [(TASK_CHAIN, _assistant_member_run(event, TASK_CHAIN, a)) for a in event.assistant_ids()]
+        return runs, TASK_CHAIN.label
+    # the table's CHECK constraint makes this unreachable; fail loudly if it changes
+    raise ValueError(f"event {event.id}: unknown event type {event.event_type!r}")
+
+
+def _partition_of(chain: Chain, run: PlannedRun) -> tuple[str, str]:
+    assert chain.partitions is not None  # member chains run on dynamic partitions
+    return chain.partitions, _member_key(run)
+
+
+# Which of some keys exist in a dynamic partitions definition: (name, keys) -> the existing ones.
+ExistingKeys = Callable[[str, Collection[str]], AbstractSet[str]]
+
+
 def plan_window(
     events: Sequence[Event],
     *,
     range_chains: frozenset[str] = frozenset(),
-    is_new_key: Callable[[str, str], bool] | None = None,
+    existing_keys: ExistingKeys | None = None,
     used_keys: Iterable[tuple[str, str]] = (),
 ) -> WindowPlan:
     """Decide each pending event of a window: invalid, a same-day duplicate, or its runs.
@@ -167,12 +195,13 @@ def plan_window(
     so for chains in ``range_chains`` (their assets answer a range in one run) the window's
     first-time keys become one run per chain (at most ``RANGE_MAX`` keys each); keys that already
     exist, forced events and a key's second use in the window keep a run of their own.
-    ``used_keys`` are keys of runs re-requested from an earlier evaluation.
+    ``existing_keys`` is asked once per partitions definition, about the window's own candidate
+    keys only, so its cost follows the window, not the number of keys. ``used_keys`` are keys of
+    runs re-requested from an earlier evaluation.
     """
     plan = WindowPlan()
     prewarm: list[Event] = []
-    used = set(used_keys)
-    batches: dict[str, list[list[tuple[Event, PlannedRun]]]] = {}
+    decided: list[tuple[Event, list[tuple[Chain, PlannedRun]]]] = []
     for event in events:
         if event.status != PENDING or event.has_runs:
             continue
@@ -183,48 +212,51 @@ def plan_window(
         if event.first_of_day is not None and not event.is_forced:
             plan.duplicates[event.id] = event.first_of_day
             continue
-        if event.event_type == CONSUMPTION:
-            served = [
-                (CONSUMPTION_ASSISTANT_CHAIN, _assistant_member_run(event, CONSUMPTION_ASSISTANT_CHAIN, a))
-                for a in event.assistant_ids()
-            ]
-            runs = [(CONSUMPTION_CHAIN, _member_run(event, CONSUMPTION_CHAIN)), *served]
-            label = CONSUMPTION_CHAIN.label + (f" + {CONSUMPTION_ASSISTANT_CHAIN.label}" if served else "")
-        elif event.event_type == NOTE_CREATED:
-            runs, label = [(NOTE_CHAIN, _member_run(event, NOTE_CHAIN))], NOTE_CHAIN.label
-        elif event.event_type == TASK_ASSIGNED:
-            runs = [(TASK_CHAIN, _assistant_member_run(event, TASK_CHAIN, a)) for a in event.assistant_ids()]
-            label = TASK_CHAIN.label
-        elif event.event_type == DWS_COMPLETED:
+        if event.event_type == DWS_COMPLETED:
             prewarm.append(event)
             plan.chains_by_event[event.id] = APP2_PREWARM.label
             continue
-        else:  # the table's CHECK constraint makes this unreachable; fail loudly if it changes
-            raise ValueError(f"event {event.id}: unknown event type {event.event_type!r}")
-        for chain, run in runs:
-            assert chain.partitions is not None  # member chains run on dynamic partitions
-            key = (chain.partitions, _member_key(run))
-            if (
-                chain.name in range_chains
-                and is_new_key is not None
-                and not event.is_forced
-                and key not in used
-                and is_new_key(*key)
-            ):
-                chain_batches = batches.setdefault(chain.name, [[]])
-                if len(chain_batches[-1]) == RANGE_MAX:
-                    chain_batches.append([])
-                chain_batches[-1].append((event, run))
-            else:
-                plan.runs.append(run)
-            used.add(key)
-        plan.chains_by_event[event.id] = label
+        runs, plan.chains_by_event[event.id] = _member_chain_runs(event)
+        decided.append((event, runs))
+
+    used = set(used_keys)
+    member_runs = [(event, chain, run, _partition_of(chain, run)) for event, runs in decided for chain, run in runs]
+    existing = _existing(
+        existing_keys,
+        [key for event, chain, _, key in member_runs if chain.name in range_chains and not event.is_forced],
+    )
+    batches: dict[str, list[list[tuple[Event, PlannedRun]]]] = {}
+    for event, chain, run, key in member_runs:
+        if (
+            existing is not None
+            and chain.name in range_chains
+            and not event.is_forced
+            and key not in used
+            and key not in existing
+        ):
+            chain_batches = batches.setdefault(chain.name, [[]])
+            if len(chain_batches[-1]) == RANGE_MAX:
+                chain_batches.append([])
+            chain_batches[-1].append((event, run))
+        else:
+            plan.runs.append(run)
+        used.add(key)
     for chain in CHAINS:
         for batch in batches.get(chain.name, []):
             plan.runs.append(batch[0][1] if len(batch) == 1 else _range_run(chain, batch))
     if prewarm:
         plan.runs.append(_prewarm_run(prewarm))
     return plan
+
+
+def _existing(existing_keys: ExistingKeys | None, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]] | None:
+    """The (partitions, key) pairs among ``keys`` that exist: one question per partitions name."""
+    if existing_keys is None:
+        return None
+    by_name: dict[str, set[str]] = {}
+    for name, key in keys:
+        by_name.setdefault(name, set()).add(key)
+    return {(name, key) for name, wanted in by_name.items() for key in existing_keys(name, wanted)}
 
 
 def run_partition_keys(run: PlannedRun) -> list[str]:

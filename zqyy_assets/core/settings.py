@@ -141,6 +141,22 @@ def _names(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+class MemberPartitionSettings(BaseSettings):
+    """How long a `members` / `assistant_members` partition key lives without an event of its
+    member (``core/member_keys.py``); the daily retirement deletes older keys."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    member_partition_retention_days: int = 90
+
+    @field_validator("member_partition_retention_days")
+    @classmethod
+    def _at_least_a_day(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"MEMBER_PARTITION_RETENTION_DAYS must be 1 or more (days), not {value}")
+        return value
+
+
 class RealtimeSettings(BaseSettings):
     """The realtime channels (``/ws/ai-alerts``, ``/ws/ai-events``): replay window and bounds."""
 

@@ -30,11 +30,11 @@ def event(event_id: int, event_type: str = "consumption", member_id: int = 100, 
 
 
 def existing(*keys: str):
-    return lambda partitions, key: key not in keys
+    return lambda partitions, wanted: set(wanted) & set(keys)
 
 
 def test_without_range_chains_every_event_has_its_own_runs() -> None:
-    plan = plan_window([event(1, member_id=100), event(2, member_id=101)], is_new_key=existing())
+    plan = plan_window([event(1, member_id=100), event(2, member_id=101)], existing_keys=existing())
 
     assert [r.run_key for r in plan.runs] == ["ev1:consumption", "ev2:consumption"]
 
@@ -49,7 +49,7 @@ def test_first_time_keys_of_a_window_become_one_range_run() -> None:
         event(6, member_id=104),
     ]
 
-    plan = plan_window(events, range_chains=frozenset({"consumption", "note"}), is_new_key=existing("1-102"))
+    plan = plan_window(events, range_chains=frozenset({"consumption", "note"}), existing_keys=existing("1-102"))
 
     by_key = {r.run_key: r for r in plan.runs}
     assert set(by_key) == {"ev3:consumption", "ev4:consumption", "ev5:note", "ev1-6:consumption"}
@@ -74,7 +74,7 @@ def test_a_long_burst_is_cut_into_ranges_of_at_most_range_max(monkeypatch) -> No
     monkeypatch.setattr(planning, "RANGE_MAX", 2)
     events = [event(i, member_id=100 + i) for i in range(1, 6)]
 
-    plan = plan_window(events, range_chains=frozenset({"consumption"}), is_new_key=existing())
+    plan = plan_window(events, range_chains=frozenset({"consumption"}), existing_keys=existing())
 
     assert [r.run_key for r in plan.runs] == ["ev1-2:consumption", "ev3-4:consumption", "ev5:consumption"]
     assert partitions_to_add(plan.runs) == {"members": [f"1-{100 + i}" for i in range(1, 6)]}
@@ -83,7 +83,9 @@ def test_a_long_burst_is_cut_into_ranges_of_at_most_range_max(monkeypatch) -> No
 def test_assistant_chains_batch_on_their_own_keys() -> None:
     events = [event(1, member_id=100, assistant_id=7), event(2, member_id=101, assistant_id=7)]
 
-    plan = plan_window(events, range_chains=frozenset({"consumption", "consumption_assistant"}), is_new_key=existing())
+    plan = plan_window(
+        events, range_chains=frozenset({"consumption", "consumption_assistant"}), existing_keys=existing()
+    )
 
     assert [r.run_key for r in plan.runs] == ["ev1-2:consumption", "ev1-2:consumption_assistant"]
     assert partitions_to_add(plan.runs) == {"members": ["1-100", "1-101"], "assistant_members": ["1-7_100", "1-7_101"]}
@@ -93,11 +95,41 @@ def test_keys_of_re_requested_runs_are_not_batched_again() -> None:
     plan = plan_window(
         [event(2, member_id=100), event(3, member_id=101), event(4, member_id=102)],
         range_chains=frozenset({"consumption"}),
-        is_new_key=existing(),
+        existing_keys=existing(),
         used_keys=[("members", "1-100")],
     )
 
     assert [r.run_key for r in plan.runs] == ["ev2:consumption", "ev3-4:consumption"]
+
+
+def test_existing_keys_are_asked_once_per_partitions_about_the_window_only() -> None:
+    """The question's size follows the window (its distinct candidate keys), not the key set."""
+    asked: list[tuple[str, set[str]]] = []
+
+    def spy(partitions, wanted):
+        asked.append((partitions, set(wanted)))
+        return set(wanted) & {"1-100"}
+
+    events = [
+        event(1, member_id=100, assistant_id=7),
+        event(2, event_type="note_created", member_id=101),
+        event(3, member_id=101),
+        event(4, member_id=102, is_forced=True),  # forced: runs alone whatever exists
+    ]
+    plan = plan_window(
+        events,
+        range_chains=frozenset({"consumption", "consumption_assistant", "note"}),
+        existing_keys=spy,
+    )
+
+    assert sorted(asked) == [("assistant_members", {"1-7_100"}), ("members", {"1-100", "1-101"})]
+    assert {r.run_key for r in plan.runs} == {
+        "ev1:consumption",  # 1-100 exists: a run of its own
+        "ev1:consumption_assistant:7",  # the one new assistant key: a range of one is a plain run
+        "ev2:note",  # 1-101 is new; a range of one
+        "ev3:consumption",  # 1-101's second use in the window
+        "ev4:consumption",
+    }
 
 
 def test_every_member_chain_answers_ranges() -> None:

@@ -2,7 +2,8 @@
 queued coordinator and run as concurrent run processes, all holding one in-flight cap.
 
 The schedule fires every minute here (``APP2_PREWARM_CRON``) with one site a shard; the fake
-DashScope answers after 800 ms and counts the calls in flight at once, which the shared cap
+DashScope answers after 1.5 s (a run alone takes ~27 s, well past the second run's start even on a
+loaded machine) and counts the calls in flight at once, which the shared cap
 (``ZQYY_LLM_INFLIGHT_CEILING=4``) keeps at 4 or fewer although each run has 8 threads.
 """
 
@@ -46,7 +47,7 @@ def test_shards_run_as_concurrent_processes_under_one_cap(db_url, venue, instanc
         conn.execute(SECOND_SITE_SQL)
     assert materialize_dws(instance, db_url, date(2026, 3, 2), date(2026, 3, 3)).success
 
-    with FakeDashScope(latency_ms=800, qps=100_000) as fake:
+    with FakeDashScope(latency_ms=1500, qps=100_000) as fake:
         env = {
             **demo_env(fake.base_url),
             **UNTHROTTLED,

@@ -17,13 +17,21 @@ Batching: every member chain's assets answer a partition range in one run (a sin
 backfill policy), so the window's first-time keys become one range run per chain
 (``planning.plan_window``): a burst of new members is a few runs, not one per event. A key seen
 before, a forced event and a key's second use in the window keep a run of their own.
+
+Cost: whether a key is new is one bounded query per partitions definition for the window's own
+keys (``instance.get_existing_dynamic_partitions``), never a load of every key, so a tick costs
+what its events cost, however many members the chain has. Keys of members quiet for the
+retention window are retired daily (``retirement.py``); a retired member's key is new again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from collections.abc import Set as AbstractSet
+
 import dagster as dg
 
-from zqyy_assets.core import event_runs, inbox
+from zqyy_assets.core import event_runs, inbox, member_keys
 from zqyy_assets.core.chains import CHAINS, Chain
 from zqyy_assets.core.planning import (
     INBOX_SENSOR_NAME,
@@ -96,18 +104,19 @@ def ai_events_sensor(context: dg.SensorEvaluationContext, postgres: PostgresReso
         events = inbox.read_window(conn, cursor, WINDOW)
         if not events:
             return dg.SensorResult(skip_reason="no new events", cursor=context.cursor)
+        # Until the commit below: no retirement page deletes a key this tick finds present.
+        member_keys.hold_planning_lock(conn)
         replayed = event_runs.load_runs(conn, {key for e in events for key in e.run_keys}, splits=False)
-        existing: dict[str, set[str]] = {}
 
-        def is_new_key(partitions: str, key: str) -> bool:
-            if partitions not in existing:
-                existing[partitions] = set(context.instance.get_dynamic_partitions(partitions))
-            return key not in existing[partitions]
+        def existing_keys(partitions: str, keys: Collection[str]) -> AbstractSet[str]:
+            # One bounded query for the window's keys (the storage's unique index on name and
+            # key), never the whole key set: a tick costs what its events cost.
+            return context.instance.get_existing_dynamic_partitions(partitions, list(keys))
 
         plan = plan_window(
             events,
             range_chains=RANGE_CHAINS,
-            is_new_key=is_new_key,
+            existing_keys=existing_keys,
             used_keys=[(_partitions_of(run), key) for run in replayed for key in run_partition_keys(run)],
         )
         inbox.record_decisions(
