@@ -21,7 +21,8 @@ request (then ``ok``), latency, token counts, usage shape (``models`` | ``flat``
 stream chunk count, a fixed answer. Steps are shorthands (``"ok"``, ``"429"``, ``"500"``,
 ``"503"``, ``"401"``, ``"400"``, ``"403"``, ``"data_inspection"``, ``"arrearage"``,
 ``"invalid_json"``, ``"bare_list"``, ``"drop"``, ``"cut:3"`` a stream cut after 3 chunks,
-``"stream_error:2:Throttling.RateQuota"``, ``"slow:1500"``) or dicts
+``"stream_error:2:Throttling.RateQuota"``, ``"slow:1500"``, ``"hang:5000"`` silent 5 s then the
+connection closes, as an upstream that never answers) or dicts
 (``{"kind": "error", "status": 500, "code": "InternalError"}``).
 
 In-process::
@@ -31,13 +32,21 @@ In-process::
         ... LLMService(load_settings(base_url=fake.base_url, api_key="fake-key", ...)) ...
         assert fake.count("app2_finance") == 2
 
+A fault mix, drawn with a seed for each request no queued step answers (the rest ``ok``)::
+
+    fake.script("*", mix={"429": 0.10, "500": 0.05, "hang:5000": 0.02, "cut:2": 0.02, "invalid_json": 0.01}, seed=7)
+
+Every request records the usage last sent whole (``tokens_in`` / ``tokens_out``: what the service
+bills; 0 for an error, a hang or a cut body); ``summary()`` adds them up.
+
 Another process::
 
     python -m zqyy_assets.testing.fake_dashscope --port 8765 --latency-ms 200 [--print-env]
 
 and script it over HTTP (``FakeAdmin`` wraps these): ``POST /_fake/script`` with
-``{"app", "steps", "latency_ms", "tokens": [in, out], "usage_shape", "chunks", "answer"}``,
-``GET /_fake/requests[?app=...]``, ``POST /_fake/reset``, ``GET /_fake/health``.
+``{"app", "steps", "latency_ms", "tokens": [in, out], "usage_shape", "chunks", "answer",
+``"mix"``, ``"seed"``}, ``GET /_fake/requests[?app=...]``, ``GET /_fake/summary``, ``POST /_fake/reset``,
+``GET /_fake/health``.
 """
 
 from zqyy_assets.testing.fake_dashscope.admin import FAKE_API_KEY, FakeAdmin, demo_env

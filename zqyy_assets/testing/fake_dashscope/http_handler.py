@@ -118,6 +118,8 @@ class CompletionHandler(BaseHTTPRequestHandler):
         fake = self.server.fake
         if parts.path == "/_fake/health":
             self._send_json(200, {"ok": True, "apps": list(APP_NAMES)})
+        elif parts.path == "/_fake/summary":
+            self._send_json(200, fake.summary())
         elif parts.path == "/_fake/requests":
             app = parse_qs(parts.query).get("app", [None])[0]
             self._send_json(200, {"requests": fake.requests(app)})
@@ -147,6 +149,8 @@ class CompletionHandler(BaseHTTPRequestHandler):
                     chunks=body.get("chunks"),
                     answer=body.get("answer"),
                     model=body.get("model"),
+                    mix=body.get("mix"),
+                    seed=body.get("seed"),
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 self._send_json(400, {"ok": False, "error": str(exc)})
@@ -173,22 +177,21 @@ class CompletionHandler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         step, script = fake.next_step(app or app_id)
         request_id = str(uuid.uuid4())
-        fake.record(
-            {
-                "at": time.time(),
-                "app_id": app_id,
-                "app": app,
-                "stream": stream,
-                "incremental_output": incremental,
-                "prompt": prompt,
-                "session_id": payload_input.get("session_id"),
-                "biz_params": payload_input.get("biz_params"),
-                "workspace": self.headers.get("X-DashScope-WorkSpace"),
-                "has_bearer": auth.startswith("Bearer ") and len(auth) > len("Bearer "),
-                "step": step.kind if step.kind != "error" else f"{step.status}:{step.code}",
-                "request_id": request_id,
-            }
-        )
+        entry = {
+            "at": time.time(),
+            "app_id": app_id,
+            "app": app,
+            "stream": stream,
+            "incremental_output": incremental,
+            "prompt": prompt,
+            "session_id": payload_input.get("session_id"),
+            "biz_params": payload_input.get("biz_params"),
+            "workspace": self.headers.get("X-DashScope-WorkSpace"),
+            "has_bearer": auth.startswith("Bearer ") and len(auth) > len("Bearer "),
+            "step": step.kind if step.kind != "error" else f"{step.status}:{step.code}",
+            "request_id": request_id,
+        }
+        fake.record(entry)
 
         latency = step.delay_ms if step.delay_ms is not None else script.latency_ms
         if latency:
@@ -196,7 +199,7 @@ class CompletionHandler(BaseHTTPRequestHandler):
 
         if fake.api_key is not None and auth != f"Bearer {fake.api_key}":
             step = Step("error", 401, "InvalidApiKey", "Invalid API-key provided.")
-        if step.kind == "drop":
+        if step.kind in ("drop", "hang"):  # hang: its delay was the silence
             self._abort()
             return
         if step.kind == "error" or (step.kind == "stream_error" and not stream):
@@ -225,21 +228,23 @@ class CompletionHandler(BaseHTTPRequestHandler):
                 self._abort()
                 return
             self._send_json(200, body_out)
+            fake.bill(entry, tokens_in, tokens_out)
             return
-        self._stream(fake, script, step, text, session_id, request_id, tokens_in, tokens_out, incremental)
+        self._stream(fake, entry, script, step, text, session_id, tokens_in, tokens_out, incremental)
 
     def _stream(
         self,
         fake: FakeDashScope,
+        entry: dict,
         script: AppScript,
         step: Step,
         text: str,
         session_id: str,
-        request_id: str,
         tokens_in: int,
         tokens_out: int,
         incremental: bool,
     ) -> None:
+        request_id = entry["request_id"]
         pieces = _split(text, script.chunks)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream;charset=UTF-8")
@@ -266,6 +271,7 @@ class CompletionHandler(BaseHTTPRequestHandler):
                 "request_id": request_id,
             }
             self._chunk(f"id:{index}\nevent:result\n:HTTP_STATUS/200\ndata:{json.dumps(data, ensure_ascii=False)}\n\n")
+            fake.bill(entry, tokens_in, out_tokens)
         if step.kind == "cut":
             self._abort()
             return

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
+from collections import Counter
 from typing import Any
 
 from zqyy_assets.core.apps import APPS
 from zqyy_assets.core.llm import offline
 from zqyy_assets.testing.fake_dashscope.http_handler import CompletionHandler, FakeHttpServer
-from zqyy_assets.testing.fake_dashscope.scripts import DEFAULT_MODEL, AppScript, Step, parse_step
+from zqyy_assets.testing.fake_dashscope.scripts import DEFAULT_MODEL, AppScript, Step, check_mix, draw, parse_step
 
 
 class FakeDashScope:
@@ -25,6 +27,7 @@ class FakeDashScope:
         chunks: int = 4,
         api_key: str | None = None,
         app_ids: dict[str, str] | None = None,
+        seed: int | None = None,
     ) -> None:
         self.latency_ms = latency_ms
         self.chunk_delay_ms = chunk_delay_ms
@@ -34,6 +37,7 @@ class FakeDashScope:
         self._lock = threading.Lock()
         self._scripts: dict[str, AppScript] = {}
         self._records: list[dict] = []
+        self._random = random.Random(seed)  # draws the fault mix: one seed, one sequence of faults
         self._httpd = FakeHttpServer((host, port), CompletionHandler)
         self._httpd.fake = self
         self._thread: threading.Thread | None = None
@@ -101,12 +105,20 @@ class FakeDashScope:
         chunks: int | None = None,
         answer: Any = None,
         model: str | None = None,
+        mix: dict[str, float] | None = None,
+        seed: int | None = None,
     ) -> None:
-        """Queue steps for an app (name, app id, or ``"*"``) and set how it answers."""
+        """Queue steps for an app (name, app id, or ``"*"``) and set how it answers; ``mix`` sets
+        its fault mix (``{}`` clears it), ``seed`` restarts the draws."""
         if usage_shape is not None and usage_shape not in ("models", "flat", "total"):
             raise ValueError(f"usage_shape must be models, flat or total, not {usage_shape!r}")
         parsed = [parse_step(s) for s in steps]
+        checked = check_mix(mix) if mix is not None else None
         with self._lock:
+            if seed is not None:
+                self._random.seed(seed)
+            if checked is not None:
+                self._scripts.setdefault(app, AppScript()).mix = checked or None
             current = self._scripts.setdefault(app, AppScript())
             current.steps.extend(parsed)
             if latency_ms is not None:
@@ -135,6 +147,18 @@ class FakeDashScope:
     def count(self, app: str | None = None) -> int:
         return len(self.requests(app))
 
+    def summary(self) -> dict:
+        """What was received and billed, without the prompts: requests, the tokens of every
+        usage sent whole (what the service would bill), and the requests per step."""
+        with self._lock:
+            return {
+                "requests": len(self._records),
+                "tokens_in": sum(r["tokens_in"] for r in self._records),
+                "tokens_out": sum(r["tokens_out"] for r in self._records),
+                "steps": dict(Counter(r["step"] for r in self._records)),
+                "apps": dict(Counter(str(r["app"]) for r in self._records)),
+            }
+
     # ------------------------------------------------------------------------------- serving
 
     def next_step(self, key: str) -> tuple[Step, AppScript]:
@@ -143,7 +167,11 @@ class FakeDashScope:
             own = self._scripts.get(key) or AppScript()
             default = self._scripts.get("*") or AppScript()
             source = own if own.steps else default
-            step = source.steps.popleft() if source.steps else Step()
+            if source.steps:
+                step = source.steps.popleft()
+            else:
+                mix = own.mix if own.mix is not None else default.mix
+                step = draw(mix, self._random.random()) if mix else Step()
 
             def pick(name: str, fallback: Any) -> Any:
                 for candidate in (getattr(own, name), getattr(default, name)):
@@ -164,7 +192,14 @@ class FakeDashScope:
     def record(self, entry: dict) -> None:
         with self._lock:
             entry["seq"] = len(self._records) + 1
+            entry.setdefault("tokens_in", 0)
+            entry.setdefault("tokens_out", 0)
             self._records.append(entry)
+
+    def bill(self, entry: dict, tokens_in: int, tokens_out: int) -> None:
+        """A request's usage as last sent whole (a stream's usage is cumulative: the last wins)."""
+        with self._lock:
+            entry["tokens_in"], entry["tokens_out"] = tokens_in, tokens_out
 
     def answer_text(self, app: str | None, prompt: str, script: AppScript, step: Step) -> str:
         if script.answer is not None:
