@@ -231,3 +231,21 @@ def test_acall_app_runs_calls_concurrently(make_service, fake, db_url):
     assert time.monotonic() - started < 2.0  # one after another would take 3.2 s
     assert len({a.ledger_id for a in answers}) == 8 and fake.count() == 8
     assert all(r["status"] == "success" for r in ledger(db_url))
+
+
+def test_an_interrupted_call_books_the_requests_sent_and_what_they_cost(make_service, fake, db_url):
+    # The run is terminated while the call waits to retry: two requests were sent, the first one's
+    # (invalid) answer was paid for; the ledger says so, as the upstream counts them.
+    fake.script("app4_analysis", ["invalid_json", "500", "ok"], tokens=(500, 50))
+    sleeps = []
+
+    def terminate_on_second_wait(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make_service(sleep=terminate_on_second_wait, max_attempts=3).call_app("app4_analysis", {}, site_id=1)
+    [row] = ledger(db_url)
+    assert (row["status"], row["error_code"]) == ("failed", "Interrupted")
+    assert row["attempts"] == fake.count() == 2 and (row["tokens_in"], row["tokens_out"]) == (500, 50)

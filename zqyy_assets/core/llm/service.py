@@ -310,8 +310,17 @@ class LLMService(CallBooking):
             trace.tokens(failure.tokens_in, failure.tokens_out, cost)
             raise failure.as_llm_error() from failure.error
         except BaseException:
-            # Interrupted (KeyboardInterrupt, run termination): close the row, count nothing.
-            self.book_interrupted(ledger_id, started, "Interrupted", "call interrupted before an answer")
+            # Interrupted (KeyboardInterrupt, run termination): close the row with the requests sent
+            # (the one in flight included) and what the failed ones cost, as the upstream counts them.
+            self.book_interrupted(
+                ledger_id,
+                started,
+                "Interrupted",
+                "call interrupted before an answer",
+                attempts=retrying.attempts,
+                tokens_in=retrying.tokens_in,
+                tokens_out=retrying.tokens_out,
+            )
             raise
 
         tokens_in = retrying.tokens_in + result.usage.tokens_in

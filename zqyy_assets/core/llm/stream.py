@@ -149,6 +149,7 @@ def _dashscope_stream(
                 started,
                 "Cancelled",
                 "stream closed by the consumer before the end",
+                attempts=retrying.attempts,  # the requests sent, the one read when it closed included
                 tokens_in=tokens_in,
                 tokens_out=tokens_out,
                 cost_cny=cost,
