@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.core.llm.conftest import ledger
+from zqyy_assets.core import db
 from zqyy_assets.core.answer_schemas import validate_answer
 from zqyy_assets.core.llm.errors import PermanentLLMError, TransientLLMError
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER
@@ -249,3 +251,52 @@ def test_an_interrupted_call_books_the_requests_sent_and_what_they_cost(make_ser
     [row] = ledger(db_url)
     assert (row["status"], row["error_code"]) == ("failed", "Interrupted")
     assert row["attempts"] == fake.count() == 2 and (row["tokens_in"], row["tokens_out"]) == (500, 50)
+
+
+def test_each_request_is_in_the_ledger_before_it_is_sent(make_service, fake, db_url):
+    # A process that dies mid-request leaves a running row that counts the requests it sent.
+    fake.script("app3_clue", ["500", "slow:1500"])
+    service = make_service()
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(service.call_app, "app3_clue", {}, site_id=1)
+        deadline = time.monotonic() + 20
+        while fake.count("app3_clue") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [in_flight] = ledger(db_url)
+        call.result(timeout=30)
+    assert (in_flight["status"], in_flight["attempts"]) == ("running", 2)
+    assert ledger(db_url)[0]["attempts"] == 2
+
+
+def test_the_end_of_a_call_is_booked_once_postgres_is_back(make_service, fake, db_url, pg_server_url):
+    # Postgres goes away while the request is out (every connection killed, new ones refused) and
+    # comes back a moment later: the answer's row is still finished, not left running.
+    name = db.database_name(db_url)
+
+    def allow(allowed: bool) -> None:
+        with db.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(
+                db.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+                    db.sql.Identifier(name), db.sql.Literal(allowed)
+                )
+            )
+            if not allowed:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+    fake.script("app3_clue", ["slow:1500"])
+    service = make_service()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(service.call_app, "app3_clue", {}, site_id=1)
+            deadline = time.monotonic() + 20
+            while fake.count("app3_clue") < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            allow(False)
+            timer = threading.Timer(2.5, allow, (True,))
+            timer.start()
+            answer = call.result(timeout=60)
+            timer.join()
+    finally:
+        allow(True)
+    [row] = ledger(db_url)
+    assert row["status"] == "success" and row["attempts"] == answer.attempts == 1 and row["tokens_in"] > 0

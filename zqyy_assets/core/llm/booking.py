@@ -9,9 +9,13 @@ Every end that is not a success raises an alert (``call_alerts.py``).
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
+
+import psycopg
 
 from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.llm import ledger
@@ -23,6 +27,11 @@ from zqyy_assets.core.llm.retry import RetriesExhausted, Retrying
 from zqyy_assets.core.pricing import PriceTable
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How long the end of a call waits for Postgres to come back (a restart, a fail-over) before it
+# gives up: the request was sent and paid for, so its row should say so.
+BOOKING_PATIENCE_S = 30.0
 
 
 class CallBooking(ABC):
@@ -34,6 +43,27 @@ class CallBooking(ABC):
     @abstractmethod
     def connection(self) -> AbstractContextManager[DictConnection]:
         """A connection to book in (the service's pool)."""
+
+    def durably(self, book: Callable[[DictConnection], T], patience_s: float = BOOKING_PATIENCE_S) -> T:
+        """``book(conn)`` on a pooled connection, tried again while Postgres is away (a dead pooled
+        connection, a server restarting) for up to ``patience_s``; then the error propagates."""
+        deadline, wait = time.monotonic() + patience_s, 0.25
+        while True:
+            try:
+                with self.connection() as conn:
+                    return book(conn)
+            except psycopg.OperationalError as exc:
+                if time.monotonic() + wait > deadline:
+                    raise
+                logger.warning("booking a call: the database is away (%s); trying again in %.2f s", exc, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, 4.0)
+
+    def note_attempt(self, ledger_id: int, attempts: int) -> None:
+        """Before each request: its row counts it, so a process that dies mid-request (or whose
+        end cannot be booked) leaves in the ledger the requests it sent."""
+        with self.connection() as conn:
+            ledger.note_attempt(conn, ledger_id, attempts)
 
     def admit(self, record: ledger.CallRecord) -> int:
         """The guards' ``admit``; a refusal raises its alert before it propagates."""
@@ -51,9 +81,11 @@ class CallBooking(ABC):
         return error
 
     def book_success(self, ledger_id: int, app_name: str, **fields: Any) -> None:
-        with self.connection() as conn:
+        def book(conn: DictConnection) -> None:
             ledger.finish_call(conn, ledger_id, status="success", **fields)
             self.guards.call_succeeded(conn, app_name)
+
+        self.durably(book)
 
     def book_failure(
         self,
@@ -67,7 +99,8 @@ class CallBooking(ABC):
         err, app_name = failure.error, record.app_name
         outcome = "timeout" if failure.timed_out else "failed"
         cost = self.prices.cost(err.model, failure.tokens_in, failure.tokens_out)
-        with self.connection() as conn:
+
+        def book(conn: DictConnection) -> str:
             ledger.finish_call(
                 conn,
                 ledger_id,
@@ -84,14 +117,17 @@ class CallBooking(ABC):
             )
             state = self.guards.call_failed(conn, app_name, err.code)
             alert_call(conn, record, outcome, f"{err.code}: {err.message[:500]}", ledger_id)
+            return state
+
+        state = self.durably(book)
         if state == "open":
             logger.warning("circuit breaker for %s is open after %s", app_name, err.code)
         return cost
 
     def book_interrupted(self, ledger_id: int, started: float, code: str, message: str, **fields: Any) -> None:
         """The caller stopped (interrupt, run termination, a reader gone): keep what came, blame no one."""
-        with self.connection() as conn:
-            ledger.finish_call(
+        self.durably(
+            lambda conn: ledger.finish_call(
                 conn,
                 ledger_id,
                 status="failed",
@@ -100,6 +136,7 @@ class CallBooking(ABC):
                 error_message=message,
                 **fields,
             )
+        )
 
     def reject_call(self, ledger_id: int, reason: str) -> None:
         """A call whose answer the caller found invalid is booked failed, with its alert."""

@@ -290,13 +290,15 @@ class LLMService(CallBooking):
         trace.ledger_row(ledger_id)
 
         def attempt() -> tuple[CallResult, dict[str, Any]]:
+            timeout_s = time_left(retrying, app_name)
+            self.note_attempt(ledger_id, retrying.attempts)
             result = client.complete(
                 app_name,
                 app_id,
                 prompt_text,
                 session_id=record.session_id,
                 biz_params=biz_params,
-                timeout_s=time_left(retrying, app_name),
+                timeout_s=timeout_s,
             )
             if not spec.json_answer:
                 return result, {"text": result.text}

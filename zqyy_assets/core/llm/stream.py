@@ -95,13 +95,15 @@ def _dashscope_stream(
         try:
             for attempt in retrying:
                 with attempt:
+                    timeout_s = time_left(retrying, CHAT_APP)
+                    service.note_attempt(ledger_id, retrying.attempts)
                     chunks = client.stream(
                         CHAT_APP,
                         app_id,
                         prompt,
                         session_id=session_id,
                         biz_params=biz_params,
-                        timeout_s=time_left(retrying, CHAT_APP),
+                        timeout_s=timeout_s,
                     )
                     yield from _attempt(chunks, said)
         except RetriesExhausted as failure:
