@@ -7,6 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
 from tests.core.llm.conftest import ledger
@@ -271,17 +272,7 @@ def test_each_request_is_in_the_ledger_before_it_is_sent(make_service, fake, db_
 def test_the_end_of_a_call_is_booked_once_postgres_is_back(make_service, fake, db_url, pg_server_url):
     # Postgres goes away while the request is out (every connection killed, new ones refused) and
     # comes back a moment later: the answer's row is still finished, not left running.
-    name = db.database_name(db_url)
-
-    def allow(allowed: bool) -> None:
-        with db.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(
-                db.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
-                    db.sql.Identifier(name), db.sql.Literal(allowed)
-                )
-            )
-            if not allowed:
-                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    allow = _allow_connections(pg_server_url, db_url)
 
     fake.script("app3_clue", ["slow:1500"])
     service = make_service()
@@ -300,3 +291,40 @@ def test_the_end_of_a_call_is_booked_once_postgres_is_back(make_service, fake, d
         allow(True)
     [row] = ledger(db_url)
     assert row["status"] == "success" and row["attempts"] == answer.attempts == 1 and row["tokens_in"] > 0
+
+
+def test_a_request_the_ledger_could_not_count_is_not_sent_nor_booked(make_service, fake, db_url, pg_server_url):
+    # Postgres goes away while the call waits to retry: the second request cannot be counted, so it
+    # is not sent; the row, booked once Postgres is back, says one request, as the upstream received.
+    fake.script("app3_clue", ["500", "ok"])
+    allow = _allow_connections(pg_server_url, db_url)
+    timer = threading.Timer(2.0, allow, (True,))
+
+    def database_goes_away(seconds: float) -> None:
+        allow(False)
+        timer.start()
+
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            make_service(sleep=database_goes_away).call_app("app3_clue", {}, site_id=1)
+        timer.join()
+    finally:
+        allow(True)
+    [row] = ledger(db_url)
+    assert (row["status"], row["error_code"], row["attempts"]) == ("failed", "Interrupted", 1) and fake.count() == 1
+
+
+def _allow_connections(pg_server_url: str, db_url: str):
+    name = db.database_name(db_url)
+
+    def allow(allowed: bool) -> None:
+        with db.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(
+                db.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+                    db.sql.Identifier(name), db.sql.Literal(allowed)
+                )
+            )
+            if not allowed:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+    return allow

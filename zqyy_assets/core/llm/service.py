@@ -289,9 +289,12 @@ class LLMService(CallBooking):
         ledger_id = self.admit(record)
         trace.ledger_row(ledger_id)
 
+        sent = [0]  # requests sent: each counted in the row first (a failed count sends nothing)
+
         def attempt() -> tuple[CallResult, dict[str, Any]]:
             timeout_s = time_left(retrying, app_name)
             self.note_attempt(ledger_id, retrying.attempts)
+            sent[0] = retrying.attempts
             result = client.complete(
                 app_name,
                 app_id,
@@ -319,7 +322,7 @@ class LLMService(CallBooking):
                 started,
                 "Interrupted",
                 "call interrupted before an answer",
-                attempts=retrying.attempts,
+                attempts=sent[0],
                 tokens_in=retrying.tokens_in,
                 tokens_out=retrying.tokens_out,
             )

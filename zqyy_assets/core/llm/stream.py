@@ -91,12 +91,14 @@ def _dashscope_stream(
         on_retry=trace.attempt_failed,
     )
     finished = False  # the ledger row is final
+    sent = 0  # requests sent: each counted in the row first (a failed count sends nothing)
     try:
         try:
             for attempt in retrying:
                 with attempt:
                     timeout_s = time_left(retrying, CHAT_APP)
                     service.note_attempt(ledger_id, retrying.attempts)
+                    sent = retrying.attempts
                     chunks = client.stream(
                         CHAT_APP,
                         app_id,
@@ -151,7 +153,7 @@ def _dashscope_stream(
                 started,
                 "Cancelled",
                 "stream closed by the consumer before the end",
-                attempts=retrying.attempts,  # the requests sent, the one read when it closed included
+                attempts=sent,  # the requests sent, the one read when it closed included
                 tokens_in=tokens_in,
                 tokens_out=tokens_out,
                 cost_cny=cost,
