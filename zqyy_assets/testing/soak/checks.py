@@ -109,10 +109,11 @@ def check_run_once(database_url: str, dagster_url: str) -> tuple[Check, int]:
     return Check("no event ran twice", twice == 0 and not over_cap, detail), twice
 
 
-def check_ledger(database_url: str, upstream: dict, faults: Faults) -> tuple[Check, bool]:
-    """Requests: equal (each is counted in its row before it is sent). Tokens: equal, but for the
-    calls a SIGKILLed API worker was making (their rows stay ``running``: the tokens of the request
-    in flight died with the process), each at most one request's worth."""
+def check_ledger(database_url: str, upstream: dict, billed: dict[str, int], faults: Faults) -> tuple[Check, str]:
+    """Requests: equal (each is counted in its row before it is sent). Tokens: equal, except what no
+    process could read: a stream its reader left may have had its next chunk billed in flight
+    (at most that request's whole billing, ``billed`` by request id), and the request a SIGKILLed
+    API worker was making (its row stays ``running``; at most one request's worth)."""
     with db.connect(database_url) as conn:
         row = conn.execute(
             """SELECT coalesce(sum(attempts), 0) AS requests, coalesce(sum(tokens_in), 0) AS tin,
@@ -124,23 +125,32 @@ def check_ledger(database_url: str, upstream: dict, faults: Faults) -> tuple[Che
             """SELECT extract(epoch FROM called_at)::float8 AS at, dagster_run_id FROM biz.ai_call_ledger
                WHERE provider = 'dashscope' AND status = 'running'"""
         ).fetchall()
+        left = conn.execute(
+            """SELECT request_id FROM biz.ai_call_ledger
+               WHERE provider = 'dashscope' AND error_code = 'Cancelled' AND request_id IS NOT NULL"""
+        ).fetchall()
     assert row is not None
     killed = [r for r in running if r["dagster_run_id"] is None and any(r["at"] <= k for k in faults.api_kills)]
     orphans = len(running) - len(killed)
     missing = (upstream["tokens_in"] - row["tin"]) + (upstream["tokens_out"] - row["tout"])
-    requests_same = row["requests"] == upstream["requests"]
-    tokens_same = missing == 0
-    explained = 0 <= missing <= len(killed) * (row["biggest"] + 1)
-    same = requests_same and tokens_same
-    detail = (
-        f"ledger {row['calls']} calls, {row['requests']} requests, tokens {row['tin']}+{row['tout']}; upstream "
-        f"received {upstream['requests']} requests, billed {upstream['tokens_in']}+{upstream['tokens_out']}"
-        f"{'' if tokens_same else f' ({missing} tokens more, of the {len(killed)} call(s) the API kill cut off)'}; "
-        f"calls left running {len(running)} (by the API kill {len(killed)}); upstream steps "
-        f"{dict(sorted(upstream['steps'].items()))}"
+    bound = sum(billed.get(r["request_id"], 0) for r in left) + len(killed) * (row["biggest"] + 1)
+    requests_same, tokens_same = row["requests"] == upstream["requests"], missing == 0
+    tokens = (
+        "equal" if tokens_same else f"{missing:+,} billed upstream, unread by {len(left)} stream(s) their reader left"
     )
-    ok = requests_same and (tokens_same or explained) and orphans == 0
-    return Check("the ledger equals the upstream: requests and tokens", ok, detail), same
+    if len(killed) and not tokens_same:
+        tokens += f" and {len(killed)} call(s) of the killed API worker"
+    detail = (
+        f"ledger {row['calls']:,} calls, {row['requests']:,} requests, tokens {row['tin']:,}+{row['tout']:,}; upstream "
+        f"received {upstream['requests']:,} requests, billed {upstream['tokens_in']:,}+{upstream['tokens_out']:,}; "
+        f"tokens {tokens} (at most {bound:,}); calls left running {len(running)} (by the API kill {len(killed)}); "
+        f"upstream steps {dict(sorted(upstream['steps'].items()))}"
+    )
+    ok = requests_same and (tokens_same or 0 < missing <= bound) and orphans == 0
+    verdict = (
+        "yes" if requests_same and tokens_same else f"requests {'yes' if requests_same else 'NO'}, tokens {tokens}"
+    )
+    return Check("the ledger equals the upstream: requests and tokens", ok, detail), verdict
 
 
 def check_budget(database_url: str, daily_limit: int, api_processes: int) -> Check:
@@ -180,25 +190,27 @@ def check_api(record: Record, faults: Faults) -> tuple[Check, int]:
     answers = record.answers
     five_hundreds = [a for a in answers if a.status >= 500 and a.status != 503]
     no_retry_after = [a for a in answers if a.status == 503 and a.retry_after is None]
-    during = [a for a in answers if _in_outage(a.at, a.seconds, faults)]
+    # A chat stream lasts as long as the reply: only plain requests can hang.
+    plain = [a for a in answers if a.what != "chat.stream"]
+    during = [a for a in plain if _in_outage(a.at, a.seconds, faults)]
     hung = [a for a in during if a.seconds > HANG_S]
     outside_503 = [a for a in answers if a.status == 503 and not _in_outage(a.at, a.seconds, faults)]
     recovered = []
     for _, started in faults.pg_down:
-        failing = [
-            a.at + a.seconds for a in answers if a.at >= started and a.status in (0, 503) and a.what != "chat.stream"
-        ]
+        failing = [a.at + a.seconds for a in plain if a.at >= started and a.status == 503]
         recovered.append(max(failing, default=started) - started)
     resets = [a for a in answers if a.status == 0]
+    unexplained = [a for a in resets if not any(a.at - 1 <= k <= a.at + a.seconds + 1 for k in faults.api_kills)]
     worst = max(recovered, default=0.0)
-    ok = not five_hundreds and not no_retry_after and not hung and worst < RECOVERY_S
+    ok = not five_hundreds and not no_retry_after and not hung and worst < RECOVERY_S and not unexplained
     detail = (
-        f"{len(answers)} answers; 5xx other than 503: {len(five_hundreds)}"
+        f"{len(answers):,} answers; 5xx other than 503: {len(five_hundreds)}"
         f"{' ' + str(Counter(a.what for a in five_hundreds).most_common(3)) if five_hundreds else ''}; "
         f"503 during the outage {sum(a.status == 503 for a in during)} (without Retry-After {len(no_retry_after)}), "
         f"503 outside it {len(outside_503)}; slowest answer in the outage "
-        f"{max((a.seconds for a in during), default=0):.1f} s (over {HANG_S:g} s: {len(hung)}); recovered "
-        f"{worst:.1f} s after Postgres was back; no answer (reset by a kill, refused) {len(resets)}"
+        f"{max((a.seconds for a in during), default=0):.1f} s (over {HANG_S:g} s: {len(hung)}); last 503 "
+        f"{worst:.1f} s after Postgres was back; no answer {len(resets)} "
+        f"(all but {len(unexplained)} cut by the API kill)"
     )
     return Check("the API never answered 500; 503 + Retry-After in the outage; recovered by itself", ok, detail), len(
         five_hundreds

@@ -156,9 +156,12 @@ def run_soak(settings: SoakSettings, say: Callable[[str], None] = print) -> Soak
         clients.stop()
 
         upstream = stack.fake.summary()
+        received = stack.fake.requests()
+        stack.dump("upstream.json", [{k: v for k, v in r.items() if k != "prompt"} for r in received])
+        billed = {r["request_id"]: r["tokens_in"] + r["tokens_out"] for r in received}
         event_check, counts, lost = checks.check_events(stack.database_url, base, clients.record)
         twice_check, twice = checks.check_run_once(stack.database_url, stack.dagster_url)
-        ledger_check, same = checks.check_ledger(stack.database_url, upstream, faults)
+        ledger_check, same = checks.check_ledger(stack.database_url, upstream, billed, faults)
         api_check, five_hundreds = checks.check_api(clients.record, faults)
         results = [
             event_check,
@@ -182,7 +185,7 @@ def run_soak(settings: SoakSettings, say: Callable[[str], None] = print) -> Soak
     summary = (
         f"soak: {settings.minutes:g} min, events {total:,} (completed {counts['completed']:,}, failed "
         f"{counts['failed']:,} with reason, skipped as duplicates {counts['skipped_duplicate']:,}), lost {lost}, "
-        f"run twice {twice}, API 5xx {five_hundreds}, ledger == upstream: {'yes' if same else 'no'}, faults: "
+        f"run twice {twice}, API 5xx {five_hundreds}, ledger == upstream: {same}, faults: "
         f"pg restart {len(faults.pg_down)}, daemon kill {len(faults.daemon_kills)}, api kill {len(faults.api_kills)}"
         f"{'' if all(c.ok for c in results) else '; FAILED: ' + ', '.join(c.name for c in results if not c.ok)}"
     )
