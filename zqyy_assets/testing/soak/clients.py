@@ -93,7 +93,10 @@ class Clients:
         """Wait between requests (the pace of the load, not a wait for a condition); False once stopping."""
         return not self.stopping.wait(seconds)
 
-    def call(self, session: requests.Session, what: str, method: str, path: str, token: str, **kw: object) -> Answer:
+    def call(
+        self, session: requests.Session, what: str, method: str, path: str, token: str, **kw: object
+    ) -> tuple[Answer, str]:
+        """One request, recorded; its answer and body ("" when none came)."""
         began, mono = time.time(), time.monotonic()
         try:
             response = session.request(
@@ -106,8 +109,7 @@ class Clients:
         except requests.RequestException as exc:
             answer, answer_body = Answer(began, what, 0, time.monotonic() - mono, None, type(exc).__name__), ""
         self.record.answers.append(answer)
-        session.last_body = answer_body  # type: ignore[attr-defined]
-        return answer
+        return answer, answer_body
 
     # ----------------------------------------------------------------------------- traffic
 
@@ -141,11 +143,11 @@ class Clients:
         session = requests.Session()
         while self.pause(every_s):
             body = {"event_type": "consumption", "site_id": self.site_id, "member_id": self.rnd.choice(self.members)}
-            answer = self.call(
+            answer, answer_body = self.call(
                 session, "admin.trigger_event", "POST", "/api/admin/ai/trigger-event", self.admin, json=body
             )
             if answer.status == 202:
-                self.record.events.append(json.loads(session.last_body)["trigger_job_id"])  # type: ignore[attr-defined]
+                self.record.events.append(json.loads(answer_body)["trigger_job_id"])
 
     # ------------------------------------------------------------------------------- reads
 
@@ -170,10 +172,10 @@ class Clients:
         while self.pause(every_s):
             n += 1
             path = f"/api/xcx/chat/messages?contextType=soak&contextId={n % 5}"
-            opened = self.call(session, "chat.open", "GET", path, self.staff)
+            opened, opened_body = self.call(session, "chat.open", "GET", path, self.staff)
             if opened.status != 200:
                 continue
-            chat_id = json.loads(session.last_body)["chatId"]  # type: ignore[attr-defined]
+            chat_id = json.loads(opened_body)["chatId"]
             self._one_stream(session, chat_id, abandon=self.rnd.random() < 0.25)
 
     def _one_stream(self, session: requests.Session, chat_id: int, abandon: bool) -> None:
