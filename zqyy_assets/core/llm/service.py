@@ -288,20 +288,15 @@ class LLMService(CallBooking):
         )
         ledger_id = self.admit(record)
         trace.ledger_row(ledger_id)
-
         sent = [0]  # requests sent: each counted in the row first (a failed count sends nothing)
 
         def attempt() -> tuple[CallResult, dict[str, Any]]:
             timeout_s = time_left(retrying, app_name)
             self.note_attempt(ledger_id, retrying.attempts)
             sent[0] = retrying.attempts
+            session_id = record.session_id
             result = client.complete(
-                app_name,
-                app_id,
-                prompt_text,
-                session_id=record.session_id,
-                biz_params=biz_params,
-                timeout_s=timeout_s,
+                app_name, app_id, prompt_text, session_id=session_id, biz_params=biz_params, timeout_s=timeout_s
             )
             if not spec.json_answer:
                 return result, {"text": result.text}
@@ -317,15 +312,8 @@ class LLMService(CallBooking):
         except BaseException:
             # Interrupted (KeyboardInterrupt, run termination): close the row with the requests sent
             # (the one in flight included) and what the failed ones cost, as the upstream counts them.
-            self.book_interrupted(
-                ledger_id,
-                started,
-                "Interrupted",
-                "call interrupted before an answer",
-                attempts=sent[0],
-                tokens_in=retrying.tokens_in,
-                tokens_out=retrying.tokens_out,
-            )
+            spent = {"attempts": sent[0], "tokens_in": retrying.tokens_in, "tokens_out": retrying.tokens_out}
+            self.book_interrupted(ledger_id, started, "Interrupted", "call interrupted before an answer", **spent)
             raise
 
         tokens_in = retrying.tokens_in + result.usage.tokens_in
