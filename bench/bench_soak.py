@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=12.0, help="live events a minute")
     parser.add_argument("--seed", type=int, default=7, help="the fault mix's and the traffic's seed")
     parser.add_argument("--faults", default=",".join(FAULTS), help="which to inject: pg,daemon,api")
+    parser.add_argument("--drain-s", type=float, default=600.0, help="how long the events and runs may take to drain")
     parser.add_argument("--workdir", type=Path, default=None, help="where the logs go (default: a temporary directory)")
     args = parser.parse_args()
     settings = SoakSettings(
@@ -35,6 +36,7 @@ def main() -> None:
         rate=args.rate,
         seed=args.seed,
         faults=tuple(f for f in args.faults.split(",") if f),
+        drain_s=args.drain_s,
         workdir=args.workdir,
     )
     result = run_soak(settings, say=lambda line: print(line, flush=True))
