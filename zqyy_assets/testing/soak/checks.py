@@ -230,7 +230,7 @@ def check_chats(database_url: str, record: Record, faults: Faults) -> Check:
     pool: dict[int, list[str]] = {}
     for row in partial:
         pool.setdefault(row["chat_id"], []).append(row["content"])
-    unsaved = excused = 0
+    unsaved = excused = near_kill = 0
     for chat in broken:
         found = next((t for t in pool.get(chat.chat_id, []) if t.startswith(chat.text)), None)
         if found is not None:
@@ -239,10 +239,12 @@ def check_chats(database_url: str, record: Record, faults: Faults) -> Check:
             excused += 1  # Postgres was down when it broke: there was nowhere to save it
         else:
             unsaved += 1
+            near_kill += any(chat.ended <= k <= chat.ended + 5 for k in faults.api_kills)
     detail = (
         f"{len(record.chats)} streams: {dict(sorted(ends.items()))}; cut by the API kill {len(killed)}, cut otherwise "
         f"{unexplained_cuts}; broken with text {len(broken)}: partial saved {len(broken) - unsaved - excused}, "
-        f"not saved {unsaved}, broken while Postgres was down {excused}"
+        f"not saved {unsaved} (of which ended within 5 s before the API kill {near_kill}), broken while Postgres "
+        f"was down {excused}"
     )
     return Check(
         "every chat stream ended done or error; broken ones saved their partial reply",

@@ -155,6 +155,8 @@ def run_soak(settings: SoakSettings, say: Callable[[str], None] = print) -> Soak
         say(f"soak: drained in {time.monotonic() - drain_began:.0f} s")
         clients.stop()
 
+        stack.dump("chats.json", [vars(c) for c in clients.record.chats])
+        stack.dump("faults.json", vars(faults))
         upstream = stack.fake.summary()
         received = stack.fake.requests()
         stack.dump("upstream.json", [{k: v for k, v in r.items() if k != "prompt"} for r in received])
