@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export VENUE_TIMEZONE ?= Asia/Shanghai
 export BUSINESS_DAY_CUTOFF_HOURS ?= 6
 
-.PHONY: demo test lint install bench db-down clean
+.PHONY: demo test lint install bench soak db-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -35,6 +35,12 @@ lint: install
 BENCH ?= bench_dws bench_prewarm bench_events bench_api bench_realtime
 bench: install
 	@for b in $(BENCH); do echo "== $$b"; $(BIN)/python -W ignore bench/$$b.py || exit 1; done
+
+## make soak: the chaos soak (README "Chaos soak"): the whole system under live traffic and a fault mix
+MINUTES ?= 10
+RATE ?= 12
+soak: install
+	$(BIN)/python -W ignore bench/bench_soak.py --minutes $(MINUTES) --rate $(RATE)
 
 db-down:
 	$(BIN)/zqyy db-down

@@ -39,12 +39,14 @@ __all__ = [
 
 class AuthError(Exception):
     """A token refused: 401 (missing, malformed, unknown, expired...), 403 (a user not approved,
-    a role with no access) or 503 (the login service's keys cannot be fetched)."""
+    a role with no access), 429 (too many bad tokens from this client: ``retry_after`` seconds,
+    ``api.auth_throttle``) or 503 (the login service's keys cannot be fetched)."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(self, status_code: int, detail: str, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

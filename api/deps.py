@@ -12,8 +12,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import State
+from starlette.requests import HTTPConnection
 
 from api import auth
+from api.auth_throttle import AuthThrottle
 from api.login_tokens import JWT_MAX_LENGTH, LoginTokens, looks_like_jwt
 from api.metrics import Metrics
 from api.schemas.common import MAX_BIGINT, Location, invalid
@@ -67,8 +69,16 @@ _bearer = HTTPBearer(
 )
 
 
-async def authenticate(state: State, token: str) -> auth.Principal:
-    """The principal of a bearer token; raises ``auth.AuthError`` (401 / 403 / 503) for any other.
+TOO_MANY_FAILURES = "too many invalid tokens from this client; retry later"
+
+
+async def authenticate(
+    state: State, token: str, client: str | None = None, *, count_failure: bool = True
+) -> auth.Principal:
+    """The principal of a bearer token; raises ``auth.AuthError`` (401 / 403 / 503) for any other,
+    and 429 once ``client`` (its address) sent too many refused tokens (``api.auth_throttle``):
+    a refused token is counted unless ``count_failure`` is false (the fast path, whose refusals
+    go on to the route, which counts them once).
 
     A login JWT (``api.login_tokens``, when configured) is verified by signature and claims, an
     opaque token looked up on its own short checkout (so routes that wait long, a run or a chat
@@ -76,6 +86,21 @@ async def authenticate(state: State, token: str) -> auth.Principal:
     (``auth.PrincipalCache``, by the token's hash; a JWT never past its expiry). The one place a
     token is verified: ``get_principal``, the WebSocket channels and the latest-answer fast path
     (``api.fast_read``) all call it."""
+    throttle: AuthThrottle = state.auth_throttle
+    retry_after = throttle.retry_after(client)
+    if retry_after is not None:
+        raise auth.AuthError(429, TOO_MANY_FAILURES, retry_after)
+    try:
+        return await _verify(state, token)
+    except auth.AuthError as exc:
+        if exc.status_code == status.HTTP_401_UNAUTHORIZED and count_failure:
+            retry_after = await throttle.failed(state.pool, client)
+            if retry_after is not None:
+                raise auth.AuthError(429, TOO_MANY_FAILURES, retry_after) from None
+        raise
+
+
+async def _verify(state: State, token: str) -> auth.Principal:
     login: LoginTokens = state.login_tokens
     is_jwt = login.enabled and looks_like_jwt(token)
     if not token or len(token) > (JWT_MAX_LENGTH if is_jwt else auth.MAX_TOKEN_LENGTH):
@@ -107,10 +132,17 @@ async def get_principal(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        return await authenticate(request.app.state, credentials.credentials)
+        return await authenticate(request.app.state, credentials.credentials, client_address(request))
     except auth.AuthError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == status.HTTP_401_UNAUTHORIZED else None
+        if exc.retry_after is not None:
+            headers = {"Retry-After": str(exc.retry_after)}
         raise HTTPException(exc.status_code, detail=exc.detail, headers=headers) from None
+
+
+def client_address(connection: HTTPConnection) -> str | None:
+    """The client's address as the server sees it (the auth throttle's key)."""
+    return connection.client.host if connection.client else None
 
 
 PrincipalDep = Annotated[auth.Principal, Depends(get_principal)]

@@ -88,7 +88,9 @@ async def _answer(scope: Scope, app_type: str, target_id: str) -> str | None:
         return None
     state = scope["app"].state
     try:
-        principal = await authenticate(state, token)
+        client = scope["client"][0] if scope.get("client") else None
+        # A refusal goes on to the route, which answers it and counts it (once) for the throttle.
+        principal = await authenticate(state, token, client, count_failure=False)
         return await latest_answer(state.latest_answers, check_site(principal, site_id), app_type, target_id)
     except (AuthError, HTTPException, RequestValidationError, psycopg.DataError):
         return None

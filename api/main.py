@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.routing import Match
 
 from api import auth, tracing
+from api.auth_throttle import AuthThrottle
 from api.cors import SettingsCORS
 from api.database_away import DATABASE_AWAY, database_unavailable
 from api.fast_read import LatestAnswerFastPath
@@ -79,6 +80,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.pool = pool
     app.state.latest_answers = cache_reads.LatestAnswers(pool)
     app.state.principals = auth.PrincipalCache(settings.auth_cache_ttl_s)
+    app.state.auth_throttle = AuthThrottle(settings.auth_failures_per_minute, settings.auth_throttle_refresh_s)
+    app.state.auth_throttle.start(pool)
     app.state.login_tokens = LoginTokens(settings.login)
     app.state.dagster = DagsterRuns(settings)
     app.state.llm = LLMService(settings.llm)
@@ -101,6 +104,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.background:
             await asyncio.wait(app.state.background, timeout=5)
         await app.state.realtime.stop()
+        await app.state.auth_throttle.stop()
         if app.state.metrics is not None:
             app.state.metrics.close(settings)
         await asyncio.to_thread(app.state.llm.close)

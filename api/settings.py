@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     # round trip, not two. A revoked token therefore keeps working for at most this long. 0: off.
     # A login JWT is remembered as long, never past its expiry.
     auth_cache_ttl_s: float = Field(10.0, ge=0, le=300)
+    # Refused bearer tokens one client (its address) may send in a minute, counted over every worker
+    # and API process in Postgres: past it, 429 with Retry-After until the minute is over, whatever
+    # the token (api/auth_throttle.py). 0: off. Each worker reads the blocked clients this often.
+    auth_failures_per_minute: int = Field(20, ge=0)
+    auth_throttle_refresh_s: float = Field(1.0, gt=0, le=60)
 
     # Dagster's GraphQL endpoint (the webserver started by `dagster dev` / `make demo`).
     dagster_graphql_url: str = "http://127.0.0.1:3000/graphql"

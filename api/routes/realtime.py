@@ -29,7 +29,7 @@ from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from api.auth import AuthError
-from api.deps import authenticate
+from api.deps import authenticate, client_address
 from api.metrics import WS_SUBSCRIBERS
 from api.schemas.common import MAX_BIGINT
 from api.services import Pool
@@ -39,9 +39,9 @@ from zqyy_assets.core import outbox
 
 router = APIRouter(tags=["realtime"])
 
-CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_TOO_SLOW = 4401, 4403, 4408
+CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_TOO_SLOW, CLOSE_TOO_MANY_FAILURES = 4401, 4403, 4408, 4429
 CLOSE_TRY_AGAIN_LATER = 1013  # the login service's keys cannot be fetched
-_CLOSE_CODES = {401: CLOSE_UNAUTHORIZED, 403: CLOSE_FORBIDDEN}
+_CLOSE_CODES = {401: CLOSE_UNAUTHORIZED, 403: CLOSE_FORBIDDEN, 429: CLOSE_TOO_MANY_FAILURES}
 SUBPROTOCOL = "bearer"
 _REPLAY_PAGE = 500
 
@@ -75,7 +75,7 @@ async def _refusal(websocket: WebSocket, site_id: int, query_token: str | None, 
     if not token:
         return CLOSE_UNAUTHORIZED
     try:
-        principal = await authenticate(websocket.app.state, token)
+        principal = await authenticate(websocket.app.state, token, client_address(websocket))
     except AuthError as exc:
         return _CLOSE_CODES.get(exc.status_code, CLOSE_TRY_AGAIN_LATER)
     if site_id not in principal.site_ids or (alerts_only and not principal.is_admin):

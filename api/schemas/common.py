@@ -57,7 +57,15 @@ class Message(BaseModel):
 Responses = dict[int | str, dict[str, Any]]  # a route's `responses=`
 UNAUTHORIZED: Responses = {401: {"model": Message, "description": "No token, or an unknown, revoked or expired one."}}
 FORBIDDEN: Responses = {403: {"model": Message, "description": "Another site, or an admin path with a staff token."}}
-AUTH_ERRORS: Responses = UNAUTHORIZED | FORBIDDEN
+THROTTLED: Responses = {
+    429: {
+        "model": Message,
+        "description": "Too many invalid tokens from this client in a minute (`AUTH_FAILURES_PER_MINUTE`): "
+        "refused whatever the token until `Retry-After` seconds have passed.",
+        "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+    }
+}
+AUTH_ERRORS: Responses = UNAUTHORIZED | THROTTLED | FORBIDDEN
 NOT_FOUND: Responses = {404: {"model": Message, "description": "No such resource at this site."}}
 CONFLICT: Responses = {409: {"model": Message, "description": "The resource is not in a state that allows this."}}
 BAD_BODY: Responses = {400: {"model": Message, "description": "The body could not be read (not UTF-8 JSON)."}}

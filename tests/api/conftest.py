@@ -17,12 +17,14 @@ SITE, OTHER_SITE = 1, 2
 def api_settings(db_url: str) -> Settings:
     # Dagster is not running in these tests: a closed loopback port fails fast.
     # No token cache: each request sees the tokens table as the test left it.
+    # No bad-token throttle: many tests send bad tokens on purpose (tests/api/test_auth_throttle.py turns it on).
     return Settings(
         database=DatabaseSettings(database_url=db_url),
         db_pool_min_size=1,
         db_pool_max_size=4,
         dagster_graphql_url="http://127.0.0.1:9/graphql",
         auth_cache_ttl_s=0,
+        auth_failures_per_minute=0,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import json
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import dashscope
 import pytest
+import requests
 from dashscope import Application
 
 from zqyy_assets.core.answer_schemas import validate_answer
@@ -192,3 +194,71 @@ def test_a_step_can_carry_its_own_answer_and_a_re_ask_is_answered_from_its_sessi
     again = json.loads(json.loads(text)["output"]["text"])
     assert again == {k: v for k, v in offline.analyse("app2_finance", prompt).items() if k != "_provider"}
     assert again != {k: v for k, v in offline.analyse("app2_finance", follow_up).items() if k != "_provider"}
+
+
+def _call(fake: FakeDashScope, stream: bool = False):
+    return Application.call(
+        app_id="fake-app3_clue", prompt="{}", api_key="k", base_address=fake.base_url, stream=stream
+    )
+
+
+def test_a_seeded_fault_mix_draws_each_fault_at_its_rate_and_repeats_with_its_seed():
+    mix = {"429": 0.10, "500": 0.05, "invalid_json": 0.05}
+    draws = []
+    for _ in range(2):
+        fake = FakeDashScope()  # the draw itself (each request takes one step), without the HTTP round trips
+        try:
+            fake.script("*", mix=mix, seed=11)
+            step_names = [fake.next_step("app3_clue")[0] for _ in range(2000)]
+        finally:
+            fake.close()
+        draws.append([s.kind if s.kind != "error" else f"{s.status}:{s.code}" for s in step_names])
+    assert draws[0] == draws[1]  # one seed, one sequence
+    steps = draws[0]
+    share = {step: steps.count(step) / len(steps) for step in set(steps)}
+    assert 0.07 < share["429:Throttling.RateQuota"] < 0.13
+    assert 0.03 < share["500:InternalError"] < 0.07 and 0.03 < share["invalid_json"] < 0.07
+    assert 0.76 < share["ok"] < 0.84
+
+
+def test_queued_steps_come_before_the_mix_and_an_empty_mix_clears_it():
+    with FakeDashScope() as fake:
+        fake.script("*", ["500"], mix={"429": 1.0})
+        first, second = _call(fake), _call(fake)
+        fake.script("*", mix={})
+        third = _call(fake)
+    assert [first.status_code, second.status_code, third.status_code] == [500, 429, 200]
+
+
+def test_a_bad_mix_is_refused_naming_it():
+    with FakeDashScope() as fake:
+        with pytest.raises(ValueError, match="more than 1"):
+            fake.script("*", mix={"429": 0.7, "500": 0.5})
+        with pytest.raises(ValueError, match="unknown fake step"):
+            fake.script("*", mix={"boom": 0.1})
+
+
+def test_a_hang_is_silence_then_a_closed_connection_and_bills_nothing():
+    with FakeDashScope() as fake:
+        fake.script("app3_clue", ["hang:300"])
+        conn = http.client.HTTPConnection(fake.host, fake.port, timeout=5)
+        conn.request("POST", "/api/v1/apps/fake-app3_clue/completion", "{}", {"Content-Type": "application/json"})
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            conn.getresponse()
+        assert fake.summary()["tokens_in"] == 0 and fake.requests()[0]["step"] == "hang"
+
+
+def test_the_summary_bills_the_usage_sent_whole_and_a_cut_stream_its_last_chunk():
+    with FakeDashScope(chunks=4) as fake:
+        fake.script("app3_clue", ["ok", "cut:2", "500", "cut"], tokens=(100, 40))
+        assert _call(fake).status_code == 200
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            list(_call(fake, stream=True))  # two chunks sent, then the connection closes
+        _call(fake)
+        with contextlib.suppress(requests.exceptions.RequestException):
+            _call(fake)  # a cut plain body: half a response, no usage sent whole
+        summary = fake.summary()
+    billed = [(r["step"], r["tokens_in"], r["tokens_out"]) for r in fake.requests()]
+    assert billed == [("ok", 100, 40), ("cut", 100, 20), ("500:InternalError", 0, 0), ("cut", 0, 0)]
+    assert (summary["requests"], summary["tokens_in"], summary["tokens_out"]) == (4, 200, 60)
+    assert summary["steps"] == {"ok": 1, "cut": 2, "500:InternalError": 1}

@@ -142,8 +142,12 @@ def prepare(ask: Ask, provider: str, model: str | None = None) -> Prepared:
 
 
 def memo_hit(prepared: Prepared, latest: cache.CachedAnswer | None, run: RunInfo) -> Outcome | None:
-    """The cached answer when the newest valid row has this input's hash and the run is not forced."""
-    if run.force or latest is None or latest.input_hash != prepared.hash:
+    """The cached answer when the newest valid row has this input's hash and the run is not forced,
+    or was written by this very run: forced means "not from before this run", so a forced run's
+    step retry asks only what failed, and writes no answer twice."""
+    if latest is None or latest.input_hash != prepared.hash:
+        return None
+    if run.force and (run.dagster_run_id is None or latest.dagster_run_id != run.dagster_run_id):
         return None
     ask = prepared.ask
     return Outcome(ask.site_id, ask.app_name, ask.target_id, "hit", answer=latest)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
 from tests.core.llm.conftest import ledger
+from zqyy_assets.core import db
 from zqyy_assets.core.answer_schemas import validate_answer
 from zqyy_assets.core.llm.errors import PermanentLLMError, TransientLLMError
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER
@@ -231,3 +234,97 @@ def test_acall_app_runs_calls_concurrently(make_service, fake, db_url):
     assert time.monotonic() - started < 2.0  # one after another would take 3.2 s
     assert len({a.ledger_id for a in answers}) == 8 and fake.count() == 8
     assert all(r["status"] == "success" for r in ledger(db_url))
+
+
+def test_an_interrupted_call_books_the_requests_sent_and_what_they_cost(make_service, fake, db_url):
+    # The run is terminated while the call waits to retry: two requests were sent, the first one's
+    # (invalid) answer was paid for; the ledger says so, as the upstream counts them.
+    fake.script("app4_analysis", ["invalid_json", "500", "ok"], tokens=(500, 50))
+    sleeps = []
+
+    def terminate_on_second_wait(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make_service(sleep=terminate_on_second_wait, max_attempts=3).call_app("app4_analysis", {}, site_id=1)
+    [row] = ledger(db_url)
+    assert (row["status"], row["error_code"]) == ("failed", "Interrupted")
+    assert row["attempts"] == fake.count() == 2 and (row["tokens_in"], row["tokens_out"]) == (500, 50)
+
+
+def test_each_request_is_in_the_ledger_before_it_is_sent(make_service, fake, db_url):
+    # A process that dies mid-request leaves a running row that counts the requests it sent.
+    fake.script("app3_clue", ["500", "slow:1500"])
+    service = make_service()
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(service.call_app, "app3_clue", {}, site_id=1)
+        deadline = time.monotonic() + 20
+        while fake.count("app3_clue") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [in_flight] = ledger(db_url)
+        call.result(timeout=30)
+    assert (in_flight["status"], in_flight["attempts"]) == ("running", 2)
+    assert ledger(db_url)[0]["attempts"] == 2
+
+
+def test_the_end_of_a_call_is_booked_once_postgres_is_back(make_service, fake, db_url, pg_server_url):
+    # Postgres goes away while the request is out (every connection killed, new ones refused) and
+    # comes back a moment later: the answer's row is still finished, not left running.
+    allow = _allow_connections(pg_server_url, db_url)
+
+    fake.script("app3_clue", ["slow:1500"])
+    service = make_service()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(service.call_app, "app3_clue", {}, site_id=1)
+            deadline = time.monotonic() + 20
+            while fake.count("app3_clue") < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            allow(False)
+            timer = threading.Timer(2.5, allow, (True,))
+            timer.start()
+            answer = call.result(timeout=60)
+            timer.join()
+    finally:
+        allow(True)
+    [row] = ledger(db_url)
+    assert row["status"] == "success" and row["attempts"] == answer.attempts == 1 and row["tokens_in"] > 0
+
+
+def test_a_request_the_ledger_could_not_count_is_not_sent_nor_booked(make_service, fake, db_url, pg_server_url):
+    # Postgres goes away while the call waits to retry: the second request cannot be counted, so it
+    # is not sent; the row, booked once Postgres is back, says one request, as the upstream received.
+    fake.script("app3_clue", ["500", "ok"])
+    allow = _allow_connections(pg_server_url, db_url)
+    timer = threading.Timer(2.0, allow, (True,))
+
+    def database_goes_away(seconds: float) -> None:
+        allow(False)
+        timer.start()
+
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            make_service(sleep=database_goes_away).call_app("app3_clue", {}, site_id=1)
+        timer.join()
+    finally:
+        allow(True)
+    [row] = ledger(db_url)
+    assert (row["status"], row["error_code"], row["attempts"]) == ("failed", "Interrupted", 1) and fake.count() == 1
+
+
+def _allow_connections(pg_server_url: str, db_url: str):
+    name = db.database_name(db_url)
+
+    def allow(allowed: bool) -> None:
+        with db.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(
+                db.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+                    db.sql.Identifier(name), db.sql.Literal(allowed)
+                )
+            )
+            if not allowed:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+    return allow

@@ -100,6 +100,7 @@ def test_consumer_leaving_early_keeps_the_partial_answer(make_service, fake, db_
     [row] = ledger(db_url)
     assert (row["status"], row["error_code"]) == ("failed", "Cancelled")
     assert row["response_text"] == "".join(d.text for d in got)
+    assert row["attempts"] == fake.count() == 1  # the request that was sent is counted, as the upstream counts it
 
 
 def test_offline_chat_streams_without_a_server(make_service, fake, db_url):

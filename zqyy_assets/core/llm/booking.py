@@ -9,10 +9,13 @@ Every end that is not a success raises an alert (``call_alerts.py``).
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
+
+import psycopg
 
 from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.llm import ledger
@@ -24,6 +27,11 @@ from zqyy_assets.core.llm.retry import RetriesExhausted, Retrying
 from zqyy_assets.core.pricing import PriceTable
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How long the end of a call waits for Postgres to come back (a restart, a fail-over) before it
+# gives up: the request was sent and paid for, so its row should say so.
+BOOKING_PATIENCE_S = 30.0
 
 
 class CallBooking(ABC):
@@ -35,6 +43,27 @@ class CallBooking(ABC):
     @abstractmethod
     def connection(self) -> AbstractContextManager[DictConnection]:
         """A connection to book in (the service's pool)."""
+
+    def durably(self, book: Callable[[DictConnection], T], patience_s: float = BOOKING_PATIENCE_S) -> T:
+        """``book(conn)`` on a pooled connection, tried again while Postgres is away (a dead pooled
+        connection, a server restarting) for up to ``patience_s``; then the error propagates."""
+        deadline, wait = time.monotonic() + patience_s, 0.25
+        while True:
+            try:
+                with self.connection() as conn:
+                    return book(conn)
+            except psycopg.OperationalError as exc:
+                if time.monotonic() + wait > deadline:
+                    raise
+                logger.warning("booking a call: the database is away (%s); trying again in %.2f s", exc, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, 4.0)
+
+    def note_attempt(self, ledger_id: int, attempts: int) -> None:
+        """Before each request: its row counts it, so a process that dies mid-request (or whose
+        end cannot be booked) leaves in the ledger the requests it sent."""
+        with self.connection() as conn:
+            ledger.note_attempt(conn, ledger_id, attempts)
 
     def admit(self, record: ledger.CallRecord) -> int:
         """The guards' ``admit``; a refusal raises its alert before it propagates."""
@@ -52,10 +81,12 @@ class CallBooking(ABC):
         return error
 
     def book_success(self, ledger_id: int, record: ledger.CallRecord, **fields: Any) -> None:
-        with self.connection() as conn:
+        def book(conn: DictConnection) -> None:
             ledger.finish_call(conn, ledger_id, status="success", **fields)
             if not record.fallback_for:  # the breaker is the primary route's (``providers.py``)
                 self.guards.call_succeeded(conn, record.app_name)
+
+        self.durably(book)
         self.guards.call_ended(ledger_id, "success")  # its in-flight slot (after: one connection at a time)
 
     def retry_listener(
@@ -83,7 +114,8 @@ class CallBooking(ABC):
         err, app_name = failure.error, record.app_name
         outcome = "timeout" if failure.timed_out else "failed"
         cost = self.prices.cost(err.model, failure.tokens_in, failure.tokens_out)
-        with self.connection() as conn:
+
+        def book(conn: DictConnection) -> str:
             ledger.finish_call(
                 conn,
                 ledger_id,
@@ -100,6 +132,9 @@ class CallBooking(ABC):
             )
             state = "closed" if record.fallback_for else self.guards.call_failed(conn, app_name, err.code)
             alert_call(conn, record, outcome, f"{err.code}: {err.message[:500]}", ledger_id)
+            return state
+
+        state = self.durably(book)
         self.guards.call_ended(ledger_id, "throttled" if err.kind == "throttled" else "other")
         if state == "open":
             logger.warning("circuit breaker for %s is open after %s", app_name, err.code)
@@ -107,8 +142,8 @@ class CallBooking(ABC):
 
     def book_interrupted(self, ledger_id: int, started: float, code: str, message: str, **fields: Any) -> None:
         """The caller stopped (interrupt, run termination, a reader gone): keep what came, blame no one."""
-        with self.connection() as conn:
-            ledger.finish_call(
+        self.durably(
+            lambda conn: ledger.finish_call(
                 conn,
                 ledger_id,
                 status="failed",
@@ -117,6 +152,7 @@ class CallBooking(ABC):
                 error_message=message,
                 **fields,
             )
+        )
         self.guards.call_ended(ledger_id, "other")
 
     def note_reask(self, ledger_id: int, request_prompt: str) -> None:

@@ -185,9 +185,14 @@ def _remote_answer(
     on_retry = service.retry_listener(ledger_id, trace.attempt_failed)  # the span and the in-flight cap hear it
     retrying = service.retrying(left, label=app_name, started=started, on_retry=on_retry)
 
+    sent = [0]  # requests sent: each counted in the row first (a failed count sends nothing)
+
     def attempt() -> tuple[CallResult, dict[str, Any]]:
         service.guards.resume(ledger_id)  # a slot again after a throttled attempt gave it back
-        result = send(time_left(retrying, app_name), lambda reask: service.note_reask(ledger_id, reask))
+        timeout_s = time_left(retrying, app_name)
+        service.note_attempt(ledger_id, retrying.attempts)
+        sent[0] = retrying.attempts
+        result = send(timeout_s, lambda reask: service.note_reask(ledger_id, reask))
         if not spec.json_answer:
             return result, {"text": result.text}
         return result, turn.parse(result, app_name)  # an answer not JSON: the next attempt re-asks
@@ -199,8 +204,10 @@ def _remote_answer(
         trace.tokens(failure.tokens_in, failure.tokens_out, cost)
         raise failure.as_llm_error() from failure.error
     except BaseException:
-        # Interrupted (KeyboardInterrupt, run termination): close the row, count nothing.
-        service.book_interrupted(ledger_id, started, "Interrupted", "call interrupted before an answer")
+        # Interrupted (KeyboardInterrupt, run termination): close the row with the requests sent
+        # (the one in flight included) and what the failed ones cost, as the upstream counts them.
+        spent = {"attempts": sent[0], "tokens_in": retrying.tokens_in, "tokens_out": retrying.tokens_out}
+        service.book_interrupted(ledger_id, started, "Interrupted", "call interrupted before an answer", **spent)
         raise
 
     tokens_in = retrying.tokens_in + result.usage.tokens_in

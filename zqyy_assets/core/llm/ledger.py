@@ -95,6 +95,13 @@ def record_running(conn: DictConnection, record: CallRecord) -> int:
         return insert_row(conn, record, status="running")
 
 
+def note_attempt(conn: DictConnection, ledger_id: int, attempts: int) -> None:
+    """A running call is about to send its ``attempts``-th request."""
+    conn.execute(
+        "UPDATE biz.ai_call_ledger SET attempts = %s WHERE id = %s AND status = 'running'", (attempts, ledger_id)
+    )
+
+
 def finish_call(
     conn: DictConnection,
     ledger_id: int,

@@ -141,11 +141,15 @@ def _remote_stream(
         on_retry=trace.attempt_failed,
     )
     finished = False  # the ledger row is final
+    sent = 0  # requests sent: each counted in the row first (a failed count sends nothing)
     try:
         try:
             for attempt in retrying:
                 with attempt:
-                    chunks = open_stream(time_left(retrying, CHAT_APP))
+                    timeout_s = time_left(retrying, CHAT_APP)
+                    service.note_attempt(ledger_id, retrying.attempts)
+                    sent = retrying.attempts
+                    chunks = open_stream(timeout_s)
                     yield from _attempt(chunks, said)
         except RetriesExhausted as failure:
             cost = service.book_failure(ledger_id, record, failure, started, partial=said.text)
@@ -192,6 +196,7 @@ def _remote_stream(
                 started,
                 "Cancelled",
                 "stream closed by the consumer before the end",
+                attempts=sent,  # the requests sent, the one read when it closed included
                 tokens_in=tokens_in,
                 tokens_out=tokens_out,
                 cost_cny=cost,

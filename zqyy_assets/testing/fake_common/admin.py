@@ -34,5 +34,13 @@ class FakeAdmin:
         response.raise_for_status()
         return response.json()["requests"]
 
+    def summary(self) -> dict:
+        """Requests received, tokens billed and requests per step (``ScriptedFake.summary``)."""
+        import requests
+
+        response = requests.get(f"{self.url}/_fake/summary", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
     def count(self, app: str | None = None) -> int:
         return len(self.requests(app))

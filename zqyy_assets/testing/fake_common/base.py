@@ -9,13 +9,15 @@ each setting from the first key that sets it, then ``"*"``, then the server's de
 from __future__ import annotations
 
 import json
+import random
 import threading
+from collections import Counter
 from typing import Any, Self
 
 from zqyy_assets.core.apps import APPS, CHAT_APP
 from zqyy_assets.core.llm import offline
 from zqyy_assets.testing.fake_common.http_base import FakeHandler, FakeHttpServer
-from zqyy_assets.testing.fake_common.scripts import DEFAULT_MODEL, AppScript, Step, parse_step
+from zqyy_assets.testing.fake_common.scripts import DEFAULT_MODEL, AppScript, Step, check_mix, draw, parse_step
 
 USAGE_SHAPES = ("models", "flat", "total")
 
@@ -35,6 +37,7 @@ class ScriptedFake:
         chunk_delay_ms: float = 0.0,
         chunks: int = 4,
         api_key: str | None = None,
+        seed: int | None = None,
     ) -> None:
         self.latency_ms = latency_ms
         self.chunk_delay_ms = chunk_delay_ms
@@ -43,6 +46,7 @@ class ScriptedFake:
         self._lock = threading.Lock()
         self._scripts: dict[str, AppScript] = {}
         self._records: list[dict] = []
+        self._random = random.Random(seed)  # draws the fault mix: one seed, one sequence of faults
         self._httpd = FakeHttpServer((host, port), self.handler)
         self._httpd.fake = self
         self._thread: threading.Thread | None = None
@@ -108,13 +112,21 @@ class ScriptedFake:
         chunks: int | None = None,
         answer: Any = None,
         model: str | None = None,
+        mix: dict[str, float] | None = None,
+        seed: int | None = None,
     ) -> None:
-        """Queue steps for a key (app name, app id, model, or ``"*"``) and set how it answers."""
+        """Queue steps for a key (app name, app id, model, or ``"*"``) and set how it answers;
+        ``mix`` sets its fault mix (``{}`` clears it), ``seed`` restarts the draws."""
         if usage_shape is not None and usage_shape not in USAGE_SHAPES:
             raise ValueError(f"usage_shape must be one of {', '.join(USAGE_SHAPES)}, not {usage_shape!r}")
         parsed = [parse_step(s) for s in steps]
+        checked = check_mix(mix) if mix is not None else None
         with self._lock:
+            if seed is not None:
+                self._random.seed(seed)
             current = self._scripts.setdefault(app, AppScript())
+            if checked is not None:
+                current.mix = checked or None
             current.steps.extend(parsed)
             if latency_ms is not None:
                 current.latency_ms = latency_ms
@@ -145,6 +157,18 @@ class ScriptedFake:
     def count(self, app: str | None = None) -> int:
         return len(self.requests(app))
 
+    def summary(self) -> dict:
+        """What was received and billed, without the prompts: requests, the tokens of every
+        usage sent whole (what the service would bill), and the requests per step."""
+        with self._lock:
+            return {
+                "requests": len(self._records),
+                "tokens_in": sum(r["tokens_in"] for r in self._records),
+                "tokens_out": sum(r["tokens_out"] for r in self._records),
+                "steps": dict(Counter(r["step"] for r in self._records)),
+                "apps": dict(Counter(str(r["app"]) for r in self._records)),
+            }
+
     # ------------------------------------------------------------------------------- serving
 
     def next_step(self, *keys: str | None, model: str = DEFAULT_MODEL) -> tuple[Step, AppScript]:
@@ -154,7 +178,11 @@ class ScriptedFake:
             scripts = [self._scripts[k] for k in dict.fromkeys(keys) if k and k in self._scripts]
             scripts.append(self._scripts.get("*") or AppScript())
             source = next((s for s in scripts if s.steps), None)
-            step = source.steps.popleft() if source is not None else Step()
+            if source is not None:
+                step = source.steps.popleft()
+            else:
+                mix = next((s.mix for s in scripts if s.mix is not None), None)
+                step = draw(mix, self._random.random()) if mix else Step()
 
             def pick(name: str, fallback: Any) -> Any:
                 return next((v for s in scripts if (v := getattr(s, name)) is not None), fallback)
@@ -172,7 +200,14 @@ class ScriptedFake:
     def record(self, entry: dict) -> None:
         with self._lock:
             entry["seq"] = len(self._records) + 1
+            entry.setdefault("tokens_in", 0)
+            entry.setdefault("tokens_out", 0)
             self._records.append(entry)
+
+    def bill(self, entry: dict, tokens_in: int, tokens_out: int) -> None:
+        """A request's usage as last sent whole (a stream's usage is cumulative: the last wins)."""
+        with self._lock:
+            entry["tokens_in"], entry["tokens_out"] = tokens_in, tokens_out
 
     def hang(self, limit_s: float = 120.0) -> None:
         """A ``timeout`` step: answer nothing until the client gives up or the fake stops."""

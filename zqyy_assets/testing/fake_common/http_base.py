@@ -135,6 +135,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if parts.path == "/_fake/health":
             self.send_json(200, {"ok": True, "apps": list(APP_NAMES)})
+        elif parts.path == "/_fake/summary":
+            self.send_json(200, self.fake.summary())
         elif parts.path == "/_fake/requests":
             app = parse_qs(parts.query).get("app", [None])[0]
             self.send_json(200, {"requests": self.fake.requests(app)})
@@ -162,6 +164,8 @@ class FakeHandler(BaseHTTPRequestHandler):
                     chunks=body.get("chunks"),
                     answer=body.get("answer"),
                     model=body.get("model"),
+                    mix=body.get("mix"),
+                    seed=body.get("seed"),
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 self.send_json(400, {"ok": False, "error": str(exc)})

@@ -13,7 +13,7 @@ DEFAULT_MODEL = "qwen-plus"
 
 @dataclass(frozen=True)
 class Step:
-    kind: str = "ok"  # ok | error | invalid_json | bare_list | drop | cut | stream_error | timeout
+    kind: str = "ok"  # ok | error | invalid_json | bare_list | drop | cut | stream_error | timeout | hang
     status: int = 200
     code: str | None = None
     message: str | None = None
@@ -66,6 +66,8 @@ def parse_step(spec: str | dict | Step) -> Step:
         )
     if head == "slow":
         return Step(delay_ms=float(rest))
+    if head == "hang":  # an upstream that never answers: silent for that long, then the connection closes
+        return Step("hang", delay_ms=float(rest or 60_000))
     if head == "error":  # error:<status>:<code>
         status, _, code = rest.partition(":")
         return Step("error", int(status), code or "InternalError", f"{code or 'error'} (scripted)")
@@ -83,3 +85,27 @@ class AppScript:
     chunks: int | None = None
     answer: Any = None
     model: str | None = None
+    # A fault mix: step shorthand -> probability, drawn (seeded) for each request no queued step
+    # answers; what is left of 1 is ``ok``. E.g. {"429": 0.1, "500": 0.05, "hang:5000": 0.02}.
+    mix: dict[str, float] | None = None
+
+
+def check_mix(mix: dict[str, float]) -> dict[str, float]:
+    """A valid fault mix (known steps, probabilities summing to at most 1), or ValueError."""
+    for spec, probability in mix.items():
+        parse_step(spec)
+        if not 0 <= float(probability) <= 1:
+            raise ValueError(f"the probability of {spec!r} must be between 0 and 1, not {probability!r}")
+    if sum(float(p) for p in mix.values()) > 1 + 1e-9:
+        raise ValueError("the fault mix's probabilities add up to more than 1")
+    return {spec: float(p) for spec, p in mix.items()}
+
+
+def draw(mix: dict[str, float], roll: float) -> Step:
+    """The step a roll in [0, 1) picks from a mix (in the mix's order), ``ok`` past its sum."""
+    total = 0.0
+    for spec, probability in mix.items():
+        total += probability
+        if roll < total:
+            return parse_step(spec)
+    return Step()

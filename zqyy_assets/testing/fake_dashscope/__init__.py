@@ -21,8 +21,8 @@ request (then ``ok``), latency, token counts, usage shape (``models`` | ``flat``
 stream chunk count, a fixed answer. Steps are shorthands (``"ok"``, ``"429"``, ``"500"``,
 ``"503"``, ``"401"``, ``"400"``, ``"403"``, ``"data_inspection"``, ``"arrearage"``,
 ``"invalid_json"``, ``"bare_list"``, ``"drop"``, ``"timeout"`` (no answer until the client gives
-up), ``"cut:3"`` a stream cut after 3 chunks,
-``"stream_error:2:Throttling.RateQuota"``, ``"slow:1500"``) or dicts
+up), ``"hang:5000"`` (silent 5 s, then the connection closes), ``"cut:3"`` a stream cut after
+3 chunks, ``"stream_error:2:Throttling.RateQuota"``, ``"slow:1500"``) or dicts
 (``{"kind": "error", "status": 500, "code": "InternalError"}``, or ``{"answer": {...}}`` for one
 response's own answer, e.g. one outside the app's schema; ``"session": false`` for an answer
 that names no session).
@@ -38,13 +38,21 @@ In-process::
         ... LLMService(load_settings(base_url=fake.base_url, api_key="fake-key", ...)) ...
         assert fake.count("app2_finance") == 2
 
+A fault mix, drawn with a seed for each request no queued step answers (the rest ``ok``)::
+
+    fake.script("*", mix={"429": 0.10, "500": 0.05, "hang:5000": 0.02, "cut:2": 0.02, "invalid_json": 0.01}, seed=7)
+
+Every request records the usage last sent whole (``tokens_in`` / ``tokens_out``: what the service
+bills; 0 for an error, a hang or a cut body); ``summary()`` adds them up.
+
 Another process::
 
     python -m zqyy_assets.testing.fake_dashscope --port 8765 --latency-ms 200 [--print-env]
 
 and script it over HTTP (``FakeAdmin`` wraps these): ``POST /_fake/script`` with
-``{"app", "steps", "latency_ms", "tokens": [in, out], "usage_shape", "chunks", "answer"}``,
-``GET /_fake/requests[?app=...]``, ``POST /_fake/reset``, ``GET /_fake/health``.
+``{"app", "steps", "latency_ms", "tokens": [in, out], "usage_shape", "chunks", "answer",
+"mix", "seed"}``, ``GET /_fake/requests[?app=...]``, ``GET /_fake/summary``, ``POST /_fake/reset``,
+``GET /_fake/health``.
 """
 
 from zqyy_assets.testing.fake_common.scripts import DEFAULT_MODEL, AppScript, Step, parse_step

@@ -59,22 +59,21 @@ class CompletionHandler(FakeHandler):
         auth = self.headers.get("Authorization", "")
         step, script = fake.next_step(app or app_id)
         request_id = str(uuid.uuid4())
-        fake.record(
-            {
-                "at": time.time(),
-                "app_id": app_id,
-                "app": app,
-                "stream": stream,
-                "incremental_output": incremental,
-                "prompt": prompt,
-                "session_id": payload_input.get("session_id"),
-                "biz_params": payload_input.get("biz_params"),
-                "workspace": self.headers.get("X-DashScope-WorkSpace"),
-                "has_bearer": auth.startswith("Bearer ") and len(auth) > len("Bearer "),
-                "step": step.kind if step.kind != "error" else f"{step.status}:{step.code}",
-                "request_id": request_id,
-            }
-        )
+        entry = {
+            "at": time.time(),
+            "app_id": app_id,
+            "app": app,
+            "stream": stream,
+            "incremental_output": incremental,
+            "prompt": prompt,
+            "session_id": payload_input.get("session_id"),
+            "biz_params": payload_input.get("biz_params"),
+            "workspace": self.headers.get("X-DashScope-WorkSpace"),
+            "has_bearer": auth.startswith("Bearer ") and len(auth) > len("Bearer "),
+            "step": step.kind if step.kind != "error" else f"{step.status}:{step.code}",
+            "request_id": request_id,
+        }
+        fake.record(entry)
 
         latency = step.delay_ms if step.delay_ms is not None else script.latency_ms
         # The provider's limit (quota.py): over it, 429 Throttling.RateQuota at once.
@@ -87,7 +86,7 @@ class CompletionHandler(FakeHandler):
 
         if fake.api_key is not None and auth != f"Bearer {fake.api_key}":
             step = Step("error", 401, "InvalidApiKey", "Invalid API-key provided.")
-        if step.kind in ("drop", "timeout"):
+        if step.kind in ("drop", "timeout", "hang"):  # hang: its delay was the silence
             if step.kind == "timeout":
                 fake.hang()  # until the client's time-out closes it, or the fake stops
             self.abort()
@@ -113,21 +112,23 @@ class CompletionHandler(FakeHandler):
                 self.send_half_json(body_out)
                 return
             self.send_json(200, body_out)
+            fake.bill(entry, tokens_in, tokens_out)
             return
-        self._stream(fake, script, step, text, session_id, request_id, tokens_in, tokens_out, incremental)
+        self._stream(fake, entry, script, step, text, session_id, tokens_in, tokens_out, incremental)
 
     def _stream(
         self,
         fake: FakeDashScope,
+        entry: dict,
         script: AppScript,
         step: Step,
         text: str,
         session_id: str,
-        request_id: str,
         tokens_in: int,
         tokens_out: int,
         incremental: bool,
     ) -> None:
+        request_id = entry["request_id"]
         pieces = split_text(text, script.chunks)
         self.start_stream()
         sent = ""
@@ -148,6 +149,7 @@ class CompletionHandler(FakeHandler):
                 "request_id": request_id,
             }
             self.chunk(f"id:{index}\nevent:result\n:HTTP_STATUS/200\ndata:{json.dumps(data, ensure_ascii=False)}\n\n")
+            fake.bill(entry, tokens_in, out_tokens)
         if step.kind == "cut":
             self.abort()
             return

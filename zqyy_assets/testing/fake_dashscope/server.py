@@ -31,9 +31,16 @@ class FakeDashScope(ScriptedFake):
         api_key: str | None = None,
         app_ids: dict[str, str] | None = None,
         qps: float | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__(
-            host, port, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, chunks=chunks, api_key=api_key
+            host,
+            port,
+            latency_ms=latency_ms,
+            chunk_delay_ms=chunk_delay_ms,
+            chunks=chunks,
+            api_key=api_key,
+            seed=seed,
         )
         self.app_ids = dict(app_ids or {})
         self.quota = ProviderQuota(qps) if qps else None  # the provider's limit (quota.py)
