@@ -223,18 +223,25 @@ def check_chats(database_url: str, record: Record, faults: Faults) -> Check:
     unexplained_cuts = ends["cut"] - len(killed)
     broken = [c for c in record.chats if c.end in ("error", "abandoned") and c.text]
     with db.connect(database_url) as conn:
-        partial = conn.execute(
-            """SELECT chat_id, content FROM biz.chat_messages
-               WHERE role = 'assistant' AND status = 'partial'"""
+        rows = conn.execute(
+            """SELECT chat_id, content, status FROM biz.chat_messages
+               WHERE role = 'assistant' AND status IN ('complete', 'partial') ORDER BY id"""
         ).fetchall()
-    pool: dict[int, list[str]] = {}
-    for row in partial:
-        pool.setdefault(row["chat_id"], []).append(row["content"])
-    unsaved = excused = near_kill = 0
+    pool: dict[int, list[tuple[str, str]]] = {}
+    for row in rows:
+        pool.setdefault(row["chat_id"], []).append((row["status"], row["content"]))
+    # The replies read to the end claim theirs first; a broken stream's saved reply is then a partial
+    # one, or the whole reply when the server had finished it before it saw the client leave.
+    for chat in record.chats:
+        read_whole = ("complete", chat.text)
+        if chat.end == "done" and read_whole in pool.get(chat.chat_id, []):
+            pool[chat.chat_id].remove(read_whole)
+    unsaved = excused = near_kill = whole = 0
     for chat in broken:
-        found = next((t for t in pool.get(chat.chat_id, []) if t.startswith(chat.text)), None)
+        found = next((r for r in pool.get(chat.chat_id, []) if r[1].startswith(chat.text)), None)
         if found is not None:
             pool[chat.chat_id].remove(found)
+            whole += found[0] == "complete"
         elif _in_outage(chat.began, chat.ended - chat.began, faults):
             excused += 1  # Postgres was down when it broke: there was nowhere to save it
         else:
@@ -242,9 +249,9 @@ def check_chats(database_url: str, record: Record, faults: Faults) -> Check:
             near_kill += any(chat.ended <= k <= chat.ended + 5 for k in faults.api_kills)
     detail = (
         f"{len(record.chats)} streams: {dict(sorted(ends.items()))}; cut by the API kill {len(killed)}, cut otherwise "
-        f"{unexplained_cuts}; broken with text {len(broken)}: partial saved {len(broken) - unsaved - excused}, "
-        f"not saved {unsaved} (of which ended within 5 s before the API kill {near_kill}), broken while Postgres "
-        f"was down {excused}"
+        f"{unexplained_cuts}; broken with text {len(broken)}: saved {len(broken) - unsaved - excused} (of which "
+        f"whole, finished before the client left, {whole}), not saved {unsaved} (of which ended within 5 s before "
+        f"the API kill {near_kill}), broken while Postgres was down {excused}"
     )
     return Check(
         "every chat stream ended done or error; broken ones saved their partial reply",
