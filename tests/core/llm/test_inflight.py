@@ -143,8 +143,10 @@ def test_aimd_settles_under_the_providers_limit(llm_settings, db_url):
             inflight_ceiling=8,
             inflight_decrease_factor=0.5,
             max_attempts=4,
-            retry_base_delay_seconds=0.05,
-            retry_max_delay_seconds=0.2,
+            # A throttled call's retries span more than the fake's one-second window, so one of them
+            # lands in a second with room (at 0.05-0.2 s, four could all fall in one full second).
+            retry_base_delay_seconds=0.3,
+            retry_max_delay_seconds=1.0,
             throttle_delay_factor=2,
         )
         from zqyy_assets.core.llm.service import LLMService

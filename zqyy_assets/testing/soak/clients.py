@@ -68,7 +68,10 @@ class Clients:
         self.api_url, self.database_url, self.site_id = api_url, database_url, site_id
         self.admin, self.staff = admin, staff
         self.record = Record()
-        self.stopping = threading.Event()
+        self.stopping = threading.Event()  # the load ends (traffic, reads, chats, admin events)
+        # The subscribers listen on through the drain, until everything has stopped: what commits
+        # while the runs drain must reach them too.
+        self.unsubscribing = threading.Event()
         self.rnd = random.Random(seed)
         self.threads: list[threading.Thread] = []
         with db.connect(database_url) as conn:
@@ -86,6 +89,7 @@ class Clients:
 
     def stop(self) -> None:
         self.stopping.set()
+        self.unsubscribing.set()
         for thread in self.threads:
             thread.join(timeout=60)
 
@@ -221,7 +225,7 @@ class Clients:
         received = self.record.received.setdefault(name, set())
         url = f"{self.api_url.replace('http', 'ws', 1)}/ws/ai-events/{self.site_id}"
         first = True
-        while not self.stopping.is_set():
+        while not self.unsubscribing.is_set():
             if not first:
                 self.record.reconnects += 1
             first = False
@@ -231,7 +235,7 @@ class Clients:
                     additional_headers={"Authorization": f"Bearer {self.staff}"},
                     open_timeout=10,
                 ) as ws:
-                    while not self.stopping.is_set():
+                    while not self.unsubscribing.is_set():
                         try:
                             raw = ws.recv(timeout=1)
                         except TimeoutError:
@@ -241,4 +245,4 @@ class Clients:
                         if message["type"] == "cache_updated":
                             received.add(int(message["payload"]["cache_id"]))
             except (OSError, WebSocketException, TimeoutError):
-                self.pause(0.5)  # the API or a worker is away: reconnect shortly
+                self.unsubscribing.wait(0.5)  # the API or a worker is away: reconnect shortly

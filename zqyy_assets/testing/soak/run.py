@@ -131,11 +131,10 @@ def run_soak(settings: SoakSettings, say: Callable[[str], None] = print) -> Soak
 
         faults = inject_faults(stack, settings, rnd, say)
         say(f"soak: load over after {settings.minutes:g} min; draining")
-        clients.stopping.set()
+        clients.stopping.set()  # the subscribers listen on (``unsubscribing``) through the drain
         for thread in clients.threads:
             if not thread.name.startswith("soak-sub"):
                 thread.join(timeout=60)
-        clients.stopping.clear()
         drain_began = time.monotonic()
         try:
             wait_for(
