@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from tests.core.llm.conftest import FAST, ledger
 from tests.core.llm.test_guards import _race
 from zqyy_assets.core import db
-from zqyy_assets.core.llm.errors import RateLimited
+from zqyy_assets.core.llm.errors import RateLimited, TransientLLMError
 from zqyy_assets.core.llm.inflight import InflightCap, InflightSettings
 from zqyy_assets.core.llm.settings import LLMSettings
 from zqyy_assets.testing.fake_dashscope import FakeDashScope
@@ -151,15 +151,27 @@ def test_aimd_settles_under_the_providers_limit(llm_settings, db_url):
         )
         from zqyy_assets.core.llm.service import LLMService
 
+        def ask(i: int) -> str:
+            try:
+                service.call_app("app3_clue", {"n": i}, site_id=1)
+            except TransientLLMError as error:  # throttled on every one of its attempts
+                return error.code or ""
+            return "answered"
+
         with LLMService(settings) as service, ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: service.call_app("app3_clue", {"n": i}, site_id=1), range(40)))
+            outcomes = list(pool.map(ask, range(40)))
             snapshot = service.guards.inflight.snapshot()
         quota = limited.quota
         assert quota is not None
 
-    assert quota.admitted == 40 and quota.throttled > 0
-    assert snapshot.cuts >= 1 and math.floor(snapshot.cap) < 8
+    assert quota.throttled > 0 and snapshot.cuts >= 1 and math.floor(snapshot.cap) < 8
     assert quota.peak_in_flight <= 8
+    # The cut leaves room: nearly every call is answered, each by exactly one admitted request. (A
+    # call throttled on all four attempts, in seconds another thread filled, can happen on a loaded
+    # machine; it is a throttle, never anything else.)
+    answered = outcomes.count("answered")
+    assert answered >= 32 and quota.admitted == answered, outcomes
+    assert set(outcomes) <= {"answered", "Throttling.RateQuota"}, outcomes
 
 
 def test_a_cap_setting_of_zero_or_below_is_refused_by_name(monkeypatch):
