@@ -8,6 +8,7 @@ import json
 import socket
 import sys
 import threading
+from abc import ABCMeta, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -59,7 +60,7 @@ class FakeHttpServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class FakeHandler(BaseHTTPRequestHandler):
+class FakeHandler(BaseHTTPRequestHandler, metaclass=ABCMeta):
     """Subclasses implement ``completion(path, body)`` (True when the path was theirs) and
     ``error_body(status, code, message)`` (their service's error JSON)."""
 
@@ -174,8 +175,10 @@ class FakeHandler(BaseHTTPRequestHandler):
         elif not self.completion(path, body):
             self.send_json(404, self.error_body(404, "NotFound", f"no route {path}"))
 
+    @abstractmethod
     def completion(self, path: str, body: dict) -> bool:
-        raise NotImplementedError
+        """Serve the service's own route; False when ``path`` is not one of them."""
 
+    @abstractmethod
     def error_body(self, status: int, code: str | None, message: str | None) -> dict:
-        raise NotImplementedError
+        """The service's error JSON."""
