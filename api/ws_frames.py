@@ -59,7 +59,7 @@ class FrameWriterProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         if not self.close_sent:  # the handshake was accepted and the app's task is about to start
-            self.scope["extensions"][FRAME_WRITER] = FrameWriter(self)  # type: ignore[index]
+            self.scope["extensions"][FRAME_WRITER] = FrameWriter(self)  # type: ignore[assignment]
 
 
 def frame_writer(scope: Any) -> FrameWriter | None:
