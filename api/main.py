@@ -7,7 +7,6 @@ and the ledger are the same as in the pipeline. ``tests/api/test_imports.py`` ke
 """
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.routing import Match
 
-from api import auth, tracing
+from api import auth, collector, tracing
 from api.auth_throttle import AuthThrottle
 from api.cors import SettingsCORS
 from api.database_away import DATABASE_AWAY, database_unavailable
@@ -90,26 +89,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.realtime.start()
     app.state.metrics = _start_metrics(settings)
     app.state.background = set()  # tasks that must outlive a request (saving a closed stream's reply)
-    # The startup heap (pydantic models, routes, the LLM layer) lives as long as the app; frozen,
-    # the collector stops scanning it. Without Dagster it is ~81k tracked objects (was ~162k), and
-    # a full collection of it still takes ~36 ms (was ~92 ms; 0 frozen), a stall for every request
-    # in flight next to a p99 goal of 50 ms: the freeze still pays. Under the read load (with
-    # Dagster) a full collection came every ~3 s.
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()  # back to the collector: an app built again in the same process (tests) must not pin this one
-        if app.state.background:
-            await asyncio.wait(app.state.background, timeout=5)
-        await app.state.realtime.stop()
-        await app.state.auth_throttle.stop()
-        if app.state.metrics is not None:
-            app.state.metrics.close(settings)
-        await asyncio.to_thread(app.state.llm.close)
-        await app.state.dagster.aclose()
-        await pool.close()
+    with collector.long_lived_heap():  # the startup heap frozen, full collections spaced out (api/collector.py)
+        try:
+            yield
+        finally:
+            if app.state.background:
+                await asyncio.wait(app.state.background, timeout=5)
+            await app.state.realtime.stop()
+            await app.state.auth_throttle.stop()
+            if app.state.metrics is not None:
+                app.state.metrics.close(settings)
+            await asyncio.to_thread(app.state.llm.close)
+            await app.state.dagster.aclose()
+            await pool.close()
 
 
 def _start_metrics(settings: Settings) -> Metrics | None:

@@ -6,8 +6,12 @@ sent once per subscriber. With permessage-deflate each connection keeps its own 
 (about 300 KB) and compresses every frame again: ~40 % of the fan-out's CPU per frame on this
 machine (45 -> 28 µs, see docs/benchmarks.md) for a few hundred bytes saved. Clients that offer
 the extension simply get uncompressed frames; nothing changes for them.
+
+``--ws api.ws_frames:FrameWriterProtocol``: uvicorn's own sans-I/O WebSocket protocol that also
+lets the realtime hub write each message's one encoded frame to every subscriber's connection
+(api/ws_frames.py).
 """
 
 from __future__ import annotations
 
-UVICORN_OPTIONS: tuple[str, ...] = ("--ws-per-message-deflate", "false")
+UVICORN_OPTIONS: tuple[str, ...] = ("--ws", "api.ws_frames:FrameWriterProtocol", "--ws-per-message-deflate", "false")

@@ -15,8 +15,8 @@ connection is accepted and then closed with a code the client can read:
   token of a user not approved (or of a role with no access); a browser
   ``Origin`` not on ``API_CORS_ORIGINS`` (when that is set);
 - 1013: the login service's signing keys cannot be fetched just now (try again later);
-- 4408: the client read too slowly and its queue (``REALTIME_QUEUE_MAX``) filled up: reconnect
-  with ``since``.
+- 4408: the client read too slowly: its queue (``REALTIME_QUEUE_MAX`` messages) or its unsent
+  bytes (``REALTIME_SEND_BUFFER_MAX_BYTES``) filled up: reconnect with ``since``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from api.schemas.common import MAX_BIGINT
 from api.services import Pool
 from api.services.realtime_hub import RealtimeHub, Subscriber
 from api.settings import Settings
+from api.ws_frames import frame_writer
 from zqyy_assets.core import outbox
 
 router = APIRouter(tags=["realtime"])
@@ -103,13 +104,16 @@ async def _replay(websocket: WebSocket, pool: Pool, subscriber: Subscriber, sinc
 
 
 async def _send(websocket: WebSocket, pool: Pool, subscriber: Subscriber, since: int | None) -> None:
+    """The replay, then what queued meanwhile (through ASGI); then, when the server offers a frame
+    writer, the hub writes the live frames itself and this task only waits for an overflow."""
     if since is not None:
         await _replay(websocket, pool, subscriber, since)
-    while True:
+    writer = frame_writer(websocket.scope)
+    while writer is None or not subscriber.queue.empty():
         message = await subscriber.queue.get()
-        if since is not None and message.seq <= since:
-            continue  # a client ahead of this worker's view (it saw them elsewhere)
         await websocket.send_text(message.text)
+    subscriber.write_directly(writer)  # no await since the queue was seen empty: nothing slips between
+    await subscriber.overflowed.wait()
 
 
 async def _receive(websocket: WebSocket) -> None:
@@ -128,7 +132,7 @@ async def _serve(websocket: WebSocket, site_id: int, since: int | None, token: s
         return
     hub: RealtimeHub = websocket.app.state.realtime
     types = frozenset({outbox.ALERT_CREATED} if alerts_only else outbox.TYPES)
-    subscriber = await hub.subscribe(site_id, types)
+    subscriber = await hub.subscribe(site_id, types, after=since or 0)
     subscribed = WS_SUBSCRIBERS.labels("alerts" if alerts_only else "events", str(site_id))
     subscribed.inc()
     tasks = {

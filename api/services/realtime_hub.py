@@ -8,8 +8,12 @@ commit order per site, "past the last seq" never skips a row that commits later,
 folded notification costs nothing but latency: the next wake-up (or the periodic catch-up) reads
 the same rows. A dropped LISTEN connection is reconnected and every tracked site caught up.
 
-A subscriber is a bounded queue: a client slower than the messages fills it and is marked
-overflowed (its route closes it with 4408); nothing else waits for it.
+Each message is encoded once as a WebSocket frame. A subscriber starts with a bounded queue
+(its route sends from it through ASGI, after any ``since`` replay); once the queue is empty and
+the server offers a frame writer (:mod:`api.ws_frames`), the hub writes the frame to the
+subscriber's connection itself, with no hop through the queue. Either way a client slower than
+the messages is marked overflowed (a full queue, or more unsent bytes than
+``REALTIME_SEND_BUFFER_MAX_BYTES``) and its route closes it with 4408; nothing else waits for it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from datetime import timedelta
 import psycopg
 
 from api.services import Pool
+from api.ws_frames import FrameWriter, text_frame
 from zqyy_assets.core import outbox
 from zqyy_assets.core.settings import RealtimeSettings
 
@@ -35,17 +40,36 @@ _STOP_RECANCEL_S = 0.2
 
 
 class Subscriber:
-    """One client's queue of serialized messages (seq > ``floor``), filtered by type."""
+    """One client: its message types, the seq it has seen, and how its messages reach it."""
 
-    def __init__(self, site_id: int, types: frozenset[str], maxsize: int) -> None:
+    def __init__(self, site_id: int, types: frozenset[str], settings: RealtimeSettings, after: int = 0) -> None:
         self.site_id = site_id
         self.types = types
-        self.queue: asyncio.Queue[outbox.Message] = asyncio.Queue(maxsize)
+        self.after = after  # a reconnecting client's `since`: it has every message up to this seq
+        self.queue: asyncio.Queue[outbox.Message] = asyncio.Queue(settings.realtime_queue_max)
         self.overflowed = asyncio.Event()
         self.floor = 0  # the site's last seq when it subscribed: live messages are above it
+        self._unsent_max = settings.realtime_send_buffer_max_bytes
+        self._writer: FrameWriter | None = None
 
-    def offer(self, message: outbox.Message) -> None:
-        if message.type not in self.types or self.overflowed.is_set():
+    @property
+    def direct(self) -> bool:
+        """True once the hub writes this subscriber's frames itself."""
+        return self._writer is not None
+
+    def write_directly(self, writer: FrameWriter) -> None:
+        """From now on the hub writes this subscriber's frames to its connection (queue drained)."""
+        if not self.queue.empty():
+            raise RuntimeError("a subscriber goes direct only once its queue is drained")
+        self._writer = writer
+
+    def offer(self, message: outbox.Message, frame: bytes) -> None:
+        if message.type not in self.types or message.seq <= self.after or self.overflowed.is_set():
+            return
+        if self._writer is not None:
+            # A closing connection takes nothing more; its route is ending and unsubscribes.
+            if self._writer.write(frame) and self._writer.unsent_bytes() > self._unsent_max:
+                self.overflowed.set()
             return
         try:
             self.queue.put_nowait(message)
@@ -95,12 +119,12 @@ class RealtimeHub:
 
     # ------------------------------------------------------------------ subscribers
 
-    async def subscribe(self, site_id: int, types: frozenset[str]) -> Subscriber:
+    async def subscribe(self, site_id: int, types: frozenset[str], after: int = 0) -> Subscriber:
         """Register a subscriber; its ``floor`` is the site's last seq at that moment.
 
-        Everything committed after ``floor`` reaches its queue; what came before (a ``since``
-        replay) the caller reads from the outbox up to ``floor``."""
-        subscriber = Subscriber(site_id, types, self._settings.realtime_queue_max)
+        Everything committed after ``floor`` (and after ``after``) reaches its queue; what came
+        before (a ``since`` replay) the caller reads from the outbox up to ``floor``."""
+        subscriber = Subscriber(site_id, types, self._settings, after)
         while True:
             site = self._sites.setdefault(site_id, _Site())
             async with site.lock:
@@ -128,6 +152,10 @@ class RealtimeHub:
 
     def subscriber_count(self) -> int:
         return sum(len(s.subscribers) for s in self._sites.values())
+
+    def subscribers(self) -> list[Subscriber]:
+        """This worker's subscribers now (tests, diagnostics)."""
+        return [subscriber for site in self._sites.values() for subscriber in site.subscribers]
 
     # ------------------------------------------------------------------ delivery
 
@@ -162,8 +190,9 @@ class RealtimeHub:
                         for row in rows:
                             message = outbox.Message.from_row(row)
                             site.last_seq = message.seq
+                            frame = text_frame(message.text)  # once, for every subscriber
                             for subscriber in site.subscribers:
-                                subscriber.offer(message)
+                                subscriber.offer(message, frame)
                         if len(rows) < _READ_BATCH:
                             break
             if not site.subscribers and self._sites.get(site_id) is site and not site.lock.locked():

@@ -23,6 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 from api.main import create_app
 from api.serving import UVICORN_OPTIONS
 from api.settings import Settings
+from api.ws_frames import FrameWriterProtocol
 from zqyy_assets.core import db, outbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,16 @@ def api_in_thread(settings: Settings) -> Iterator[tuple[str, Any]]:
     """The app served by uvicorn in a thread of this process: (``ws://host:port``, the app)."""
     app = create_app(settings)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws=FrameWriterProtocol,  # as served (api/serving.py): the hub writes live frames itself
+        ws_per_message_deflate=False,
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -169,6 +169,9 @@ class RealtimeSettings(BaseSettings):
     # Messages waiting for one subscriber; past this it is closed with 4408 (too slow) and
     # reconnects with `since`, so the server never buffers without bound.
     realtime_queue_max: int = Field(1000, ge=1)
+    # Bytes written to one subscriber's connection and not yet taken by the kernel; past this it
+    # is closed with 4408 likewise (frames the hub writes itself skip the queue; api/ws_frames.py).
+    realtime_send_buffer_max_bytes: int = Field(1_048_576, ge=1024)
 
 
 class TelemetrySettings(BaseSettings):

@@ -5,6 +5,7 @@ messages are read with the real client of ``tests/api/realtime_support.py`` (dea
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,13 +13,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from api.main import create_app
 from api.settings import LoginTokenSettings
 from tests.api.conftest import OTHER_SITE, SITE
 from tests.api.login_support import SECRET, jwks_server, mint, rsa_key
 from tests.api.realtime_support import Ws, api_in_thread, put_cache, wait_until
-from zqyy_assets.core import db
+from zqyy_assets.core import db, outbox
 from zqyy_assets.core import tokens as token_store
 from zqyy_assets.core.settings import RealtimeSettings
 
@@ -90,6 +93,7 @@ def test_slow_client_is_closed_with_4408(api_settings, db_url: str, make_token) 
                     ws.receive_json()
                     received += 1
             assert closed.value.code == 4408 and received <= 3
+            assert not any(s.direct for s in client.app.state.realtime.subscribers())  # no frame writer here
         wait_until(lambda: client.app.state.realtime.subscriber_count() == 0, what="the unsubscription")
 
 
@@ -109,6 +113,8 @@ def test_envelope_live_then_since_replay(api_settings, db_url: str, make_token) 
                 "cache_id": first,
             }
             datetime.fromisoformat(message["created_at"])
+            # Served as it is in production: past the replay, the hub writes the frames itself.
+            wait_until(lambda: [s.direct for s in app.state.realtime.subscribers()] == [True], what="direct frames")
         # Disconnected: what happens now is replayed on reconnection, then live messages follow.
         put_cache(db_url, SITE, "101", rows=2)
         with Ws.open(f"{base}{EVENTS}?since=1", token=admin, via="subprotocol") as ws:
@@ -185,3 +191,33 @@ def test_an_app_stopped_as_soon_as_it_started_stops(api_settings) -> None:
         closer.start()
         closer.join(timeout=30)
         assert not closer.is_alive(), "the app did not stop"
+
+
+def test_a_reader_too_slow_for_direct_frames_is_closed_with_4408_and_resumes_with_since(
+    api_settings, db_url: str, make_token
+) -> None:
+    """Frames the hub writes itself are bounded by the connection's unsent bytes, not a queue: a
+    client that stops reading is closed (4408) once they pass REALTIME_SEND_BUFFER_MAX_BYTES, gets
+    whole frames up to the close, and loses nothing when it reconnects with ``since``."""
+    admin = make_token("admin")
+    limit = 64 * 1024
+    realtime = RealtimeSettings(realtime_send_buffer_max_bytes=limit)
+    settings = api_settings.model_copy(update={"realtime": realtime})
+    with api_in_thread(settings) as (base, app):
+        with connect(f"{base}{EVENTS}", additional_headers={"Authorization": f"Bearer {admin}"}) as conn:
+            wait_until(lambda: [s.direct for s in app.state.realtime.subscribers()] == [True], what="direct frames")
+            # ~18 MB of messages, past what the kernel buffers on loopback and the limit, while the
+            # client reads nothing (its library stops reading the socket after a few frames).
+            with db.transaction(db_url) as tx:
+                published = [
+                    outbox.publish(tx, SITE, outbox.ALERT_CREATED, {"message": "警" * 10_000}) for _ in range(600)
+                ]
+            wait_until(lambda: app.state.realtime.subscriber_count() == 0, 30, "the slow reader's unsubscription")
+            seqs = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    seqs.append(json.loads(conn.recv(timeout=15))["seq"])
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+        assert 0 < len(seqs) < len(published) and seqs == published[: len(seqs)]  # whole frames, in order
+        with Ws.open(f"{base}{EVENTS}?since={seqs[-1]}", token=admin) as ws:
+            assert [m["seq"] for m in ws.take(len(published) - len(seqs))] == published[len(seqs) :]
