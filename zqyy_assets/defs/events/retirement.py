@@ -4,10 +4,10 @@
 A key lives while its member had an inbox event in the last ``MEMBER_PARTITION_RETENTION_DAYS``
 (default 90). The job pages through each definition's keys in Dagster's storage (by storage id,
 so deleting as it goes skips nothing), asks Postgres which pages' members were quiet since the
-cut-off (``core/member_keys.py``) and deletes those keys with
-``instance.delete_dynamic_partition``. Nothing else changes: the answers cached for a retired
-key stay in ``biz.ai_cache`` and the API serves them; the key's materializations stay in
-Dagster's event log. A retired member's next event is new to the inbox sensor, which adds the
+cut-off (``core/member_keys.py``) and deletes those keys, a page's in one statement
+(``instance/partitions.py``; Dagster's own API deletes one key a call). Nothing else changes:
+the answers cached for a retired key stay in ``biz.ai_cache`` and the API serves them; the key's
+materializations stay in Dagster's event log. A retired member's next event is new to the inbox sensor, which adds the
 key back and runs the chain as for any new member. The counts (retired, kept, and keys not of
 the member format, left alone) are the step's output metadata and a log line per definition.
 """
@@ -22,11 +22,12 @@ from zqyy_assets.core.settings import MemberPartitionSettings
 from zqyy_assets.core.tags import MAX_RUNTIME_TAG
 from zqyy_assets.core.vocabulary import ASSISTANT_MEMBERS, MEMBERS
 from zqyy_assets.defs.resources import PostgresResource
+from zqyy_assets.instance.partitions import delete_dynamic_partitions
 
 RETIREMENT_JOB_NAME = "retire_member_partitions_job"
 RETIREMENT_CRON = "0 5 * * *"  # venue time: the quiet hour before the business day turns (06:00)
 # Keys judged and deleted under one hold of the lock: the inbox sensor waits that long at most
-# (a delete is ~2-8 ms here, so ~0.4-1.6 s for a page of quiet members).
+# (a page's judgement and its one delete: a few ms here).
 PAGE = 200
 # Past the instance's 900 s default: the first run on a backlog of quiet keys deletes many. A run
 # stopped at its deadline loses nothing (deleted keys stay deleted); the next day goes on.
@@ -54,8 +55,7 @@ def _retire(
             with postgres.transaction() as conn:
                 member_keys.hold_retirement_lock(conn)
                 verdict = member_keys.judge_page(conn, partitions, page.results, since)
-                for key in verdict.stale:
-                    context.instance.delete_dynamic_partition(partitions, key)
+                delete_dynamic_partitions(context.instance, partitions, verdict.stale)
             counts["retired"] += len(verdict.stale)
             counts["kept"] += len(verdict.active) + len(verdict.unrecognised)
             counts["unrecognised"] += len(verdict.unrecognised)
