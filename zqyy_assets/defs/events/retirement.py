@@ -27,8 +27,9 @@ from zqyy_assets.instance.partitions import delete_dynamic_partitions
 RETIREMENT_JOB_NAME = "retire_member_partitions_job"
 RETIREMENT_CRON = "0 5 * * *"  # venue time: the quiet hour before the business day turns (06:00)
 # Keys judged and deleted under one hold of the lock: the inbox sensor waits that long at most
-# (a page's judgement and its one delete: a few ms here).
-PAGE = 200
+# (a page's judgement and its one delete: under 30 ms here). Measured (bench/bench_retirement.py,
+# 20,000 keys): 200 a page retired 4,800 keys/s, 1,000 a page 17,900 keys/s.
+PAGE = 1000
 # Past the instance's 900 s default: the first run on a backlog of quiet keys deletes many. A run
 # stopped at its deadline loses nothing (deleted keys stay deleted); the next day goes on.
 RETIREMENT_MAX_RUNTIME_S = 4 * 3600
