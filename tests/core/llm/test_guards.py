@@ -23,6 +23,8 @@ from zqyy_assets.core.llm.errors import (
     RateLimited,
     TransientLLMError,
 )
+from zqyy_assets.core.llm.guards import Guards, GuardSettings
+from zqyy_assets.core.llm.ledger import CallRecord
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -278,3 +280,20 @@ def test_guards_run_in_order_breaker_rate_budget(make_service, fake, db_url):
         service_b.call_app("app6_note", {}, site_id=1)
     assert [r["status"] for r in ledger(db_url)] == ["failed", "circuit_open", "rate_limited", "budget_exceeded"]
     assert fake.count() == 1
+
+
+def test_a_slot_that_cannot_be_given_back_does_not_fail_the_booked_call(llm_settings, db_url, caplog) -> None:
+    """The database goes away between a call's booking and the return of its slot: the call ends
+    normally (its answer is kept), the slot's lease is left to expire, and a warning says so."""
+    database = {"url": db_url}
+    guards = Guards(lambda: db.connect(database["url"], autocommit=True), GuardSettings.from_settings(llm_settings()))
+    record = CallRecord(site_id=1, app_name="app3_clue", app_id="fake-app3", provider="dashscope", request_prompt="{}")
+    ledger_id = guards.admit(record)
+    assert guards.inflight.snapshot().held == 1
+
+    database["url"] = "postgresql://postgres@127.0.0.1:9/away?connect_timeout=2"  # nothing listens there
+    guards.call_ended(ledger_id, "success")  # does not raise
+
+    database["url"] = db_url
+    assert "was not given back (database away" in caplog.text
+    assert guards.inflight.snapshot().held == 1  # until the lease expires (lease_ttl_s)

@@ -11,11 +11,14 @@ its slot until the call is booked (``call_ended``); no slot within the wait is `
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+
+import psycopg
 
 from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.llm import breaker, budget, inflight, rate_limit
@@ -25,6 +28,7 @@ from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER, LLMSettings
 from zqyy_assets.core.pricing import PriceTable
 
 Connect = Callable[[], AbstractContextManager[DictConnection]]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -168,7 +172,7 @@ class Guards:
             if lease is not None:
                 self._given_back.add(ledger_id)
         if lease is not None:
-            self.inflight.release(lease, "throttled")
+            self._release(ledger_id, lease, "throttled")
 
     def resume(self, ledger_id: int) -> None:
         """Before an attempt: a call that gave its slot back takes one again (no slot within the
@@ -188,7 +192,21 @@ class Guards:
             lease = self._leases.pop(ledger_id, None)
             self._given_back.discard(ledger_id)
         if lease is not None:
+            self._release(ledger_id, lease, outcome)
+
+    def _release(self, ledger_id: int, lease: int, outcome: inflight.Outcome) -> None:
+        """Give a slot back. With the database away (a restart just after the call was booked) the
+        call still succeeds or fails on its own merits: its answer is kept, and the lease stops
+        counting at its expiry instead (``lease_ttl_s``)."""
+        try:
             self.inflight.release(lease, outcome)
+        except psycopg.OperationalError as exc:
+            logger.warning(
+                "the in-flight slot of call %s was not given back (database away: %s); its lease expires in %g s",
+                ledger_id,
+                exc,
+                self.settings.inflight.lease_ttl_s,
+            )
 
     def call_succeeded(self, conn: DictConnection, app_name: str) -> None:
         breaker.breaker_success(conn, app_name)
