@@ -101,6 +101,12 @@ def test_free_slots_are_kept_for_the_waiting_processes_until_a_stale_one_stops_c
     with db.connect(db_url, autocommit=True) as conn:  # its liveness window passes unseen
         conn.execute("UPDATE biz.ai_inflight_waiter SET seen_at = seen_at - make_interval(secs => %s)", (LIVE_S + 1,))
     assert a.try_acquire() is not None
+    assert set(_waiting(db_url)) == {"gone:9"}  # not counted, but kept
+
+    with db.connect(db_url, autocommit=True) as conn:  # an hour later
+        conn.execute("UPDATE biz.ai_inflight_waiter SET seen_at = seen_at - interval '1 hour'")
+    assert _cap(db_url, "host-c:3", 2).try_acquire() is None  # the pool is full (a holds 2)...
+    assert _waiting(db_url) == {}  # ...and the first use of a process forgot the gone one
 
 
 def test_a_process_that_stops_waiting_leaves_the_queue(db_url):

@@ -142,15 +142,18 @@ SELECT (SELECT id FROM lease) AS id, q.others, q.ahead,
        EXISTS (SELECT 1 FROM biz.ai_inflight_cap WHERE pool = %(pool)s) AS pooled
   FROM queue q
 """
-# Leases past their expiry (a crashed holder's) stop counting; queue rows of processes not
-# seen for an hour (gone) are dropped.
+# Leases past their expiry (a crashed holder's) stop counting.
 _SWEEP = """
-WITH gone AS (DELETE FROM biz.ai_inflight_lease WHERE pool = %(pool)s AND expires_at < clock_timestamp() RETURNING 1),
-left_queue AS (
-    DELETE FROM biz.ai_inflight_waiter WHERE pool = %(pool)s AND seen_at < clock_timestamp() - interval '1 hour')
+WITH gone AS (DELETE FROM biz.ai_inflight_lease WHERE pool = %(pool)s AND expires_at < clock_timestamp() RETURNING 1)
 UPDATE biz.ai_inflight_cap SET held = GREATEST(0, held - (SELECT count(*) FROM gone))
  WHERE pool = %(pool)s AND EXISTS (SELECT 1 FROM gone)
 RETURNING held
+"""
+# Queue rows of processes not seen for an hour (gone), dropped once per process. On its own,
+# not in the sweep: the data-modifying parts of one statement run in no set order, and one
+# locking queue rows before the pool's row could deadlock with a take (the pool's row first).
+_FORGET = """
+DELETE FROM biz.ai_inflight_waiter WHERE pool = %(pool)s AND seen_at < clock_timestamp() - interval '1 hour'
 """
 # A poller that gave up (no thread of its process waits any more) leaves the queue.
 _LEAVE = """
@@ -278,6 +281,7 @@ class InflightCap:
         with self._connect() as conn:
             if not self._ensured:
                 conn.execute(_ENSURE, params)
+                conn.execute(_FORGET, params)
                 self._ensured = True
             row = _one(conn, _TAKE, params)
             if row["id"] is None and not row["pooled"]:
