@@ -29,13 +29,14 @@ the pool would keep it from the other shards and from the API's chat for minutes
 whose poller found the pool full joins a queue (``biz.ai_inflight_waiter``, one row per process,
 ``waiting_since`` kept while it waits, ``seen_at`` refreshed at most every ``_REFRESH_S``) and a
 slot is taken only if the free slots outnumber the processes that have waited longer
-(``held + ahead < cap``): a process that has no place in the queue yields to every waiting one.
-Taking a slot ends the process's wait (``waiting_since`` NULL), so its next wait starts at the
-back: the turns go round the waiting processes. A row not seen for ``waiter_live_s`` (a crashed
-or stalled process) stops counting by itself. While other processes wait, the poller looks
-every ``_CONTENDED_POLL_S`` per process ahead of it (not backing off to 100 ms), so a slot that
-is another process's turn is not left idle long; a poll is one statement (expired leases are
-swept at most every ``_SWEEP_EVERY_S``).
+(``held + ahead < cap``; the slots beyond theirs are anyone's): a process that has no place in
+the queue yields to every waiting one. Taking a slot ends the process's wait (``waiting_since``
+NULL), so its next wait starts at the back: the turns go round the waiting processes. A process
+that gives up waiting leaves the queue; a row not seen for ``waiter_live_s`` (a crashed or
+stalled process) stops counting by itself. While other processes wait, the poller looks again
+after ``_CONTENDED_POLL_S`` times (1 + the processes ahead of it), not backing off to 100 ms,
+so a slot that is another process's turn is not left idle long; a poll is one statement
+(expired leases are swept at most every ``_SWEEP_EVERY_S``).
 """
 
 from __future__ import annotations
