@@ -44,8 +44,8 @@ def db_url(llm_database: str) -> str:
     with db.connect(llm_database, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE biz.ai_call_ledger, biz.ai_circuit_breaker, biz.ai_rate_bucket, biz.ai_alerts, biz.ai_alert_runs,"
-            " biz.realtime_outbox, biz.realtime_seq, biz.ai_inflight_cap, biz.ai_inflight_lease, biz.ai_budget_bucket"
-            " RESTART IDENTITY CASCADE"
+            " biz.realtime_outbox, biz.realtime_seq, biz.ai_inflight_cap, biz.ai_inflight_lease,"
+            " biz.ai_inflight_waiter, biz.ai_budget_bucket RESTART IDENTITY CASCADE"
         )
     return llm_database
 

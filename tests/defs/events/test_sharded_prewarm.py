@@ -1,5 +1,6 @@
 """The sharded prewarm with the real daemon: the schedule's one run per shard, dequeued by the
-queued coordinator and run as separate run processes, all holding one in-flight cap.
+queued coordinator and run as concurrent run processes, all holding one in-flight cap, taking
+turns at it (``core/llm/inflight.py``).
 
 The schedule fires every minute here (``APP2_PREWARM_CRON``) with one site a shard; the fake
 DashScope answers after 1.5 s (a run alone takes ~27 s, well past the second run's start even on a
@@ -10,14 +11,19 @@ loaded machine) and counts the calls in flight at once, which the shared cap
 from __future__ import annotations
 
 import time
-from datetime import date
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import NoReturn
 
+import dagster as dg
 import pytest
 
 from tests.defs.events.test_run_deadline import UNTHROTTLED
 from zqyy_assets.core import db
 from zqyy_assets.core.answer_audit import app2_coverage
-from zqyy_assets.testing.daemon_harness import daemon_harness
+from zqyy_assets.testing.daemon_harness import DaemonHarness, daemon_harness
 from zqyy_assets.testing.fake_dashscope import FakeDashScope, demo_env
 from zqyy_assets.tools.dws_refresh import materialize_dws
 
@@ -42,33 +48,55 @@ def _runs(db_url: str) -> list[dict]:
         ).fetchall()
 
 
-def test_shards_run_as_concurrent_processes_under_one_cap(db_url, venue, instance, tmp_path) -> None:
+def _calls_between(db_url: str, start: datetime, end: datetime) -> list[str]:
+    """The run of each call started from ``start`` to ``end``, in order."""
+    with db.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT dagster_run_id FROM biz.ai_call_ledger WHERE called_at BETWEEN %s AND %s ORDER BY called_at, id",
+            (start, end),
+        ).fetchall()
+    return [r["dagster_run_id"] for r in rows]
+
+
+@contextmanager
+def _two_shards(
+    db_url: str, instance: dg.DagsterInstance, tmp_path: Path, env: dict[str, str]
+) -> Iterator[DaemonHarness]:
+    """Two sites, one shard each, the schedule firing every minute and the cap at 4: the daemon
+    started, its harness yielded (stopped on exit)."""
     with db.transaction(db_url) as conn:
         conn.execute(SECOND_SITE_SQL)
     assert materialize_dws(instance, db_url, date(2026, 3, 2), date(2026, 3, 3)).success
-
-    with FakeDashScope(latency_ms=1500, qps=100_000) as fake:
-        env = {
-            **demo_env(fake.base_url),
+    with daemon_harness(
+        database_url=db_url,
+        dagster_database=db.database_name(db_url) + "_dagster",
+        home=tmp_path / "dagster_home",
+        env={
             **UNTHROTTLED,
             "APP2_PREWARM_CRON": "* * * * *",
             "APP2_PREWARM_SHARD_SIZE": "1",
             "ZQYY_LLM_INFLIGHT_START": "4",
             "ZQYY_LLM_INFLIGHT_CEILING": "4",
-        }
-        with daemon_harness(
-            database_url=db_url,
-            dagster_database=db.database_name(db_url) + "_dagster",
-            home=tmp_path / "dagster_home",
-            env=env,
-            run_coordinator_config={"dequeue_interval_seconds": 1},
-        ) as harness:
-            harness.start()
+            **env,
+        },
+        run_coordinator_config={"dequeue_interval_seconds": 1},
+    ) as harness:
+        harness.start()
+        yield harness
+
+
+def _fail(harness: DaemonHarness, what: str) -> NoReturn:
+    errors = [ln for ln in harness.log_text().splitlines() if "Error" in ln or "Traceback" in ln]
+    pytest.fail(f"{what}: {_runs(harness.env['DATABASE_URL'])}; {errors[-15:]}")
+
+
+def test_shards_run_as_concurrent_processes_under_one_cap(db_url, venue, instance, tmp_path) -> None:
+    with FakeDashScope(latency_ms=1500, qps=100_000) as fake:
+        with _two_shards(db_url, instance, tmp_path, demo_env(fake.base_url)) as harness:
             deadline = time.monotonic() + 300  # the next minute's tick, then 144 calls at 4 at once
             while sum(r["calls"] for r in _runs(db_url)) < 144 or any(r["last"] is None for r in _runs(db_url)):
                 if time.monotonic() > deadline:
-                    errors = [ln for ln in harness.log_text().splitlines() if "Error" in ln or "Traceback" in ln]
-                    pytest.fail(f"the shards did not finish: {_runs(db_url)}; {errors[-15:]}")
+                    _fail(harness, "the shards did not finish")
                 time.sleep(0.5)
             with db.connect(db_url) as conn:
                 while conn.execute("SELECT held FROM biz.ai_inflight_cap").fetchone()["held"]:
@@ -80,9 +108,61 @@ def test_shards_run_as_concurrent_processes_under_one_cap(db_url, venue, instanc
 
     runs = _runs(db_url)
     assert [(r["calls"], r["sites"], r["not_ok"]) for r in runs] == [(72, 1, 0), (72, 1, 0)]
-    # Two runs (one per shard), never more than the one cap in flight at the provider. Whether the
-    # two overlap depends on the daemon's dequeue and the pool's step limit, not on the cap: it is
-    # not asserted (it failed in CI when the second run started after the first had finished).
     assert runs[0]["dagster_run_id"] != runs[1]["dagster_run_id"]
+    # Two run processes asking at the same time, taking turns at the one cap: once the second
+    # run asks, the first does not keep the slots it frees (its own poller is woken first) until
+    # it is done. While both ask, the second gets a fair share of the calls started.
+    assert runs[1]["first"] < runs[0]["last"], runs
+    both = _calls_between(db_url, runs[1]["first"], runs[0]["last"])
+    second = both.count(runs[1]["dagster_run_id"])
+    assert second >= len(both) / 3, (runs, second, len(both))
+    # ...and never more than the one cap in flight at the provider, all of them together
     assert 2 <= quota.peak_in_flight <= 4
     assert [(r["site_id"], r["done"], r["total"]) for r in coverage] == [(1, 72, 72), (2, 72, 72)]
+
+
+def test_the_daily_budget_holds_across_the_shard_processes(db_url, venue, instance, tmp_path, monkeypatch) -> None:
+    # 100 tokens a call and as the reservation (no history: the estimate too); the day's limit
+    # pays for 108 of the 144 answers, one and a half shards.
+    with FakeDashScope(latency_ms=300, qps=100_000) as fake:
+        fake.script("*", tokens=(60, 40))
+        budget = {"ZQYY_LLM_DAILY_TOKEN_LIMIT": "10800", "ZQYY_LLM_BUDGET_RESERVE_TOKENS": "100"}
+        with _two_shards(db_url, instance, tmp_path, {**demo_env(fake.base_url), **budget}) as harness:
+            monkeypatch.setenv("DAGSTER_PG_URL", harness.dagster_pg_url)
+            with dg.DagsterInstance.from_config(str(harness.home)) as dagster:
+                deadline = time.monotonic() + 300  # the next minute's tick, then two short runs
+                while len(runs := dagster.get_runs()) < 2 or not all(r.is_finished for r in runs):
+                    if time.monotonic() > deadline:
+                        _fail(harness, "the shards did not finish")
+                    time.sleep(0.5)
+                skipped = {r.run_id: _budget_skipped(dagster, r.run_id) for r in runs}
+        sent = fake.count()
+
+    with db.connect(db_url) as conn:
+        ledger = conn.execute(
+            """SELECT dagster_run_id, status, count(*) AS calls, sum(tokens_in + tokens_out) AS tokens
+                 FROM biz.ai_call_ledger GROUP BY 1, 2"""
+        ).fetchall()
+        held = conn.execute("SELECT held FROM biz.ai_inflight_cap").fetchone()["held"]
+    answered = [r for r in ledger if r["status"] == "success"]
+    # The two processes together spent the day's limit and not a token more: each call past it
+    # was either planned away (skipped with reason 'budget') or refused by the guard before any
+    # request (which of the two depends on whether a shard planned after the other had spent).
+    assert sum(r["calls"] for r in answered) == 108 == sent
+    assert sum(r["tokens"] for r in answered) == 10_800
+    assert {r["status"] for r in ledger} <= {"success", "budget_exceeded"}, ledger
+    per_run = dict(skipped)
+    for row in ledger:
+        per_run[row["dagster_run_id"]] += row["calls"]
+    assert sorted(per_run.values()) == [72, 72], (ledger, skipped)  # every answer accounted for
+    assert held == 0
+
+
+def _budget_skipped(dagster: dg.DagsterInstance, run_id: str) -> int:
+    """The answers the run planned away for the budget (its observation's metadata)."""
+    records = dagster.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION).records
+    for record in records:
+        observation = record.event_log_entry.asset_observation
+        if observation is not None and "budget_skipped_answers" in observation.metadata:
+            return int(observation.metadata["budget_skipped_answers"].value)
+    raise AssertionError(f"run {run_id} reported no budget observation")

@@ -22,6 +22,21 @@ the figures a run reports as metadata.
 Waiting for a slot: the threads of one process queue in FIFO order and only the first polls
 Postgres (backing off from 5 to 100 ms, woken at once when a lease of this process is released),
 so a process with 64 waiting threads costs Postgres one poll at a time, not 64.
+
+Fair turns between processes: the process whose lease was released would otherwise win every
+free slot (its poller is woken at once, the others' poll later), and a prewarm shard holding
+the pool would keep it from the other shards and from the API's chat for minutes. So a process
+whose poller found the pool full joins a queue (``biz.ai_inflight_waiter``, one row per process,
+``waiting_since`` kept while it waits, ``seen_at`` refreshed at most every ``_REFRESH_S``) and a
+slot is taken only if the free slots outnumber the processes that have waited longer
+(``held + ahead < cap``; the slots beyond theirs are anyone's): a process that has no place in
+the queue yields to every waiting one. Taking a slot ends the process's wait (``waiting_since``
+NULL), so its next wait starts at the back: the turns go round the waiting processes. A process
+that gives up waiting leaves the queue; a row not seen for ``waiter_live_s`` (a crashed or
+stalled process) stops counting by itself. While other processes wait, the poller looks again
+after ``_CONTENDED_POLL_S`` times (1 + the processes ahead of it), not backing off to 100 ms,
+so a slot that is another process's turn is not left idle long; a poll is one statement
+(expired leases are swept at most every ``_SWEEP_EVERY_S``).
 """
 
 from __future__ import annotations
@@ -35,7 +50,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from zqyy_assets.core.db import DictConnection
 
@@ -46,6 +61,9 @@ Outcome = Literal["success", "throttled", "other"]
 
 DEFAULT_POOL = "dashscope"
 _MIN_POLL_S, _MAX_POLL_S = 0.005, 0.1
+_CONTENDED_POLL_S = 0.005  # while other processes wait: per process ahead in the queue
+_REFRESH_S = 0.25  # a waiting process's seen_at is written at most this often
+_SWEEP_EVERY_S = 1.0  # a waiting poller sweeps expired leases at most this often
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,7 @@ class InflightSettings:
     decrease_factor: float = 0.9
     max_wait_s: float = 120.0  # wait this long for a slot before refusing the call
     lease_ttl_s: float = 900.0  # a lease older than this (a crashed holder) holds nothing
+    waiter_live_s: float = 2.0  # a waiting process not seen for this long (crashed) loses its turn
     pool: str = DEFAULT_POOL
 
     def clamp(self, cap: float) -> float:
@@ -77,15 +96,52 @@ class CapSnapshot:
 _ENSURE = """INSERT INTO biz.ai_inflight_cap (pool, cap) VALUES (%(pool)s, %(start)s) ON CONFLICT (pool) DO NOTHING"""
 # Each change is ONE statement, so the pool's row is locked for that statement alone (a lock
 # held across round trips convoys every process on a loaded machine). The UPDATE re-reads the
-# row once it has the lock, so ``held`` is always the latest count.
+# row once it has the lock, so ``held`` is always the latest count; the queue is read as the
+# statement began (a process joining the queue meanwhile counts from the next poll on).
+#
+# A slot is taken when the free slots outnumber the live waiting processes ahead of this one
+# (all of them when this one is not waiting): taken, its wait ends; not taken, it joins the
+# queue (``queue``: the pollers of ``acquire``, not a one-shot ``try_acquire``) or stays in it,
+# ``seen_at`` written only if older than ``refresh``. A row not seen for ``live`` seconds (its
+# process gone or stalled) counts for nothing and, refreshed again, starts a new wait.
 _TAKE = """
-WITH took AS (
+WITH mine AS (
+    SELECT waiting_since FROM biz.ai_inflight_waiter
+     WHERE pool = %(pool)s AND holder = %(holder)s AND waiting_since IS NOT NULL
+       AND seen_at > clock_timestamp() - make_interval(secs => %(live)s)),
+queue AS (
+    SELECT count(*) AS others,
+           count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM mine WHERE mine.waiting_since <= w.waiting_since)) AS ahead
+      FROM biz.ai_inflight_waiter w
+     WHERE w.pool = %(pool)s AND w.holder <> %(holder)s AND w.waiting_since IS NOT NULL
+       AND w.seen_at > clock_timestamp() - make_interval(secs => %(live)s)),
+took AS (
     UPDATE biz.ai_inflight_cap SET held = held + 1
-     WHERE pool = %(pool)s AND held < floor(LEAST(%(ceiling)s, GREATEST(%(floor)s, cap)))
-    RETURNING pool)
-INSERT INTO biz.ai_inflight_lease (pool, holder, expires_at)
-SELECT pool, %(holder)s, clock_timestamp() + make_interval(secs => %(ttl)s) FROM took
-RETURNING id
+     WHERE pool = %(pool)s
+       AND held + (SELECT ahead FROM queue) < floor(LEAST(%(ceiling)s, GREATEST(%(floor)s, cap)))
+    RETURNING pool),
+lease AS (
+    INSERT INTO biz.ai_inflight_lease (pool, holder, expires_at)
+    SELECT pool, %(holder)s, clock_timestamp() + make_interval(secs => %(ttl)s) FROM took
+    RETURNING id),
+served AS (
+    UPDATE biz.ai_inflight_waiter SET waiting_since = NULL
+     WHERE pool = %(pool)s AND holder = %(holder)s AND waiting_since IS NOT NULL AND EXISTS (SELECT 1 FROM took)),
+waits AS (
+    INSERT INTO biz.ai_inflight_waiter AS w (pool, holder, waiting_since, seen_at)
+    SELECT %(pool)s, %(holder)s, clock_timestamp(), clock_timestamp()
+     WHERE %(queue)s AND NOT EXISTS (SELECT 1 FROM took)
+       AND NOT EXISTS (SELECT 1 FROM biz.ai_inflight_waiter
+                        WHERE pool = %(pool)s AND holder = %(holder)s AND waiting_since IS NOT NULL
+                          AND seen_at > clock_timestamp() - make_interval(secs => %(refresh)s))
+    ON CONFLICT (pool, holder) DO UPDATE
+       SET waiting_since = CASE WHEN w.waiting_since IS NOT NULL
+                                 AND w.seen_at > EXCLUDED.seen_at - make_interval(secs => %(live)s)
+                                THEN w.waiting_since ELSE EXCLUDED.waiting_since END,
+           seen_at = EXCLUDED.seen_at)
+SELECT (SELECT id FROM lease) AS id, q.others, q.ahead,
+       EXISTS (SELECT 1 FROM biz.ai_inflight_cap WHERE pool = %(pool)s) AS pooled
+  FROM queue q
 """
 # Leases past their expiry (a crashed holder's) stop counting.
 _SWEEP = """
@@ -93,6 +149,17 @@ WITH gone AS (DELETE FROM biz.ai_inflight_lease WHERE pool = %(pool)s AND expire
 UPDATE biz.ai_inflight_cap SET held = GREATEST(0, held - (SELECT count(*) FROM gone))
  WHERE pool = %(pool)s AND EXISTS (SELECT 1 FROM gone)
 RETURNING held
+"""
+# Queue rows of processes not seen for an hour (gone), dropped once per process. On its own,
+# not in the sweep: the data-modifying parts of one statement run in no set order, and one
+# locking queue rows before the pool's row could deadlock with a take (the pool's row first).
+_FORGET = """
+DELETE FROM biz.ai_inflight_waiter WHERE pool = %(pool)s AND seen_at < clock_timestamp() - interval '1 hour'
+"""
+# A poller that gave up (no thread of its process waits any more) leaves the queue.
+_LEAVE = """
+UPDATE biz.ai_inflight_waiter SET waiting_since = NULL
+ WHERE pool = %(pool)s AND holder = %(holder)s AND waiting_since IS NOT NULL
 """
 # End a lease: the count, and the cap's AIMD step. ``c`` is the row as it was (the lock taken,
 # the latest version): a throttle from a lease taken after the last cut cuts; a success while
@@ -122,59 +189,115 @@ RETURNING d.cut, d.cap AS before, t.cap AS after, t.cuts
 """
 
 
-class InflightCap:
-    """The shared cap, seen from one process; thread-safe."""
+def _one(conn: DictConnection, query: str, params: dict[str, object]) -> dict[str, Any]:
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise RuntimeError("the in-flight take returned no row")  # an aggregate: always one
+    return row
 
-    def __init__(self, connect: Connect, settings: InflightSettings, *, clock: Callable[[], float] = time.monotonic):
+
+@dataclass(frozen=True)
+class _Attempt:
+    lease: int | None
+    others: int  # live waiting processes other than this one
+    ahead: int  # ... of which waited longer than this one (all, when this one is not waiting)
+
+
+class InflightCap:
+    """The shared cap, seen from one process; thread-safe. ``holder`` names the process in the
+    leases and the queue (host:pid; tests give two caps of one process different holders)."""
+
+    def __init__(
+        self,
+        connect: Connect,
+        settings: InflightSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        holder: str | None = None,
+    ):
         self._connect = connect
         self.settings = settings
         self._clock = clock
-        self._holder = f"{socket.gethostname()}:{os.getpid()}"
+        self._holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self._ensured = False
+        self._swept_at: float | None = None
         self._turn = threading.Condition()  # waiting threads of this process, one polls at a time
         self._polling = False
+        self._queued = 0  # threads of this process in ``acquire``
         self._freed = threading.Event()  # a lease of this process was released: poll now
 
     # -------------------------------------------------------------------------- acquire
 
     def acquire(self) -> int | None:
-        """A lease id once a slot is free, or None after ``max_wait_s`` without one."""
+        """A lease id once a slot is free (and it is this process's turn), or None after
+        ``max_wait_s`` without one."""
         deadline = self._clock() + self.settings.max_wait_s
         with self._turn:
+            self._queued += 1
             while self._polling:
                 if not self._turn.wait(timeout=max(deadline - self._clock(), 0)) and self._clock() >= deadline:
+                    self._queued -= 1
                     return None
             self._polling = True
+        gave_up = False
         try:
-            poll = _MIN_POLL_S
-            while True:
-                self._freed.clear()
-                lease = self.try_acquire()
-                if lease is not None:
-                    return lease
-                left = deadline - self._clock()
-                if left <= 0:
-                    return None
-                woken = self._freed.wait(timeout=min(poll, left))
-                poll = _MIN_POLL_S if woken else min(poll * 2, _MAX_POLL_S)
+            lease = self._poll(deadline)
+            gave_up = lease is None
+            return lease
         finally:
             with self._turn:
-                self._polling = False
-                self._turn.notify()
+                self._queued -= 1
+                try:
+                    if gave_up and self._queued == 0:
+                        self._leave()  # no thread of this process waits on: out of the queue
+                finally:
+                    self._polling = False
+                    self._turn.notify()
+
+    def _poll(self, deadline: float) -> int | None:
+        poll = _MIN_POLL_S
+        while True:
+            self._freed.clear()
+            now = self._clock()
+            sweep = self._swept_at is None or now - self._swept_at >= _SWEEP_EVERY_S
+            attempt = self._attempt(queue=True, sweep=sweep)
+            if attempt.lease is not None:
+                return attempt.lease
+            left = deadline - self._clock()
+            if left <= 0:
+                return None
+            # Other processes waiting: the next free slot may be this one's turn, and no one
+            # else takes it meanwhile. Look again soon (the further back, the later).
+            wait = min(_CONTENDED_POLL_S * (1 + attempt.ahead), _MAX_POLL_S) if attempt.others else poll
+            woken = self._freed.wait(timeout=min(wait, left))
+            poll = _MIN_POLL_S if woken else min(poll * 2, _MAX_POLL_S)
 
     def try_acquire(self) -> int | None:
-        """One attempt: a lease id, or None when the pool is full."""
-        params = self._params()
+        """One attempt: a lease id, or None when the pool is full (or its free slots are the
+        turns of processes waiting for them). It does not join the queue."""
+        return self._attempt(queue=False, sweep=True).lease
+
+    def _attempt(self, *, queue: bool, sweep: bool) -> _Attempt:
+        params = self._params(queue=queue, live=self.settings.waiter_live_s, refresh=_REFRESH_S)
         with self._connect() as conn:
             if not self._ensured:
                 conn.execute(_ENSURE, params)
+                conn.execute(_FORGET, params)
                 self._ensured = True
-            taken = conn.execute(_TAKE, params).fetchone()
-            if taken is None:
-                conn.execute(_ENSURE, params)  # full, or the pool's row is gone: made again
+            row = _one(conn, _TAKE, params)
+            if row["id"] is None and not row["pooled"]:
+                conn.execute(_ENSURE, params)  # the pool's row is gone: made again
+                row = _one(conn, _TAKE, params)
+            if row["id"] is None and sweep:
+                self._swept_at = self._clock()
                 if conn.execute(_SWEEP, params).fetchone() is not None:
-                    taken = conn.execute(_TAKE, params).fetchone()  # a crashed holder's slot came free
-        return int(taken["id"]) if taken else None
+                    row = _one(conn, _TAKE, params)  # a crashed holder's slot came free
+        lease = None if row["id"] is None else int(row["id"])
+        return _Attempt(lease=lease, others=int(row["others"]), ahead=int(row["ahead"]))
+
+    def _leave(self) -> None:
+        with self._connect() as conn:
+            conn.execute(_LEAVE, self._params())
 
     def _params(self, **more: object) -> dict[str, object]:
         s = self.settings
