@@ -12,6 +12,7 @@ a finished row's cost is the ``cost_cny`` the LLM layer priced it at (``core/pri
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +77,17 @@ class BudgetStatus:
         }
 
 
+# What one ledger row ``l`` holds of the budget: a running call its reservation (or what it has
+# used, if more) until the reservation's time-to-live, any other row what it used.
+HELD_TOKENS_SQL = """CASE WHEN l.status = 'running' AND l.called_at > now() - make_interval(secs => %(ttl)s)
+                        THEN GREATEST(l.tokens_reserved, l.tokens_in + l.tokens_out)
+                        ELSE l.tokens_in + l.tokens_out END"""
+
 # Finished calls from the 15-minute slots a trigger keeps (``biz.ai_budget_bucket``, migration
 # 0023), running ones (the calls in flight) from the ledger: the cost of one admission no longer
 # grows with the month's calls.
-_BUDGET_USED = """
+BUDGET_USED_SQL = (
+    """
 WITH b AS (SELECT date_trunc('day', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS day_start,
                   date_trunc('month', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS month_start),
 done AS (
@@ -93,10 +101,9 @@ running AS (
            COALESCE(SUM(tokens), 0) AS monthly_tokens,
            COALESCE(SUM(cny) FILTER (WHERE called_at >= day_start), 0) AS daily_cny,
            COALESCE(SUM(cny), 0) AS monthly_cny
-      FROM (SELECT l.called_at, b.day_start,
-                   CASE WHEN l.called_at > now() - make_interval(secs => %(ttl)s)
-                        THEN GREATEST(l.tokens_reserved, l.tokens_in + l.tokens_out)
-                        ELSE l.tokens_in + l.tokens_out END AS tokens,
+      FROM (SELECT l.called_at, b.day_start, """
+    + HELD_TOKENS_SQL
+    + """ AS tokens,
                    CASE WHEN l.called_at > now() - make_interval(secs => %(ttl)s)
                         THEN GREATEST(CASE WHEN l.tokens_reserved > 0 THEN %(reserve_cny)s ELSE 0 END,
                                       COALESCE(l.cost_cny, 0))
@@ -108,15 +115,16 @@ SELECT (done.daily_tokens + running.daily_tokens)::bigint AS daily_used,
        (done.monthly_cny + running.monthly_cny)::float8 AS monthly_cost_cny
   FROM done, running
 """
+)
 
 
-def budget_status(conn: DictConnection, limits: BudgetLimits) -> BudgetStatus:
-    """Tokens and CNY used today and this month (in-flight reservations included), against the limits."""
-    row = conn.execute(
-        _BUDGET_USED,
-        {"tz": limits.timezone, "ttl": limits.reservation_ttl_s, "reserve_cny": limits.reserve_cost_cny},
-    ).fetchone()
-    assert row is not None  # an aggregate always returns one row
+def budget_params(limits: BudgetLimits) -> dict[str, Any]:
+    """The parameters of ``BUDGET_USED_SQL`` (and ``HELD_TOKENS_SQL``)."""
+    return {"tz": limits.timezone, "ttl": limits.reservation_ttl_s, "reserve_cny": limits.reserve_cost_cny}
+
+
+def status_from_row(row: Mapping[str, Any], limits: BudgetLimits) -> BudgetStatus:
+    """A ``BUDGET_USED_SQL`` row against the limits."""
     return BudgetStatus(
         int(row["daily_used"]),
         limits.daily_limit,
@@ -127,6 +135,13 @@ def budget_status(conn: DictConnection, limits: BudgetLimits) -> BudgetStatus:
         daily_cost_limit_cny=limits.daily_cost_limit_cny,
         monthly_cost_limit_cny=limits.monthly_cost_limit_cny,
     )
+
+
+def budget_status(conn: DictConnection, limits: BudgetLimits) -> BudgetStatus:
+    """Tokens and CNY used today and this month (in-flight reservations included), against the limits."""
+    row = conn.execute(BUDGET_USED_SQL, budget_params(limits)).fetchone()
+    assert row is not None  # an aggregate always returns one row
+    return status_from_row(row, limits)
 
 
 def _room_for(status: BudgetStatus, limits: BudgetLimits, calls: int) -> bool:

@@ -5,26 +5,31 @@ sites, then the calls go out concurrently (``concurrency``, default 8). Each ans
 the moment it validates. A partition is materialized only when every site's answer for it is in
 the cache; when some failed, the step fails after materializing the others, naming what failed,
 so the UI shows exactly those partitions as failed and each can be re-run alone.
+
+Before asking, the run plans its budget (``core/prewarm_budget.py``): what the budget cannot pay
+for is skipped with reason ``budget``, and what it will ask is reserved for the run, so that
+shards planning at the same moment do not together overrun it; the step releases its
+reservation when it ends, failed or not.
 """
 
 # No `from __future__ import annotations`: Dagster reads the config and resource annotations at
 # definition time and cannot resolve them from strings.
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
+import psycopg
 
 from zqyy_assets.core import answering, cache, prewarm_budget, prompts
 from zqyy_assets.core.answer_runs import PartitionProgress, active_sites, failure_table
 from zqyy_assets.core.answering import Ask, Outcome, RunInfo, summarise
-from zqyy_assets.core.db import DictConnection
 from zqyy_assets.core.llm.inflight import CapSnapshot
 from zqyy_assets.core.partition_keys import App2Key, parse_app2_key
-from zqyy_assets.core.prewarm_budget import BUDGET_SKIP_REASON, tokens_left
+from zqyy_assets.core.prewarm_budget import BUDGET_SKIP_REASON
 from zqyy_assets.core.settings import PrewarmScheduleSettings
-from zqyy_assets.core.tags import FAILED_PARTITIONS_METADATA
+from zqyy_assets.core.tags import FAILED_PARTITIONS_METADATA, MAX_RUNTIME_TAG
 from zqyy_assets.defs.ai import checks
 from zqyy_assets.defs.ai.config import App2Config, requested_sites, run_info
 from zqyy_assets.defs.ai.metadata import as_metadata, sites_preview, summary_metadata
@@ -60,6 +65,15 @@ from zqyy_assets.defs.resources import PostgresResource
 def app2_finance(
     context: dg.AssetExecutionContext, config: App2Config, llm: LLMResource, postgres: PostgresResource
 ) -> Any:
+    try:
+        yield from _answer_partitions(context, config, llm, postgres)
+    finally:  # success or failure: what the run reserved and did not spend is the others' again
+        _release_reservation(context, postgres)
+
+
+def _answer_partitions(
+    context: dg.AssetExecutionContext, config: App2Config, llm: LLMResource, postgres: PostgresResource
+) -> Iterator[Any]:
     started = time.perf_counter()
     keys = [parse_app2_key(k) for k in context.partition_keys]
     run = run_info(context, config, llm)
@@ -80,8 +94,7 @@ def app2_finance(
     # the first calls leave while the rest are being built.
     progress: PartitionProgress[App2Key] = PartitionProgress(keys)
     cap_before = _cap(llm, run.provider)
-    with postgres.connect() as conn:
-        budget_note, over_budget = _plan_budget(conn, llm, run, keys, finances)
+    budget_note, over_budget = _plan_budget(context, postgres, llm, run, keys, finances)
     context.log.info(f"app2 {budget_note}")
     for key in keys:
         for site_id, finance in finances.items():
@@ -193,48 +206,87 @@ def _cap(llm: LLMResource, provider: str) -> CapSnapshot | None:
     return llm.service.guards.inflight.snapshot() if provider != "offline" else None
 
 
+def _run_deadline(context: dg.AssetExecutionContext) -> datetime:
+    """When the run is stopped at the latest: its start plus its max runtime (the job's
+    ``dagster/max_runtime`` tag, else the instance's run monitoring); a run without one gets
+    ``prewarm_budget.NO_DEADLINE_RESERVATION_S``."""
+    instance = context.instance
+    try:
+        seconds = float(context.run.tags.get(MAX_RUNTIME_TAG) or 0)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0 and instance.run_monitoring_enabled:
+        seconds = float(instance.run_monitoring_max_runtime_seconds)
+    if seconds <= 0:
+        seconds = prewarm_budget.NO_DEADLINE_RESERVATION_S
+    record = instance.get_run_record_by_id(context.run.run_id)
+    started = record.start_time if record is not None and record.start_time else time.time()
+    return datetime.fromtimestamp(started + seconds, UTC)
+
+
 def _plan_budget(
-    conn: DictConnection,
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
     llm: LLMResource,
     run: RunInfo,
     keys: list[App2Key],
     finances: dict[int, prompts.SiteFinance | None],
 ) -> tuple[str, set[tuple[int, App2Key]]]:
-    """What the budget cannot pay for, as (site, partition) pairs (``core/prewarm_budget.py``)."""
-    if all(run.route(key.app_name).provider == "offline" for key in keys):
+    """What the budget cannot pay for, as (site, partition) pairs, the rest reserved for the run
+    until its deadline (``core/prewarm_budget.py``); a memoized answer costs nothing."""
+    paid = [key for key in keys if run.route(key.app_name).provider != "offline"]  # the offline analyst's are free
+    if not paid:
         return "budget: the offline analyst costs no tokens", set()
     service = llm.service
-    left = tokens_left(service.budget())
-    averages = prewarm_budget.average_tokens(conn, {k.app_name for k in keys}, service.settings.budget_reserve_tokens)
     sites = [site_id for site_id, finance in finances.items() if finance is not None]
-    bound = sum(averages[k.app_name] for k in keys) * len(sites)
-    if bound <= left:  # even if nothing were memoized: no need to look closer
-        return f"budget: at most {bound} tokens for {len(keys) * len(sites)} answer(s), {left} left", set()
+    apps = {k.app_name for k in paid}
+    limits, deadline = service.guards.settings.budget, _run_deadline(context)
     misses: list[tuple[int, App2Key]] = []
-    for site_id in sites:
-        finance = finances[site_id]
-        assert finance is not None
-        latest = cache.latest_valid_for_site(conn, site_id, {k.app_name for k in keys})
-        for key in keys:
-            ask = Ask(
-                site_id=site_id,
-                app_name=key.app_name,
-                target_id=key.target_id,
-                prompt=prompts.build_app2_prompt(finance, key.time_dimension, key.area, refs=prompts.References()),
-                prompt_version=prompts.PROMPT_VERSIONS[key.app_name],
-            )
-            route = run.route(key.app_name)
-            prepared = answering.prepare(ask, route.provider, route.model)
-            if answering.memo_hit(prepared, latest.get((key.app_name, key.target_id)), run) is None:
-                misses.append((site_id, key))
-    priority = PrewarmScheduleSettings().priority()
-    chosen = prewarm_budget.plan(
-        misses,
-        cost=lambda m: averages[m[1].app_name],
-        rank=lambda m: prewarm_budget.value_rank(m[1].time_dimension, m[1].area, m[0], priority),
-        left=left,
-    )
+    with postgres.connect(autocommit=True) as conn:
+        averages = prewarm_budget.average_tokens(conn, apps, service.settings.budget_reserve_tokens)
+        bound = sum(averages[k.app_name] for k in paid) * len(sites)
+        room = prewarm_budget.reserve_bound(conn, context.run.run_id, bound, limits=limits, expires_at=deadline)
+        if room is not None:  # even if nothing were memoized: no need to look closer
+            return (
+                f"budget: at most {bound} tokens for {len(paid) * len(sites)} answer(s), reserved for this run; "
+                f"{room.left} left, {room.others_reserved} reserved by other runs' plans counted as spent"
+            ), set()
+        for site_id in sites:
+            finance = finances[site_id]
+            assert finance is not None
+            latest = cache.latest_valid_for_site(conn, site_id, apps)
+            for key in paid:
+                ask = Ask(
+                    site_id=site_id,
+                    app_name=key.app_name,
+                    target_id=key.target_id,
+                    prompt=prompts.build_app2_prompt(finance, key.time_dimension, key.area, refs=prompts.References()),
+                    prompt_version=prompts.PROMPT_VERSIONS[key.app_name],
+                )
+                route = run.route(key.app_name)
+                prepared = answering.prepare(ask, route.provider, route.model)
+                if answering.memo_hit(prepared, latest.get((key.app_name, key.target_id)), run) is None:
+                    misses.append((site_id, key))
+        priority = PrewarmScheduleSettings().priority()
+        chosen = prewarm_budget.plan_and_reserve(
+            conn,
+            context.run.run_id,
+            misses,
+            cost=lambda m: averages[m[1].app_name],
+            rank=lambda m: prewarm_budget.value_rank(m[1].time_dimension, m[1].area, m[0], priority),
+            limits=limits,
+            expires_at=deadline,
+        )
     return chosen.summary(), set(chosen.skipped)
+
+
+def _release_reservation(context: dg.AssetExecutionContext, postgres: PostgresResource) -> None:
+    """The step is over: what the run reserved (if anything) and did not spend is left to the others."""
+    try:
+        with postgres.connect(autocommit=True) as conn:
+            prewarm_budget.release_reservation(conn, context.run.run_id)
+    except psycopg.Error as error:  # never hide how the step ended; the reservation expires by itself
+        context.log.warning(f"app2: the budget reservation was not released ({error}); it expires at the run deadline")
 
 
 def _run_observation(
