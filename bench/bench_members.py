@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dagster as dg  # noqa: E402
 from _db import scratch_database  # noqa: E402
-from bench_events import CHAIN, SENSOR_LOOP_S, _insert, _pct, _prepare_venue, _start_fake, _wait_answered  # noqa: E402
+from bench_events import CHAIN, SENSOR_LOOP_S, UNLIMITED_LLM, _insert, _pct, _prepare_venue, _start_fake, _wait_answered  # noqa: E402
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus  # noqa: E402
 
 from zqyy_assets.core import db, inbox  # noqa: E402
@@ -274,13 +274,7 @@ def main() -> None:
             need = 1 + 2 * args.single + 2 * args.burst
             if len(members) < need:
                 raise SystemExit(f"the venue has {len(members)} members with history; need {need} (raise --days)")
-            env = {
-                **demo_env(base_url),
-                "ZQYY_LLM_RATE_PER_MINUTE": "100000",
-                "ZQYY_LLM_RATE_BURST": "10000",
-                "ZQYY_LLM_DAILY_TOKEN_LIMIT": "1000000000",
-                "ZQYY_LLM_MONTHLY_TOKEN_LIMIT": "1000000000",
-            }
+            env = {**demo_env(base_url), **UNLIMITED_LLM}
             with daemon_harness(
                 database_url=url, dagster_database=db.database_name(url) + "_dagster", home=Path(home), env=env
             ) as harness:

@@ -27,18 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dagster as dg  # noqa: E402
 from _db import postgres_dagster_instance, scratch_database  # noqa: E402
+from bench_members import SYNTHETIC_MEMBER, _grow, _synthetic_key  # noqa: E402
 
 from zqyy_assets.core import db  # noqa: E402
 from zqyy_assets.core.vocabulary import MEMBERS  # noqa: E402
 from zqyy_assets.defs.events.retirement import MemberPartitionsResource, retire_member_partitions_job  # noqa: E402
 from zqyy_assets.defs.resources import PostgresResource  # noqa: E402
-
-FIRST_MEMBER = 10_000_000
-BATCH = 10_000
-
-
-def _key(i: int) -> str:
-    return f"{2 + i % 999}-{FIRST_MEMBER + i}"
 
 
 def _prepare(url: str, instance: dg.DagsterInstance, keys: int) -> list[str]:
@@ -48,11 +42,10 @@ def _prepare(url: str, instance: dg.DagsterInstance, keys: int) -> list[str]:
             """INSERT INTO biz.ai_events (event_type, site_id, member_id, biz_date, status)
                SELECT 'consumption', 2 + i %% 999, %s + i, current_date, 'completed'
                  FROM generate_series(0, %s - 1, 2) i""",
-            (FIRST_MEMBER, keys),
+            (SYNTHETIC_MEMBER, keys),
         )
-    for start in range(0, keys, BATCH):
-        instance.add_dynamic_partitions(MEMBERS, [_key(i) for i in range(start, min(keys, start + BATCH))])
-    return [_key(i) for i in range(1, keys, 2)]
+    _grow(instance, 0, keys)
+    return [_synthetic_key(i) for i in range(1, keys, 2)]
 
 
 def _one_by_one(instance: dg.DagsterInstance, quiet: list[str]) -> float:

@@ -1,6 +1,5 @@
 """The shipped dagster.yaml gives an instance whose storage is our Postgres server, pooled."""
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import pytest
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 from sqlalchemy.pool import QueuePool
 
-from zqyy_assets.core import db
+from tests.databases import shipped_dagster_instance
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,10 +17,7 @@ def test_dagster_yaml_uses_postgres_storage(
     pg_server_url: str, scratch_database: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage_db = scratch_database("zqyy_t_dagster")
-    db.ensure_database(pg_server_url, storage_db)
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_PG_URL", db.dagster_storage_url(pg_server_url, storage_db))
-    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+    with shipped_dagster_instance(pg_server_url, storage_db, tmp_path, monkeypatch) as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         storages = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)

@@ -2,27 +2,14 @@
 the shipped Postgres storage and on Dagster's default SQLite one: exactly the keys asked, of the
 definition asked, and nothing else."""
 
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from zqyy_assets.core import db
+from tests.databases import shipped_dagster_instance
 from zqyy_assets.instance.partitions import delete_dynamic_partitions
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@contextmanager
-def _postgres_instance(pg_server_url: str, storage_db: str, home: Path, monkeypatch) -> Iterator[dg.DagsterInstance]:
-    db.ensure_database(pg_server_url, storage_db)
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_PG_URL", db.dagster_storage_url(pg_server_url, storage_db))
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        yield instance
 
 
 @pytest.mark.parametrize("storage", ["postgres", "sqlite"])
@@ -34,7 +21,7 @@ def test_deletes_exactly_the_keys_asked_in_one_call(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     opened = (
-        _postgres_instance(pg_server_url, scratch_database("zqyy_t_parts"), tmp_path, monkeypatch)
+        shipped_dagster_instance(pg_server_url, scratch_database("zqyy_t_parts"), tmp_path, monkeypatch)
         if storage == "postgres"
         else dg.instance_for_test()
     )

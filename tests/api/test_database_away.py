@@ -17,7 +17,7 @@ from api.main import create_app
 from api.settings import Settings
 from tests.api.conftest import SITE, put_cache
 from tests.api.realtime_support import wait_until
-from zqyy_assets.core import db
+from tests.databases import allow_connections
 
 READ = "/api/ai/cache/app7_customer/42"
 PATHS = ("/api/health", READ, "/api/admin/ai/dashboard", f"/api/xcx/chat/history?site_id={SITE}")
@@ -25,17 +25,8 @@ PATHS = ("/api/health", READ, "/api/admin/ai/dashboard", f"/api/xcx/chat/history
 
 @pytest.fixture
 def outage(pg_server_url: str, db_url: str) -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
-    name = db.database_name(db_url)
-
     def set_allowed(allowed: bool) -> None:
-        with db.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(
-                db.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
-                    db.sql.Identifier(name), db.sql.Literal(allowed)
-                )
-            )
-            if not allowed:
-                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        allow_connections(pg_server_url, db_url, allowed)
 
     yield (lambda: set_allowed(False)), (lambda: set_allowed(True))
     set_allowed(True)

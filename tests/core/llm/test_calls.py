@@ -6,12 +6,13 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import psycopg
 import pytest
 
 from tests.core.llm.conftest import ledger
-from zqyy_assets.core import db
+from tests.databases import allow_connections
 from zqyy_assets.core.answer_schemas import validate_answer
 from zqyy_assets.core.llm.errors import PermanentLLMError, TransientLLMError
 from zqyy_assets.core.llm.settings import MAX_REQUESTS_PER_ANSWER
@@ -272,7 +273,7 @@ def test_each_request_is_in_the_ledger_before_it_is_sent(make_service, fake, db_
 def test_the_end_of_a_call_is_booked_once_postgres_is_back(make_service, fake, db_url, pg_server_url):
     # Postgres goes away while the request is out (every connection killed, new ones refused) and
     # comes back a moment later: the answer's row is still finished, not left running.
-    allow = _allow_connections(pg_server_url, db_url)
+    allow = partial(allow_connections, pg_server_url, db_url)
 
     fake.script("app3_clue", ["slow:1500"])
     service = make_service()
@@ -297,7 +298,7 @@ def test_a_request_the_ledger_could_not_count_is_not_sent_nor_booked(make_servic
     # Postgres goes away while the call waits to retry: the second request cannot be counted, so it
     # is not sent; the row, booked once Postgres is back, says one request, as the upstream received.
     fake.script("app3_clue", ["500", "ok"])
-    allow = _allow_connections(pg_server_url, db_url)
+    allow = partial(allow_connections, pg_server_url, db_url)
     timer = threading.Timer(2.0, allow, (True,))
 
     def database_goes_away(seconds: float) -> None:
@@ -312,19 +313,3 @@ def test_a_request_the_ledger_could_not_count_is_not_sent_nor_booked(make_servic
         allow(True)
     [row] = ledger(db_url)
     assert (row["status"], row["error_code"], row["attempts"]) == ("failed", "Interrupted", 1) and fake.count() == 1
-
-
-def _allow_connections(pg_server_url: str, db_url: str):
-    name = db.database_name(db_url)
-
-    def allow(allowed: bool) -> None:
-        with db.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(
-                db.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
-                    db.sql.Identifier(name), db.sql.Literal(allowed)
-                )
-            )
-            if not allowed:
-                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-
-    return allow
