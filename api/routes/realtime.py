@@ -147,7 +147,9 @@ async def _serve(websocket: WebSocket, site_id: int, since: int | None, token: s
         subscribed.dec()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # wait, not gather: a gather cancelled meanwhile re-raises a child's bare CancelledError, which
+        # the server's (or the test client's) cancel scope does not take for its own and lets escape
+        await asyncio.wait(tasks)
     if subscriber.overflowed.is_set() and websocket.application_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await websocket.close(CLOSE_TOO_SLOW, reason="too slow: reconnect with since")

@@ -193,6 +193,16 @@ def test_an_app_stopped_as_soon_as_it_started_stops(api_settings) -> None:
         assert not closer.is_alive(), "the app did not stop"
 
 
+def test_a_subscriber_leaving_at_once_ends_cleanly(client: TestClient, make_token) -> None:
+    """A disconnect followed at once by the server's cancellation once landed while the handler
+    gathered its tasks; the gather re-raised a bare CancelledError, which escaped the server's
+    cancel scope (seen in CI). Hundreds of quick connections make that timing likely."""
+    headers = {"Authorization": f"Bearer {make_token('admin')}"}
+    for _ in range(300):
+        with client.websocket_connect(EVENTS, headers=headers):
+            pass
+
+
 def test_a_reader_too_slow_for_direct_frames_is_closed_with_4408_and_resumes_with_since(
     api_settings, db_url: str, make_token
 ) -> None:
