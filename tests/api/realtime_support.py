@@ -25,6 +25,7 @@ from api.serving import UVICORN_OPTIONS
 from api.settings import Settings
 from api.ws_frames import FrameWriterProtocol
 from zqyy_assets.core import db, outbox
+from zqyy_assets.testing.soak.stack import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,15 +37,8 @@ def free_port() -> int:
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    """Poll ``condition`` until it is truthy; fail the test after ``timeout`` seconds."""
+    return wait_for(condition, timeout, what, interval=0.01, error=AssertionError)
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """The sharded prewarm with the real daemon: the schedule's one run per shard, dequeued by the
 queued coordinator and run as concurrent run processes, all holding one in-flight cap, taking
-turns at it (``core/llm/inflight.py``).
+turns at it (``core/llm/inflight.py``), and planning one daily budget between them
+(``core/prewarm_budget.py``). One daemon and one tick for both: each waits up to a minute.
 
 The schedule fires every minute here (``APP2_PREWARM_CRON``) with one site a shard; the fake
 DashScope answers after 1.5 s (a run alone takes ~27 s, well past the second run's start even on a
@@ -90,53 +91,25 @@ def _fail(harness: DaemonHarness, what: str) -> NoReturn:
     pytest.fail(f"{what}: {_runs(harness.env['DATABASE_URL'])}; {errors[-15:]}")
 
 
-def test_shards_run_as_concurrent_processes_under_one_cap(db_url, venue, instance, tmp_path) -> None:
-    with FakeDashScope(latency_ms=1500, qps=100_000) as fake:
-        with _two_shards(db_url, instance, tmp_path, demo_env(fake.base_url)) as harness:
-            deadline = time.monotonic() + 300  # the next minute's tick, then 144 calls at 4 at once
-            while sum(r["calls"] for r in _runs(db_url)) < 144 or any(r["last"] is None for r in _runs(db_url)):
-                if time.monotonic() > deadline:
-                    _fail(harness, "the shards did not finish")
-                time.sleep(0.5)
-            with db.connect(db_url) as conn:
-                while conn.execute("SELECT held FROM biz.ai_inflight_cap").fetchone()["held"]:
-                    assert time.monotonic() < deadline, "slots still held after the runs"
-                    time.sleep(0.2)
-                coverage = app2_coverage(conn)
-        quota = fake.quota
-        assert quota is not None
-
-    runs = _runs(db_url)
-    assert [(r["calls"], r["sites"], r["not_ok"]) for r in runs] == [(72, 1, 0), (72, 1, 0)]
-    assert runs[0]["dagster_run_id"] != runs[1]["dagster_run_id"]
-    # Two run processes asking at the same time, taking turns at the one cap: once the second
-    # run asks, the first does not keep the slots it frees (its own poller is woken first) until
-    # it is done. While both ask, the second gets a fair share of the calls started.
-    assert runs[1]["first"] < runs[0]["last"], runs
-    both = _calls_between(db_url, runs[1]["first"], runs[0]["last"])
-    second = both.count(runs[1]["dagster_run_id"])
-    assert second >= len(both) / 3, (runs, second, len(both))
-    # ...and never more than the one cap in flight at the provider, all of them together
-    assert 2 <= quota.peak_in_flight <= 4
-    assert [(r["site_id"], r["done"], r["total"]) for r in coverage] == [(1, 72, 72), (2, 72, 72)]
-
-
-def test_the_daily_budget_holds_across_the_shard_processes(db_url, venue, instance, tmp_path, monkeypatch) -> None:
+def test_shards_run_as_concurrent_processes_under_one_cap_and_one_budget(
+    db_url, venue, instance, tmp_path, monkeypatch
+) -> None:
     # 100 tokens a call and as the reservation (no history: the estimate too); the day's limit
     # pays for 108 of the 144 answers, one and a half shards. Both shards plan at once.
-    with FakeDashScope(latency_ms=300, qps=100_000) as fake:
+    with FakeDashScope(latency_ms=1500, qps=100_000) as fake:
         fake.script("*", tokens=(60, 40))
         budget = {"ZQYY_LLM_DAILY_TOKEN_LIMIT": "10800", "ZQYY_LLM_BUDGET_RESERVE_TOKENS": "100"}
         with _two_shards(db_url, instance, tmp_path, {**demo_env(fake.base_url), **budget}) as harness:
             monkeypatch.setenv("DAGSTER_PG_URL", harness.dagster_pg_url)
             with dg.DagsterInstance.from_config(str(harness.home)) as dagster:
-                deadline = time.monotonic() + 300  # the next minute's tick, then two short runs
+                deadline = time.monotonic() + 300  # the next minute's tick, then 108 calls at 4 at once
                 while len(runs := dagster.get_runs()) < 2 or not all(r.is_finished for r in runs):
                     if time.monotonic() > deadline:
                         _fail(harness, "the shards did not finish")
                     time.sleep(0.5)
                 skipped = {r.run_id: _budget_skipped(dagster, r.run_id) for r in runs}
-        sent = fake.count()
+        sent, quota = fake.count(), fake.quota
+        assert quota is not None
 
     with db.connect(db_url) as conn:
         ledger = conn.execute(
@@ -145,8 +118,23 @@ def test_the_daily_budget_holds_across_the_shard_processes(db_url, venue, instan
         ).fetchall()
         held = conn.execute("SELECT held FROM biz.ai_inflight_cap").fetchone()["held"]
         reservations = conn.execute("SELECT count(*) AS n FROM biz.ai_budget_plan_reservation").fetchone()["n"]
+        coverage = app2_coverage(conn)
+
+    # The cap: two run processes asking at the same time, taking turns at it. Once both ask, a
+    # run does not keep the slots it frees (its own poller is woken first): while both ask, each
+    # gets a fair share of the calls started...
+    runs = _runs(db_url)
+    assert len(runs) == 2 and runs[0]["dagster_run_id"] != runs[1]["dagster_run_id"], runs
+    both_from, both_to = runs[1]["first"], min(r["last"] for r in runs)
+    assert both_from < both_to, runs  # the two runs overlap
+    both = _calls_between(db_url, both_from, both_to)
+    for run in runs:
+        assert both.count(run["dagster_run_id"]) >= len(both) / 3, (runs, len(both))
+    # ...and never more than the one cap in flight at the provider, all of them together.
+    assert 2 <= quota.peak_in_flight <= 4
+
+    # The budget: the two processes together spent the day's limit and not a token more...
     answered = [r for r in ledger if r["status"] == "success"]
-    # The two processes together spent the day's limit and not a token more...
     assert sum(r["calls"] for r in answered) == 108 == sent
     assert sum(r["tokens"] for r in answered) == 10_800
     # ...and planned it between them: whichever shard planned second counted the first one's
@@ -160,6 +148,8 @@ def test_the_daily_budget_holds_across_the_shard_processes(db_url, venue, instan
     for row in ledger:
         per_run[row["dagster_run_id"]] += row["calls"]
     assert sorted(per_run.values()) == [72, 72], (ledger, skipped)  # every answer accounted for
+    # Each shard's coverage check counts its site: one whole, one as far as the budget went.
+    assert sorted((r["done"], r["total"]) for r in coverage) == [(36, 72), (72, 72)], coverage
     assert held == 0
     assert reservations == 0  # each run released its plan's reservation when its step ended
 

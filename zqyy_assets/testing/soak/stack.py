@@ -43,15 +43,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll ``condition`` until it is truthy; RuntimeError naming ``what`` after ``timeout`` s."""
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    error: type[Exception] = RuntimeError,
+) -> Any:
+    """Poll ``condition`` until it is truthy; ``error`` naming ``what`` after ``timeout`` s
+    (tests pass AssertionError, so a timeout fails the test rather than erroring it)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+            raise error(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
 
 
