@@ -7,16 +7,26 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export VENUE_TIMEZONE ?= Asia/Shanghai
 export BUSINESS_DAY_CUTOFF_HOURS ?= 6
 
-.PHONY: demo test lint install bench soak db-down clean
+.PHONY: demo test lint install constraints bench soak db-down clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,k8s]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,k8s]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## make constraints: re-resolve every package from pyproject.toml alone, in a scratch venv, into constraints.txt
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install --quiet --upgrade pip
+	.venv-constraints/bin/pip install --quiet -e '.[test,k8s]'
+	{ sed -n '1,3p' constraints.txt; .venv-constraints/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-constraints
 
 ## make demo: Postgres + demo venue + DWS + Dagster UI (:3000) + API (:8000); Ctrl-C stops all
 demo: install
