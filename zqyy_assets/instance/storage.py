@@ -30,13 +30,15 @@ from dagster_postgres.utils import (
 )
 
 from zqyy_assets.core.db import psycopg2_url
+from zqyy_assets.instance.cached_keys import KeyCachingPostgresEventLogStorage
 
 if TYPE_CHECKING:
     from dagster._serdes import ConfigurableClassData  # the type Dagster passes; no public name
 
 
 class PooledPostgresStorage(DagsterPostgresStorage):
-    """``storage: postgres`` as dagster-postgres ships it, but pooled (see the module doc)."""
+    """``storage: postgres`` as dagster-postgres ships it, but pooled (see the module doc), and
+    remembering dynamic partition keys between reads (``cached_keys.py``)."""
 
     def __init__(
         self,
@@ -48,6 +50,12 @@ class PooledPostgresStorage(DagsterPostgresStorage):
         max_overflow: int = 8,
     ) -> None:
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
+        # The event log storage that remembers dynamic partition keys (cached_keys.py); the tables
+        # were checked (and created) by the one it replaces, which holds no connection (NullPool).
+        self._event_log_storage.dispose()
+        self._event_log_storage = KeyCachingPostgresEventLogStorage(
+            postgres_url, should_autocreate_tables=False, token_provider=token_provider
+        )
         for storage in (self.run_storage, self.event_log_storage, self.schedule_storage):
             storage._engine.dispose()
             storage._engine = create_pg_engine(
