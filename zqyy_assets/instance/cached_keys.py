@@ -19,7 +19,7 @@ Ids come from a sequence, so a key added after a deletion has a new, higher id, 
 lowers the count and the sum below what the appended rows explain; a deletion and a late row
 could balance the count, but not also the sum (the late id is new, the deleted one was known).
 Other processes' writes are therefore seen at the next read, as without the cache. The cost is the keys' memory in each
-long-lived process (~60 MB for 1,000,000 keys in the daemon), which Dagster's reads allocate anyway.
+long-lived process (~70 MB for 1,000,000 keys in the daemon), which Dagster's reads allocate anyway.
 """
 
 from __future__ import annotations
