@@ -47,7 +47,7 @@ _APPENDED_SQL = text(
           FROM totals LEFT JOIN {_TABLE} d ON d.partitions_def_name = :name AND d.id > :after
          ORDER BY d.id"""
 )
-_ALL_SQL = text(f"SELECT id, partition FROM {_TABLE} WHERE partitions_def_name = :name ORDER BY id")
+_ALL_SQL_DRIVER = f"SELECT id, partition FROM {_TABLE} WHERE partitions_def_name = %s ORDER BY id"
 
 
 @dataclass
@@ -104,8 +104,15 @@ class KeyCachingPostgresEventLogStorage(PostgresEventLogStorage):
         return True
 
     def _read_all(self, name: str) -> _Keys:
+        # On the driver's cursor: SQLAlchemy's rows tripled the time of a whole read (1.97 s
+        # against 0.62 s for 1,000,000 keys here), and a run's step process starts with one.
         with self.index_connection() as conn:
-            rows = conn.execute(_ALL_SQL, {"name": name}).fetchall()
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(_ALL_SQL_DRIVER, (name,))
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
         self.key_reads.whole += 1
         return _Keys(
             keys=[row[1] for row in rows],
