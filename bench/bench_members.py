@@ -183,7 +183,8 @@ def _run(args, url: str, ticks_url: str, harness, instance: dg.DagsterInstance, 
 
     print(
         f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
-        f"fake LLM {args.latency_ms:.0f} ms a call; {args.keys:,} member keys"
+        f"fake LLM {args.latency_ms:.0f} ms a call; {args.keys:,} member keys; "
+        f"key cache {'off' if args.no_key_cache else 'on'}"
     )
     # Half of each phase's members have a key already (added with the baseline's keys).
     warm, before, after = members[0], members[1 : 1 + args.single], members[1 + args.single : 1 + 2 * args.single]
@@ -245,10 +246,14 @@ def _run(args, url: str, ticks_url: str, harness, instance: dg.DagsterInstance, 
             f"all answered in {small_burst:.1f} s at {small:,} keys, {big_burst:.1f} s at {args.keys:,} keys "
             f"(x{big_burst / small_burst:.2f})"
         )
+        through = (
+            "the key cache off"
+            if args.no_key_cache
+            else f"{statistics.median(cached) * 1000:.0f} ms through the shipped storage's key cache with nothing new"
+        )
         print(
             f"    Dagster reads every key to resolve a range, six times a run of the chain: at {args.keys:,} keys "
-            f"{statistics.median(whole) * 1000:.0f} ms a read from its own storage, "
-            f"{statistics.median(cached) * 1000:.0f} ms through the shipped storage's key cache with nothing new "
+            f"{statistics.median(whole) * 1000:.0f} ms a read from its own storage, {through} "
             "(median of 3 each, same run)"
         )
     print(f"load average {os.getloadavg()[0]:.1f} at end")
@@ -279,6 +284,11 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=20, help="new members at once, per phase (0: none)")
     parser.add_argument("--latency-ms", type=float, default=200.0)
     parser.add_argument("--days", type=int, default=90)
+    parser.add_argument(
+        "--no-key-cache",
+        action="store_true",
+        help="the storage without its key cache (remember_partition_keys: false), for an A/B run",
+    )
     args = parser.parse_args()
     if args.keys < SMALL * 2 or args.ticks * args.events // 2 > SMALL:
         raise SystemExit(f"need --keys >= {SMALL * 2} and --ticks x --events / 2 <= {SMALL}")
@@ -296,7 +306,11 @@ def main() -> None:
                 raise SystemExit(f"the venue has {len(members)} members with history; need {need} (raise --days)")
             env = {**demo_env(base_url), **UNLIMITED_LLM}
             with daemon_harness(
-                database_url=url, dagster_database=db.database_name(url) + "_dagster", home=Path(home), env=env
+                database_url=url,
+                dagster_database=db.database_name(url) + "_dagster",
+                home=Path(home),
+                env=env,
+                storage_config={"remember_partition_keys": not args.no_key_cache},
             ) as harness:
                 os.environ["DAGSTER_PG_URL"] = harness.dagster_pg_url  # the instance's dagster.yaml reads it
                 os.environ["DATABASE_URL"] = url  # the code location (its definitions) reads it

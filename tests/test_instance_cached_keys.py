@@ -14,9 +14,11 @@ from dagster_postgres import PostgresEventLogStorage
 from sqlalchemy import text
 
 from tests.databases import shipped_dagster_instance
+from zqyy_assets.core import db
 from zqyy_assets.defs.ai.partitions import members_partitions
 from zqyy_assets.instance.cached_keys import KeyCachingPostgresEventLogStorage
 from zqyy_assets.instance.partitions import delete_dynamic_partitions
+from zqyy_assets.testing.daemon_harness import write_dagster_home
 
 MEMBERS = "members"
 
@@ -134,3 +136,17 @@ def test_a_random_history_reads_as_dagster_reads_it(instances) -> None:
         assert reader.get_dynamic_partitions(MEMBERS) == _as_dagster_reads(reader)
     reads = _storage(reader).key_reads
     assert reads.appended > 0 and reads.unchanged > 0 and reads.whole > 1, reads  # every path taken
+
+
+def test_the_cache_can_be_turned_off(
+    pg_server_url: str, scratch_database: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``remember_partition_keys: false`` in dagster.yaml: dagster-postgres's own event log storage."""
+    storage_db = scratch_database("zqyy_t_keys_off")
+    db.ensure_database(pg_server_url, storage_db)
+    home = write_dagster_home(tmp_path / "home", storage_config={"remember_partition_keys": False})
+    monkeypatch.setenv("DAGSTER_PG_URL", db.dagster_storage_url(pg_server_url, storage_db))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.event_log_storage) is PostgresEventLogStorage
+        instance.add_dynamic_partitions(MEMBERS, ["1-1", "1-2"])
+        assert instance.get_dynamic_partitions(MEMBERS) == ["1-1", "1-2"]

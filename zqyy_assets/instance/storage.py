@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dagster import Field, IntSource
+from dagster import BoolSource, Field, IntSource
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import (
     create_pg_engine,
@@ -48,14 +48,16 @@ class PooledPostgresStorage(DagsterPostgresStorage):
         token_provider: Any = None,
         pool_size: int = 2,
         max_overflow: int = 8,
+        remember_partition_keys: bool = True,
     ) -> None:
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
-        # The event log storage that remembers dynamic partition keys (cached_keys.py); the tables
-        # were checked (and created) by the one it replaces, which holds no connection (NullPool).
-        self._event_log_storage.dispose()
-        self._event_log_storage = KeyCachingPostgresEventLogStorage(
-            postgres_url, should_autocreate_tables=False, token_provider=token_provider
-        )
+        if remember_partition_keys:
+            # The event log storage that remembers dynamic partition keys (cached_keys.py); the tables
+            # were checked (and created) by the one it replaces, which holds no connection (NullPool).
+            self._event_log_storage.dispose()
+            self._event_log_storage = KeyCachingPostgresEventLogStorage(
+                postgres_url, should_autocreate_tables=False, token_provider=token_provider
+            )
         for storage in (self.run_storage, self.event_log_storage, self.schedule_storage):
             storage._engine.dispose()
             storage._engine = create_pg_engine(
@@ -83,6 +85,12 @@ class PooledPostgresStorage(DagsterPostgresStorage):
                 default_value=8,
                 description="Extra connections under load, closed when returned.",
             ),
+            "remember_partition_keys": Field(
+                BoolSource,
+                is_required=False,
+                default_value=True,
+                description="Keep dynamic partition keys between reads in each process (cached_keys.py).",
+            ),
         }
 
     @classmethod
@@ -96,4 +104,5 @@ class PooledPostgresStorage(DagsterPostgresStorage):
             token_provider=get_token_provider_from_config(config_value),
             pool_size=config_value.get("pool_size", 2),
             max_overflow=config_value.get("max_overflow", 8),
+            remember_partition_keys=config_value.get("remember_partition_keys", True),
         )

@@ -30,11 +30,14 @@ def write_dagster_home(
     home: Path,
     run_coordinator_config: Mapping[str, Any] | None = None,
     run_monitoring: Mapping[str, Any] | None = None,
+    storage_config: Mapping[str, Any] | None = None,
 ) -> Path:
-    """DAGSTER_HOME with the project's dagster.yaml, run-coordinator and run-monitoring
+    """DAGSTER_HOME with the project's dagster.yaml, run-coordinator, run-monitoring and storage
     settings overridden (a short max runtime, say)."""
     home.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text(encoding="utf-8"))
+    if storage_config:
+        config["storage"]["custom"]["config"].update(storage_config)
     if run_coordinator_config:
         config["run_coordinator"].setdefault("config", {}).update(run_coordinator_config)
     if run_monitoring:
@@ -55,9 +58,10 @@ class DaemonHarness:
         env: Mapping[str, str] | None = None,
         run_coordinator_config: Mapping[str, Any] | None = None,
         run_monitoring: Mapping[str, Any] | None = None,
+        storage_config: Mapping[str, Any] | None = None,
     ) -> None:
         db.ensure_database(database_url, dagster_database)
-        self.home = write_dagster_home(home, run_coordinator_config, run_monitoring)
+        self.home = write_dagster_home(home, run_coordinator_config, run_monitoring, storage_config)
         self.dagster_pg_url = db.dagster_storage_url(database_url, dagster_database)
         self.env = {
             **os.environ,
