@@ -16,10 +16,11 @@ snapshot), for that fingerprint and for the rows past the highest id it knows:
   every key again, as Dagster reads them.
 
 Ids come from a sequence, so a key added after a deletion has a new, higher id, and a deletion
-lowers the count and the sum below what the appended rows explain; a deletion and a late row
-could balance the count, but not also the sum (the late id is new, the deleted one was known).
-Other processes' writes are therefore seen at the next read, as without the cache. The cost is the keys' memory in each
-long-lived process (~70 MB for 1,000,000 keys in the daemon), which Dagster's reads allocate anyway.
+lowers the count and the sum below what the appended rows explain. A deletion and a late row
+together leave the count as it was, but not the sum: the two ids differ. Other processes'
+writes are therefore seen at the next read, as without the cache. The cost is the keys' memory
+in each long-lived process (~70 MB for 1,000,000 keys in the daemon), which Dagster's reads
+allocate anyway.
 """
 
 from __future__ import annotations
@@ -77,9 +78,10 @@ class KeyCachingPostgresEventLogStorage(PostgresEventLogStorage):
         self.key_reads = KeyReads()
 
     def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
-        self._check_partitions_table()
         with self._keys_lock:
             known = self._keys.get(partitions_def_name)
+            if known is None:
+                self._check_partitions_table()  # Dagster's own check, once: a table is not dropped
             if known is None or not self._read_appended(partitions_def_name, known):
                 known = self._read_all(partitions_def_name)
                 self._keys[partitions_def_name] = known
