@@ -14,4 +14,10 @@ lets the realtime hub write each message's one encoded frame to every subscriber
 
 from __future__ import annotations
 
-UVICORN_OPTIONS: tuple[str, ...] = ("--ws", "api.ws_frames:FrameWriterProtocol", "--ws-per-message-deflate", "false")
+from typing import Any
+
+FRAME_WRITER_PROTOCOL = "api.ws_frames:FrameWriterProtocol"
+# The same settings as uvicorn's command line takes them, and as uvicorn.Config does (an API
+# served in a test's thread).
+UVICORN_OPTIONS: tuple[str, ...] = ("--ws", FRAME_WRITER_PROTOCOL, "--ws-per-message-deflate", "false")
+UVICORN_SETTINGS: dict[str, Any] = {"ws": FRAME_WRITER_PROTOCOL, "ws_per_message_deflate": False}

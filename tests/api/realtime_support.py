@@ -21,9 +21,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from api.main import create_app
-from api.serving import UVICORN_OPTIONS
+from api.serving import UVICORN_OPTIONS, UVICORN_SETTINGS
 from api.settings import Settings
-from api.ws_frames import FrameWriterProtocol
 from zqyy_assets.core import db, outbox
 from zqyy_assets.testing.soak.stack import wait_for
 
@@ -52,8 +51,7 @@ def api_in_thread(settings: Settings) -> Iterator[tuple[str, Any]]:
         port=port,
         log_level="warning",
         lifespan="on",
-        ws=FrameWriterProtocol,  # as served (api/serving.py): the hub writes live frames itself
-        ws_per_message_deflate=False,
+        **UVICORN_SETTINGS,  # as served: the hub writes live frames itself
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
